@@ -1,0 +1,60 @@
+"""Format registry and the one entry point that decodes and maps a line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from connectors import native
+from connectors.base import AlertFormat, MappingError
+from soc_agent.types import Alert
+
+FORMATS: dict[str, AlertFormat] = {
+    "native": AlertFormat("native", native.detect, native.to_alert),
+}
+"""Registered formats in detection order (most specific first)."""
+
+
+def decode(line: bytes, max_bytes: int) -> dict[str, Any]:
+    """Bytes to a JSON object, or MappingError saying what is wrong with them."""
+    if len(line) > max_bytes:
+        raise MappingError(f"record is {len(line)} bytes, over the {max_bytes}-byte limit")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"invalid UTF-8 at byte {exc.start}") from None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MappingError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(record, dict):
+        raise MappingError(f"expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def parse_record(line: bytes, fmt: str = "auto", max_bytes: int = 256 * 1024) -> Alert:
+    """One input line to an Alert; ``fmt`` forces a format, ``auto`` detects it."""
+    record = decode(line, max_bytes)
+    if fmt != "auto":
+        chosen = FORMATS.get(fmt)
+        if chosen is None:
+            raise MappingError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+        return _map(chosen, record)
+    for candidate in FORMATS.values():
+        try:
+            matched = candidate.detect(record)
+        except Exception:  # a detector must never take the run down
+            matched = False
+        if matched:
+            return _map(candidate, record)
+    keys = ", ".join(sorted(record)[:8])
+    raise MappingError(f"unknown format: no connector recognises a record with keys [{keys}]")
+
+
+def _map(chosen: AlertFormat, record: dict[str, Any]) -> Alert:
+    try:
+        return chosen.to_alert(record)
+    except MappingError:
+        raise
+    except Exception as exc:  # a mapper bug dead-letters the record instead of crashing the run
+        raise MappingError(f"{chosen.name}: cannot map record ({type(exc).__name__})") from None

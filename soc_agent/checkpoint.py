@@ -1,0 +1,35 @@
+"""The LangGraph checkpointer: SQLite in embedded mode, strict deserialization.
+
+Only this project's own types (and LangGraph's safe built-ins) are revived
+from a checkpoint, so a tampered checkpoint database cannot construct
+arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from soc_agent import types as t
+
+ALLOWED_TYPES = (
+    t.Alert, t.Entity, t.EntityKind, t.Severity, t.Evidence, t.Assessment, t.Verdict, t.Case, t.ProposedAction,
+    t.Tier, t.Decision, t.Outcome, t.RunMode,
+)
+
+
+def serializer() -> JsonPlusSerializer:
+    """A serializer that revives only the allow-listed types."""
+    return JsonPlusSerializer(allowed_msgpack_modules=ALLOWED_TYPES)
+
+
+def sqlite_checkpointer(path: Path) -> SqliteSaver:
+    """A SQLite checkpointer at ``path`` (WAL, shared across threads of this process)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return SqliteSaver(conn, serde=serializer())

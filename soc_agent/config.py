@@ -1,0 +1,67 @@
+"""Run configuration: where things live and how the pipeline behaves.
+
+Everything has a working default so ``soc-agent demo`` runs from a fresh
+clone; every field can be set from the environment (``SOC_AGENT_<FIELD>``).
+Secrets never live here: connectors read theirs from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from soc_agent.types import RunMode
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout root: default playbooks and demo data are found relative to it."""
+
+
+class Settings(BaseModel):
+    """How one soc-agent process runs."""
+
+    workdir: Path = Field(default=Path("./soc-agent-work"), description="store, checkpoints and notes go here")
+    database_url: str | None = Field(
+        default=None, description="any SQLAlchemy URL; default: SQLite file in workdir"
+    )
+    mode: RunMode | None = Field(default=None, description="overrides the policy's mode when set")
+    playbooks_dir: Path = Field(default=REPO_ROOT / "playbooks", description="playbooks, policy.yml, detectors.yml")
+    data_dir: Path = Field(
+        default=REPO_ROOT / "demo" / "data",
+        description="assets.yml, identities.yml, intel.yml, allowlists.yml for the local enrichers",
+    )
+    enricher_timeout_s: float = Field(default=0.5, description="per-enricher budget; past it the evidence degrades")
+    correlation_window_s: int = Field(
+        default=3600, description="an alert joins an open case that shares an entity seen within this window"
+    )
+    audit_hmac_key: str | None = Field(default=None, description="optional key; set from SOC_AGENT_AUDIT_HMAC_KEY")
+    max_alert_bytes: int = Field(default=256 * 1024, description="larger input lines are dead-lettered")
+    max_clock_skew_s: int = Field(default=300, description="alerts further in the future are dead-lettered")
+    oldest_alert_days: int = Field(default=365, description="alerts older than this are dead-lettered")
+
+    @property
+    def db_url(self) -> str:
+        """The store's URL: the configured one or SQLite in the workdir."""
+        return self.database_url or f"sqlite:///{self.workdir / 'soc-agent.db'}"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The SQLite file LangGraph's checkpointer uses in embedded mode."""
+        return self.workdir / "checkpoints.db"
+
+    @property
+    def notes_dir(self) -> Path:
+        """Where rendered case notes (markdown) are written."""
+        return self.workdir / "notes"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Settings":
+        """Defaults, then ``SOC_AGENT_*`` variables, then explicit overrides (CLI flags)."""
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            env = os.environ.get(f"SOC_AGENT_{name.upper()}")
+            if env is not None:
+                values[name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

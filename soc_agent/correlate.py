@@ -1,0 +1,136 @@
+"""Correlation: which open case does an alert belong to, and does it change anything?
+
+Two alerts belong together when they share an entity within the window,
+but not every entity is equally telling: an external address, a file hash,
+a domain or a sender ties alerts from different rules together, while a
+user, a host or an internal address (shared by half the company's alerts)
+only joins alerts of the same rule. That keeps a malware case on a laptop
+apart from a scanner case that touched the same laptop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from soc_agent.types import Alert, Entity, EntityKind, Severity
+
+_STRONG_KINDS = frozenset(
+    {EntityKind.FILE_HASH, EntityKind.DOMAIN, EntityKind.URL, EntityKind.EMAIL, EntityKind.CLOUD_RESOURCE}
+)
+
+
+# Addresses shared by many unrelated alerts inside an organisation.
+_INTERNAL_NETS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "::1/128", "fc00::/7", "fe80::/10",
+))
+
+
+def is_internal_ip(value: str) -> bool:
+    """True for RFC 1918, CGNAT, loopback, link-local and unique-local addresses (or a non-address)."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return True
+    return any(address in net for net in _INTERNAL_NETS if net.version == address.version)
+
+
+def is_strong(entity: Entity) -> bool:
+    """Does this entity tie alerts of different rules together?"""
+    if entity.kind in _STRONG_KINDS:
+        return True
+    if entity.kind is EntityKind.IP:
+        return not is_internal_ip(entity.value)
+    return False
+
+
+@dataclass
+class CaseIndex:
+    """What the correlator remembers about an open case."""
+
+    case_id: str
+    rules: set[str] = field(default_factory=set)
+    entity_keys: set[str] = field(default_factory=set)
+    max_severity: int = 0
+    last_seen: datetime | None = None
+    runs: int = 0
+    stored_keys: set[str] = field(default_factory=set)
+    """Entity keys already written to the store for this case."""
+
+
+@dataclass
+class Attachment:
+    """Where an alert went and whether it warrants a fresh full run."""
+
+    case_id: str | None
+    new_case: bool
+    material: bool
+    why: list[str]
+
+
+class Correlator:
+    """An in-memory index of entity -> case, rebuilt from the store at start-up."""
+
+    def __init__(self, window: timedelta) -> None:
+        self.window = window
+        self.cases: dict[str, CaseIndex] = {}
+        self._by_entity: dict[str, str] = {}
+
+    def find(self, alert: Alert) -> str | None:
+        """The open case this alert joins, or None."""
+        for entity in alert.entities:
+            case_id = self._by_entity.get(entity.key)
+            if case_id is None:
+                continue
+            case = self.cases[case_id]
+            if case.last_seen is not None and abs(alert.timestamp - case.last_seen) > self.window:
+                continue
+            if is_strong(entity) or alert.rule_id in case.rules:
+                return case_id
+        return None
+
+    def attach(self, alert: Alert) -> Attachment:
+        """Join ``alert`` to a case (opening one for a new detection) and say if it is material.
+
+        Raw events never open a case: they join one a detector opened, or stay
+        case-less until a threshold is crossed.
+        """
+        case_id = self.find(alert)
+        if case_id is None:
+            if alert.kind == "event":
+                return Attachment(None, False, False, ["raw event below any threshold"])
+            case_id = f"case-{uuid.uuid4().hex[:12]}"
+            self.cases[case_id] = CaseIndex(case_id)
+            self._index(self.cases[case_id], alert)
+            return Attachment(case_id, True, True, [f"new case for {alert.rule_id}"])
+        case = self.cases[case_id]
+        why = []
+        if alert.kind == "alert" and alert.rule_id not in case.rules:
+            why.append(f"new detection {alert.rule_id}")
+        if alert.kind == "alert" and alert.severity.rank > case.max_severity:
+            why.append(f"severity rose to {alert.severity}")
+        fresh = [e.key for e in alert.entities if is_strong(e) and e.key not in case.entity_keys]
+        if alert.kind == "alert" and fresh:
+            why.append(f"new indicator {fresh[0]}")
+        self._index(case, alert)
+        return Attachment(case_id, False, bool(why), why or ["follow-up, nothing material changed"])
+
+    def restore(self, case_id: str, rules: set[str], entity_keys: set[str], severity: Severity,
+                last_seen: datetime, runs: int) -> None:
+        """Re-index an open case loaded from the store (process restart)."""
+        case = CaseIndex(case_id, set(rules), set(entity_keys), severity.rank, last_seen, runs)
+        self.cases[case_id] = case
+        for key in entity_keys:
+            self._by_entity[key] = case_id
+
+    def _index(self, case: CaseIndex, alert: Alert) -> None:
+        if alert.kind == "alert":
+            case.rules.add(alert.rule_id)
+            case.max_severity = max(case.max_severity, alert.severity.rank)
+        case.last_seen = max(case.last_seen or alert.timestamp, alert.timestamp)
+        for entity in alert.entities:
+            case.entity_keys.add(entity.key)
+            self._by_entity[entity.key] = case.case_id

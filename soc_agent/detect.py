@@ -1,0 +1,138 @@
+"""Threshold detection over raw events, decided at the event that crosses it.
+
+``5 failed logins from one source in 60 s`` is a sliding window per group
+key; ``6 distinct users from one source in 5 minutes`` (a password spray)
+counts distinct values instead. When a window crosses its threshold the
+detector emits a synthetic alert that carries the events as evidence.
+Memory is bounded: each key keeps at most ``count`` timestamps and idle
+keys are evicted oldest first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+
+from soc_agent.types import Alert, Entity, EntityKind, Severity
+
+
+class EntitySelector(BaseModel):
+    """Picks an entity from an event by kind and (optionally) role."""
+
+    kind: EntityKind
+    role: str | None = None
+
+    def pick(self, alert: Alert) -> Entity | None:
+        for entity in alert.entities:
+            if entity.kind == self.kind and (self.role is None or entity.role == self.role):
+                return entity
+        return None
+
+
+class ThresholdRule(BaseModel):
+    """One threshold detector, as declared in ``detectors.yml``."""
+
+    name: str = Field(description="the rule id of the alert it emits")
+    title: str
+    match_rule: str = Field(description="rule id of the raw events it counts")
+    group_by: EntitySelector
+    count: int = Field(ge=2)
+    window_s: int = Field(ge=1)
+    distinct: EntitySelector | None = Field(default=None, description="count distinct values of this entity")
+    severity: Severity = Severity.HIGH
+
+
+class _Window:
+    __slots__ = ("events", "fired_until", "entities")
+
+    def __init__(self) -> None:
+        self.events: deque[tuple[datetime, str, str]] = deque()
+        self.fired_until: datetime | None = None
+        self.entities: dict[str, Entity] = {}
+
+
+class ThresholdDetector:
+    """Counts matching events per group key and fires once per crossing."""
+
+    def __init__(self, rules: list[ThresholdRule], max_keys: int = 100_000) -> None:
+        self.rules = rules
+        self.max_keys = max_keys
+        self._windows: dict[str, OrderedDict[str, _Window]] = {r.name: OrderedDict() for r in rules}
+
+    @classmethod
+    def from_file(cls, path: Path) -> "ThresholdDetector":
+        """Load the ``thresholds`` list of ``detectors.yml``."""
+        data = yaml.safe_load(path.read_text()) or {}
+        return cls([ThresholdRule.model_validate(r) for r in data.get("thresholds", [])])
+
+    def observe(self, event: Alert) -> list[Alert]:
+        """Count one event; the synthetic alerts it makes cross, if any."""
+        fired = []
+        for rule in self.rules:
+            if event.rule_id != rule.match_rule:
+                continue
+            group = rule.group_by.pick(event)
+            if group is None:
+                continue
+            alert = self._count(rule, group, event)
+            if alert is not None:
+                fired.append(alert)
+        return fired
+
+    def _count(self, rule: ThresholdRule, group: Entity, event: Alert) -> Alert | None:
+        windows = self._windows[rule.name]
+        window = windows.get(group.key)
+        if window is None:
+            window = windows[group.key] = _Window()
+            if len(windows) > self.max_keys:
+                windows.popitem(last=False)
+        else:
+            windows.move_to_end(group.key)
+        ts = event.timestamp
+        distinct_value = ""
+        if rule.distinct is not None:
+            picked = rule.distinct.pick(event)
+            if picked is None:
+                return None
+            distinct_value = picked.key
+        window.events.append((ts, event.id, distinct_value))
+        horizon = ts - timedelta(seconds=rule.window_s)
+        while window.events and window.events[0][0] < horizon:
+            window.events.popleft()
+        if rule.distinct is None:
+            while len(window.events) > rule.count:
+                window.events.popleft()
+            reached = len(window.events) >= rule.count
+        else:
+            reached = len({v for _, _, v in window.events}) >= rule.count
+        for entity in event.entities:
+            if len(window.entities) < 64:
+                window.entities.setdefault(entity.key, entity)
+        if not reached or (window.fired_until is not None and ts < window.fired_until):
+            return None
+        # One alert per crossing; a source still hammering after the window
+        # is a follow-up of the same case, not a new detection.
+        window.fired_until = ts + timedelta(seconds=rule.window_s)
+        count = len({v for _, _, v in window.events}) if rule.distinct else len(window.events)
+        first = window.events[0][0]
+        return Alert(
+            id=f"{rule.name}:{group.value}:{int(first.timestamp())}",
+            source="detector",
+            kind="alert",
+            rule_id=rule.name,
+            title=rule.title.format(count=count, key=group.value, window=rule.window_s),
+            severity=rule.severity,
+            timestamp=ts,
+            entities=list(window.entities.values()),
+            attributes={
+                "count": count,
+                "window_s": rule.window_s,
+                "event_ids": [eid for _, eid, _ in window.events],
+                "first_seen": first.isoformat(),
+                **{k: v for k, v in event.attributes.items() if k in ("service", "outcome")},
+            },
+        )

@@ -1,0 +1,217 @@
+"""The guard: the policy decision point every action passes, pure and fast.
+
+``decide(action, context, policy)`` returns ``allow``, ``needs_approval`` or
+``deny`` with every reason that contributed. Each check can only make the
+outcome stricter (allow < needs_approval < deny); nothing a playbook, a
+model or an approval says can loosen a ``deny``. The action's tier and
+capability come from the catalog, never from the proposal itself.
+
+Order of precedence, strictest wins:
+
+* deny: capability not granted; kill switch; a block of a never-block
+  address; containment on a benign or false-positive verdict; a policy rule.
+* needs_approval: destructive tier; allowlisted target; crown-jewel asset;
+  executive or privileged identity; confidence or independent evidence
+  below the tier's bar; block-rate limit exceeded; a policy rule.
+* allow: everything else. An approval turns needs_approval into allow.
+
+Shadow mode does not change the outcome, only whether it executes
+(``Decision.executes``); the notes show what would have happened.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+import cel
+
+from soc_agent.actions import CATALOG, TTL_ACTIONS
+from soc_agent.policy import Policy
+from soc_agent.types import Decision, EntityKind, IdentityRole, Outcome, ProposedAction, RunMode, Tier, Verdict
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# contain_hard's dual conditions (DESIGN.md) are floors the policy can raise, never lower.
+_HARD_MIN_EVIDENCE, _HARD_MIN_ASSET_TIER = 2, 2
+_ALWAYS_APPROVE_ROLES = frozenset({IdentityRole.EXECUTIVE})
+_STRICTNESS = {Outcome.ALLOW: 0, Outcome.NEEDS_APPROVAL: 1, Outcome.DENY: 2}
+
+
+@dataclass(frozen=True)
+class GuardContext:
+    """Everything the guard may consider about a case, gathered by the guard node."""
+
+    verdict: Verdict
+    confidence: float
+    asset_tier: int = 3
+    """Most critical asset tier involved (0 = crown jewel); 3 when none is known."""
+    identity_roles: frozenset[IdentityRole] = frozenset()
+    """Roles of the identities involved in the case."""
+    privileged_identity: bool = False
+    """Any identity involved holds privilege."""
+    independent_evidence: int = 0
+    """Distinct evidence sources backing a malicious verdict (rule, intel, threshold...)."""
+    allowlisted_target: str | None = None
+    """The allowlist reason when the action's target is allowlisted."""
+    recent_blocks: int = 0
+    """Blocks executed within the policy's rate window."""
+    mode: RunMode = RunMode.SHADOW
+    approved_by: str | None = None
+    """Set when a person approved this action (approval queue)."""
+    flags: frozenset[str] = field(default_factory=frozenset)
+    """Extra facts for policy rules, e.g. ``injection_suspected``."""
+
+
+class _Verdicts:
+    def __init__(self) -> None:
+        self.outcome = Outcome.ALLOW
+        self.reasons: list[str] = []
+
+    def add(self, outcome: Outcome, reason: str) -> None:
+        if _STRICTNESS[outcome] > _STRICTNESS[self.outcome]:
+            self.outcome = outcome
+        self.reasons.append(f"{outcome}: {reason}" if outcome is not Outcome.ALLOW else reason)
+
+
+def _never_block_reason(value: str, policy: Policy) -> str | None:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not an IP address"
+    # Our own ranges win over allow_blocking: we never block ourselves.
+    for cidr in policy.block.own_ranges:
+        if address in ipaddress.ip_network(cidr, strict=False):
+            return f"{value} is in our own range {cidr}"
+    for cidr in policy.block.allow_blocking:
+        if address in ipaddress.ip_network(cidr, strict=False):
+            return None
+    if policy.block.never_block_private and address in _CGNAT:
+        return f"{value} is a carrier-grade NAT (shared) address"
+    if policy.block.never_block_private:
+        for label, hit in (
+            ("private", address.is_private), ("loopback", address.is_loopback),
+            ("link-local", address.is_link_local), ("multicast", address.is_multicast),
+            ("reserved", address.is_reserved), ("unspecified", address.is_unspecified),
+        ):
+            if hit:
+                return f"{value} is a {label} address"
+    return None
+
+
+def _cel_context(action: ProposedAction, tier: Tier, ctx: GuardContext) -> dict:
+    return {
+        "action": action.name,
+        "tier": str(tier),
+        "target": action.target.value if action.target else "",
+        "target_kind": str(action.target.kind) if action.target else "",
+        "verdict": str(ctx.verdict),
+        "confidence": float(ctx.confidence),
+        "asset_tier": ctx.asset_tier,
+        "identity_roles": sorted(str(r) for r in ctx.identity_roles),
+        "privileged": ctx.privileged_identity,
+        "flags": sorted(ctx.flags),
+        "mode": str(ctx.mode),
+    }
+
+
+def decide(action: ProposedAction, ctx: GuardContext, policy: Policy) -> Decision:
+    """Judge one proposed action. Pure: same inputs, same decision."""
+    spec = CATALOG.get(action.name)
+    if spec is None:
+        return Decision(outcome=Outcome.DENY, reasons=[f"deny: {action.name!r} is not in the action catalog"],
+                        action=action, mode=ctx.mode)
+    # The catalog is the authority on what an action is, whatever the proposal claims.
+    action = action.model_copy(update={"tier": spec.tier, "capability": spec.capability,
+                                       "rollback": spec.rollback, "params": dict(action.params)})
+    tier = spec.tier
+    out = _Verdicts()
+    out.add(Outcome.ALLOW, f"{action.name} is tier {tier}")
+
+    if spec.capability not in policy.granted_capabilities:
+        out.add(Outcome.DENY, f"capability {spec.capability} is not granted to any responder")
+    if spec.target_kind is not None and (action.target is None or action.target.kind != spec.target_kind):
+        out.add(Outcome.DENY, f"{action.name} needs a {spec.target_kind} target")
+
+    if tier is not Tier.OBSERVE:
+        _check_containment(action, tier, ctx, policy, out)
+    if action.name in TTL_ACTIONS:
+        _check_block(action, ctx, policy, out)
+
+    cel_ctx = None
+    for rule in policy.rules:
+        cel_ctx = cel_ctx or _cel_context(action, tier, ctx)
+        try:
+            hit = bool(cel.evaluate(rule.when, cel_ctx))
+        except Exception:  # a rule that cannot be evaluated on this case must not let it through
+            hit = True
+        if hit:
+            out.add(rule.outcome, f"policy rule {rule.name}: {rule.reason}")
+
+    if out.outcome is Outcome.NEEDS_APPROVAL and ctx.approved_by:
+        out.outcome = Outcome.ALLOW
+        out.reasons.append(f"approved by {ctx.approved_by}")
+    if ctx.mode is RunMode.SHADOW and out.outcome is Outcome.ALLOW:
+        out.reasons.append("shadow mode: recorded, not executed")
+    return Decision(outcome=out.outcome, reasons=out.reasons, action=action, mode=ctx.mode)
+
+
+def _check_containment(action: ProposedAction, tier: Tier, ctx: GuardContext, policy: Policy,
+                       out: _Verdicts) -> None:
+    if policy.kill_switch:
+        out.add(Outcome.DENY, "kill switch engaged: nothing above observe runs")
+    if tier is Tier.DESTRUCTIVE:
+        out.add(Outcome.NEEDS_APPROVAL, "destructive actions always need approval")
+    if ctx.verdict in (Verdict.BENIGN_POSITIVE, Verdict.FALSE_POSITIVE):
+        out.add(Outcome.DENY, f"containment on a {ctx.verdict} verdict")
+    elif ctx.verdict is Verdict.UNDETERMINED:
+        out.add(Outcome.NEEDS_APPROVAL, "verdict undetermined")
+    if ctx.allowlisted_target:
+        out.add(Outcome.NEEDS_APPROVAL, f"target is allowlisted ({ctx.allowlisted_target})")
+    if ctx.asset_tier <= policy.crown_jewel_tier:
+        out.add(Outcome.NEEDS_APPROVAL, f"crown-jewel asset (tier {ctx.asset_tier}) involved")
+    # Executives and privileged identities always need a person (DESIGN.md); the policy can add roles.
+    sensitive = sorted(str(r) for r in ctx.identity_roles if r in _ALWAYS_APPROVE_ROLES or r in policy.approval_roles)
+    if sensitive:
+        out.add(Outcome.NEEDS_APPROVAL, f"{', '.join(sensitive)} identity involved")
+    if ctx.privileged_identity:
+        out.add(Outcome.NEEDS_APPROVAL, "privileged identity involved")
+
+    rule = policy.tier_rule(tier)
+    if tier is Tier.CONTAIN_HARD:
+        rule = rule.model_copy(update={
+            "min_independent_evidence": max(rule.min_independent_evidence, _HARD_MIN_EVIDENCE),
+            "max_autonomous_asset_tier": max(rule.max_autonomous_asset_tier, _HARD_MIN_ASSET_TIER),
+        })
+    # Written as "not >=" so a NaN confidence never meets a bar.
+    if not ctx.confidence >= rule.min_confidence:
+        out.add(Outcome.NEEDS_APPROVAL,
+                f"confidence {ctx.confidence:.2f} below {rule.min_confidence:.2f} for {tier}")
+    else:
+        out.add(Outcome.ALLOW, f"confidence {ctx.confidence:.2f} meets {rule.min_confidence:.2f} for {tier}")
+    if ctx.independent_evidence < rule.min_independent_evidence:
+        out.add(Outcome.NEEDS_APPROVAL,
+                f"{ctx.independent_evidence} independent evidence source(s), {tier} needs "
+                f"{rule.min_independent_evidence}")
+    if ctx.asset_tier < rule.max_autonomous_asset_tier:
+        out.add(Outcome.NEEDS_APPROVAL,
+                f"asset tier {ctx.asset_tier} is too critical for autonomous {tier} "
+                f"(tier {rule.max_autonomous_asset_tier} or lower criticality needed)")
+
+
+def _check_block(action: ProposedAction, ctx: GuardContext, policy: Policy, out: _Verdicts) -> None:
+    target = action.target
+    if target is not None and target.kind is EntityKind.IP:
+        reason = _never_block_reason(target.value, policy)
+        if reason:
+            out.add(Outcome.DENY, f"never block: {reason}")
+    ttl = action.params.get("ttl_seconds")
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
+        action.params["ttl_seconds"] = policy.block.default_ttl_s
+        out.add(Outcome.ALLOW, f"no valid TTL given: defaulted to {policy.block.default_ttl_s}s (no permanent blocks)")
+    elif ttl > policy.block.max_ttl_s:
+        action.params["ttl_seconds"] = policy.block.max_ttl_s
+        out.add(Outcome.ALLOW, f"TTL {ttl}s capped to {policy.block.max_ttl_s}s")
+    if ctx.recent_blocks >= policy.block.max_blocks:
+        out.add(Outcome.NEEDS_APPROVAL,
+                f"block rate limit: {ctx.recent_blocks} blocks in {policy.block.rate_window_s}s "
+                f"(max {policy.block.max_blocks})")

@@ -1,0 +1,101 @@
+"""write_notes: the case notes and the case's new status."""
+
+from __future__ import annotations
+
+import json
+
+from langgraph.runtime import Runtime
+
+from soc_agent.notes import CaseNotes, NoteAction, NoteEvidence, TimelineEntry, render_markdown
+from soc_agent.services import Services
+from soc_agent.state import TriageState
+from soc_agent.store import CaseRow, NoteRow
+from soc_agent.types import Outcome, RunMode, Tier, Verdict, to_db_time, utcnow
+
+
+def _status(state: TriageState) -> str:
+    decision, action_status = state.get("decision"), state.get("action_status")
+    if decision is not None and decision.outcome is Outcome.NEEDS_APPROVAL and decision.mode is RunMode.ENFORCE \
+            and state.get("approval") is None:
+        return "pending_approval"
+    if action_status == "executed" and decision and decision.action:
+        if decision.action.name == "close_case":
+            return "closed"
+        if decision.action.tier is not Tier.OBSERVE:
+            return "contained"
+    return "open"
+
+
+def _open_questions(state: TriageState) -> list[str]:
+    questions = [f"Not checked: {reason}" for reason in state.get("degraded", [])]
+    assessment = state["assessment"]
+    if assessment.verdict is Verdict.UNDETERMINED:
+        questions.append("The evidence is inconclusive: is this activity expected for these entities?")
+    decision = state.get("decision")
+    if decision is not None and decision.outcome is Outcome.NEEDS_APPROVAL and state.get("approval") is None \
+            and decision.mode is RunMode.ENFORCE:
+        questions.append(f"Approve or reject {decision.action.name}: {'; '.join(decision.reasons[-3:])}")
+    if decision is not None and decision.outcome is Outcome.DENY:
+        questions.append("The proposed action was denied by policy: is another response needed?")
+    if state.get("proposed") is None:
+        questions.append("No playbook response applied: what should happen to this case?")
+    return questions
+
+
+def write_notes(state: TriageState, runtime: Runtime[Services]) -> dict:
+    """Persist the structured notes, their markdown, and the case's verdict and status."""
+    svc = runtime.context
+    case, assessment = state["case"], state["assessment"]
+    decision = state.get("decision")
+    actions = []
+    if decision is not None and decision.action is not None:
+        action = decision.action
+        actions.append(NoteAction(
+            name=action.name, tier=str(action.tier), target=action.target.key if action.target else None,
+            status=state.get("action_status") or ("pending approval" if _status(state) == "pending_approval"
+                                                 else "not run"),
+            rollback=action.rollback, action_id=state.get("action_id"),
+        ))
+    title = case.alerts[-1].title if case.alerts else state["alert"].title
+    summary = (f"{len(case.alerts)} distinct alert(s) ({', '.join(case.detections)}), "
+               f"{case.duplicate_count} duplicate(s), {len(case.entities)} entities; "
+               f"verdict {assessment.verdict} at {assessment.confidence:.2f}; "
+               f"{decision.outcome if decision else 'no action'}"
+               f"{' (' + decision.action.name + ')' if decision and decision.action else ''}"
+               f"{', shadow mode' if decision and decision.mode is RunMode.SHADOW else ''}.")
+    notes = CaseNotes(
+        case_id=case.id, run=state["run"], title=title, incident_class=state.get("incident_class", "unclassified"),
+        playbook=state.get("playbook"), summary=summary,
+        timeline=[TimelineEntry(ts=a.timestamp, alert_id=a.id, rule_id=a.rule_id, title=a.title)
+                  for a in case.alerts[-50:]],
+        entities=[f"{e.key}" + (f" ({e.role})" if e.role else "") for e in case.entities],
+        evidence=[NoteEvidence(id=e.id, kind=e.kind, source=e.source, summary=e.summary, weight=e.weight)
+                  for e in state["evidence"]],
+        verdict=str(assessment.verdict), confidence=assessment.confidence, reasoner=assessment.reasoner,
+        reasoning=assessment.rationale, decision=str(decision.outcome) if decision else None,
+        decision_reasons=decision.reasons if decision else [], actions=actions,
+        open_questions=_open_questions(state), trace=[t.split(":")[0] for t in state.get("trace", [])],
+    )
+    markdown = render_markdown(notes)
+    now = to_db_time(utcnow())
+    session = svc.store.session
+    note = session.get(NoteRow, case.id)
+    if note is None:
+        note = NoteRow(case_id=case.id, notes_json="", markdown="", updated_at=now)
+        session.add(note)
+    note.notes_json, note.markdown, note.updated_at = notes.model_dump_json(), markdown, now
+    row = session.get(CaseRow, case.id)
+    if row is not None:
+        row.title, row.incident_class, row.playbook = title[:500], notes.incident_class, notes.playbook
+        row.verdict, row.confidence = str(assessment.verdict), assessment.confidence
+        row.status = _status(state) if row.status != "closed" or _status(state) == "contained" else row.status
+        row.runs, row.updated_at = state["run"], now
+        row.action = decision.action.name if decision and decision.action else None
+        row.decision = str(decision.outcome) if decision else None
+        row.reasons = json.dumps(decision.reasons if decision else [])
+    svc.settings.notes_dir.mkdir(parents=True, exist_ok=True)
+    (svc.settings.notes_dir / f"{case.id}.md").write_text(markdown)
+    svc.audit.append("notes", {"run": state["run"], "verdict": assessment.verdict, "status": row.status if row else None},
+                     case.id, session=session)
+    svc.store.commit()
+    return {"trace": ["write_notes: done"]}

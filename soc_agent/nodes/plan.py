@@ -1,0 +1,37 @@
+"""plan: the matched playbook's lowest-risk sufficient action for this verdict."""
+
+from __future__ import annotations
+
+from langgraph.runtime import Runtime
+
+from soc_agent.actions import action_spec
+from soc_agent.context import case_context
+from soc_agent.services import Services
+from soc_agent.state import TriageState
+from soc_agent.types import ProposedAction
+
+
+def plan_action(state: TriageState, runtime: Runtime[Services]) -> dict:
+    """Pick the playbook and, within it, the first response whose condition holds."""
+    svc = runtime.context
+    case, assessment = state["case"], state["assessment"]
+    ctx = case_context(case, state["evidence"], svc.knowledge, assessment)
+    playbook = svc.playbooks.match(ctx)
+    if playbook is None:
+        return {"incident_class": "unclassified", "playbook": None, "menu": [], "proposed": None,
+                "trace": ["plan: no playbook matches"]}
+    menu = [r.action for r in svc.playbooks.menu(playbook, ctx, case.entities)]
+    response = svc.playbooks.choose(playbook, ctx, case.entities)
+    proposed = None
+    if response is not None:
+        spec = action_spec(response.action)
+        proposed = ProposedAction(
+            name=spec.name, tier=spec.tier, capability=spec.capability,
+            target=svc.playbooks.resolve_target(response, case.entities) if response.target else None,
+            params=dict(response.params), rollback=spec.rollback, playbook=playbook.name,
+        )
+    note = f"plan: playbook {playbook.name} → {proposed.name if proposed else 'nothing'}"
+    if proposed and proposed.target:
+        note += f" on {proposed.target.key}"
+    return {"incident_class": playbook.incident_class, "playbook": playbook.name, "menu": menu,
+            "proposed": proposed, "trace": [note]}

@@ -1,0 +1,37 @@
+"""reason: the configured reasoner decides the verdict and its confidence.
+
+The menu it is offered is what the matched playbook allows for the case;
+evidence ids it cites must exist, or its answer is void and the
+deterministic assessment stands.
+"""
+
+from __future__ import annotations
+
+from langgraph.runtime import Runtime
+
+from soc_agent.context import case_context
+from soc_agent.reasoner import DeterministicReasoner, ReasoningInput
+from soc_agent.services import Services
+from soc_agent.state import TriageState
+
+
+def reason_verdict(state: TriageState, runtime: Runtime[Services]) -> dict:
+    """Ask the reasoner; fall back to the deterministic one when its answer is not grounded."""
+    svc = runtime.context
+    case, evidence = state["case"], state["evidence"]
+    playbook = svc.playbooks.match(case_context(case, evidence, svc.knowledge))
+    menu = [r.action for r in playbook.responses] if playbook else []
+    data = ReasoningInput(case=case, evidence=evidence, score=state["score"], menu=menu)
+    assessment = svc.reasoner.reason(data)
+    known = {e.id for e in evidence}
+    note = f"reason ({assessment.reasoner}): {assessment.verdict} at {assessment.confidence:.2f}"
+    if not set(assessment.evidence_ids) <= known:
+        bogus = sorted(set(assessment.evidence_ids) - known)[:3]
+        svc.audit.append("reason.rejected", {"reasoner": assessment.reasoner, "unknown_evidence": bogus},
+                         state["case_id"], session=svc.store.session)
+        assessment = DeterministicReasoner().reason(data)
+        note += f"; rejected (cited unknown evidence {bogus}), deterministic verdict stands"
+    svc.audit.append("node.reason", {"run": state["run"], "verdict": assessment.verdict,
+                                     "confidence": assessment.confidence, "reasoner": assessment.reasoner},
+                     state["case_id"], session=svc.store.session)
+    return {"assessment": assessment, "trace": [note]}

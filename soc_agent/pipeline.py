@@ -1,0 +1,348 @@
+"""The triage pipeline: lines in, one result per alert out, nothing lost.
+
+Intake is the cheap per-alert part: decode and map, validate the clock,
+dedupe by fingerprint, count raw events into threshold detectors, and
+correlate into a case. Only when something material changed (a new case, a
+new detection, a new indicator, higher severity) does the case get a fresh
+run of the graph; duplicates and follow-ups update the case in one lookup.
+Every input ends either processed or in the dead-letter table, with the
+reason: ``alerts_in == processed + dead_lettered``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta, timezone
+from typing import Any
+
+from langgraph.types import Command
+from sqlmodel import select
+
+from connectors import MappingError, parse_record
+from soc_agent.audit import AuditLog
+from soc_agent.checkpoint import sqlite_checkpointer
+from soc_agent.config import Settings
+from soc_agent.correlate import Correlator
+from soc_agent.dedupe import Deduper, fingerprint
+from soc_agent.detect import ThresholdDetector
+from soc_agent.enrich import LocalKnowledge, local_enrichers
+from soc_agent.graph import build_graph
+from soc_agent.playbooks import PlaybookSet, load_playbooks
+from soc_agent.policy import load_policy
+from soc_agent.reasoner import DeterministicReasoner, Reasoner
+from soc_agent.responders import ActionExecutor, LocalResponder
+from soc_agent.scoring import RuleBook
+from soc_agent.services import Services
+from soc_agent.store import AlertRow, ApprovalRow, CaseEntityRow, CaseRow, DeadLetterRow, Store
+from soc_agent.types import Alert, Severity, to_db_time, utcnow
+
+_COMMIT_EVERY = 500
+_MAX_DEAD_LETTER_TEXT = 64 * 1024
+
+
+@dataclass
+class TriageResult:
+    """What happened to one input alert."""
+
+    alert_id: str
+    case_id: str | None
+    verdict: str | None
+    confidence: float | None
+    action: str | None
+    decision: str | None
+    reasons: list[str]
+    status: str
+    """decided | pending_approval | duplicate | follow_up | event"""
+    latency_ms: float = 0.0
+    """From the alert's arrival at intake to its decision."""
+    incident_class: str | None = None
+
+    def to_json(self) -> str:
+        """One JSON line for ``triage`` output."""
+        return json.dumps(asdict(self), default=str)
+
+
+@dataclass
+class RunSummary:
+    """Counts for one stream; ``alerts_in == processed + dead_lettered``."""
+
+    alerts_in: int = 0
+    processed: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+    graph_runs: int = 0
+    decisions: Counter = field(default_factory=Counter)
+    dead_letter_reasons: Counter = field(default_factory=Counter)
+
+    def as_dict(self, store: Store) -> dict[str, Any]:
+        """The summary with case counts from the store."""
+        with store.reader() as session:
+            cases = session.exec(select(CaseRow)).all()
+        verdicts = Counter(c.verdict or "none" for c in cases)
+        return {
+            "alerts_in": self.alerts_in, "processed": self.processed, "dead_lettered": self.dead_lettered,
+            "duplicates": self.duplicates, "graph_runs": self.graph_runs, "cases": len(cases),
+            "cases_by_verdict": dict(verdicts), "decisions": dict(self.decisions),
+            "dead_letter_reasons": dict(self.dead_letter_reasons.most_common(10)),
+        }
+
+
+def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Services:
+    """Everything the graph needs, from the settings' files and store."""
+    store = Store(settings.db_url)
+    key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
+    audit = AuditLog(store.engine, key)
+    knowledge = LocalKnowledge.from_dir(settings.data_dir)
+    return Services(
+        settings=settings, store=store, audit=audit, knowledge=knowledge,
+        enrichers=local_enrichers(knowledge),
+        playbooks=PlaybookSet(load_playbooks(settings.playbooks_dir)),
+        policy=load_policy(settings.playbooks_dir / "policy.yml"),
+        rulebook=RuleBook.from_file(settings.playbooks_dir / "detectors.yml"),
+        reasoner=reasoner or DeterministicReasoner(),
+        executor=ActionExecutor(store, audit, [LocalResponder(store)]),
+    )
+
+
+class Pipeline:
+    """One embedded triage process: intake, the graph, and the store behind them."""
+
+    def __init__(self, settings: Settings, reasoner: Reasoner | None = None, durability: str = "exit") -> None:
+        self.settings = settings
+        self.services = build_services(settings, reasoner)
+        self.store = self.services.store
+        self.checkpointer = sqlite_checkpointer(settings.checkpoint_path)
+        self.graph = build_graph(self.checkpointer)
+        self.durability = durability
+        self.deduper = Deduper()
+        self.detector = ThresholdDetector.from_file(settings.playbooks_dir / "detectors.yml")
+        self.correlator = Correlator(timedelta(seconds=settings.correlation_window_s))
+        self.summary = RunSummary()
+        self._case_of_key: dict[str, str | None] = {}
+        self._pending = 0
+        self._restore()
+        self.services.executor.expire()
+
+    # ---- intake -------------------------------------------------------
+
+    def process_line(self, line: bytes, source: str = "stdin", line_no: int | None = None,
+                     fmt: str = "auto") -> list[TriageResult]:
+        """One input line: its results, or a dead letter (and an empty list)."""
+        self.summary.alerts_in += 1
+        try:
+            alert = parse_record(line.rstrip(b"\r\n"), fmt, self.settings.max_alert_bytes)
+            self._check_clock(alert)
+        except MappingError as exc:
+            self.dead_letter(line, source, line_no, str(exc))
+            return []
+        return self.process_alert(alert, counted=True)
+
+    def process_alert(self, alert: Alert, counted: bool = False) -> list[TriageResult]:
+        """Triage one normalised alert (raw events may complete a threshold)."""
+        if not counted:
+            self.summary.alerts_in += 1
+        started = time.perf_counter()
+        results = self._intake(alert, started)
+        self.summary.processed += 1
+        self._pending += 1
+        if self._pending >= _COMMIT_EVERY:
+            self.store.commit()
+            self._pending = 0
+        return results
+
+    def dead_letter(self, line: bytes, source: str, line_no: int | None, reason: str) -> None:
+        """Keep what could not be processed, with why; nothing is silently dropped."""
+        self.summary.dead_lettered += 1
+        self.summary.dead_letter_reasons[reason.split(":")[0][:60]] += 1
+        self.store.session.add(DeadLetterRow(
+            received_at=to_db_time(utcnow()), source=source, line_no=line_no, reason=reason[:1000],
+            raw=line[:_MAX_DEAD_LETTER_TEXT].decode("utf-8", errors="replace"), raw_size=len(line),
+        ))
+
+    def _check_clock(self, alert: Alert) -> None:
+        now = utcnow()
+        if alert.timestamp > now + timedelta(seconds=self.settings.max_clock_skew_s):
+            raise MappingError(f"timestamp {alert.timestamp.isoformat()} is in the future")
+        if alert.timestamp < now - timedelta(days=self.settings.oldest_alert_days):
+            raise MappingError(f"timestamp {alert.timestamp.isoformat()} is older than "
+                               f"{self.settings.oldest_alert_days} days")
+
+    def _intake(self, alert: Alert, started: float) -> list[TriageResult]:
+        key = f"{alert.source}:{alert.id}"
+        fp = fingerprint(alert)
+        original = self.deduper.check(key, fp, alert.timestamp)
+        if original is not None:
+            self.summary.duplicates += 1
+            case_id = self._case_of_key.get(original)
+            self._record_alert(alert, key, fp, case_id, duplicate_of=original)
+            if case_id is not None:
+                self.store.session.get(CaseRow, case_id).duplicate_count += 1
+            return [self._result(alert, case_id, "duplicate", [f"duplicate of {original}"], started)]
+
+        if alert.kind == "event":
+            crossed = self.detector.observe(alert)
+            attachment = self.correlator.attach(alert)
+            self._record_alert(alert, key, fp, attachment.case_id)
+            if attachment.case_id is not None:
+                self._touch_case(attachment.case_id, alert, event=True)
+            results = []
+            for synthetic in crossed:
+                results.extend(self._intake(synthetic, started))
+            if results:
+                # The event that crossed a threshold reports the decision it caused.
+                return [TriageResult(**{**asdict(results[-1]), "alert_id": alert.id})]
+            status = "follow_up" if attachment.case_id else "event"
+            return [self._result(alert, attachment.case_id, status, attachment.why, started)]
+
+        attachment = self.correlator.attach(alert)
+        case_id = attachment.case_id
+        if attachment.new_case:
+            now = to_db_time(utcnow())
+            self.store.session.add(CaseRow(id=case_id, title=alert.title[:500], opened_at=now, updated_at=now,
+                                           severity=str(alert.severity)))
+            self.store.session.flush()
+        self._record_alert(alert, key, fp, case_id)
+        case = self._touch_case(case_id, alert)
+        if alert.source == "detector":
+            self._attach_events(alert, case_id)
+        if not attachment.material or case.status == "pending_approval":
+            why = attachment.why if case.status != "pending_approval" else \
+                attachment.why + ["case is waiting for approval; attached for the approver"]
+            return [self._result(alert, case_id, "follow_up", why, started)]
+        return [self._run_graph(alert, case, attachment.why, started)]
+
+    def _record_alert(self, alert: Alert, key: str, fp: str, case_id: str | None,
+                      duplicate_of: str | None = None) -> None:
+        if duplicate_of is None:
+            self._case_of_key[key] = case_id
+        self.store.session.add(AlertRow(
+            key=key, alert_id=alert.id, source=alert.source, kind=alert.kind, rule_id=alert.rule_id,
+            case_id=case_id, fingerprint=fp, duplicate_of=duplicate_of, ts=to_db_time(alert.timestamp),
+            received_at=to_db_time(utcnow()), payload=alert.model_dump_json(),
+        ))
+
+    def _attach_events(self, alert: Alert, case_id: str) -> None:
+        """The events that crossed a threshold belong to the case it opened."""
+        event_ids = alert.attributes.get("event_ids") or []
+        session = self.store.session
+        session.flush()
+        for row in session.exec(select(AlertRow).where(AlertRow.alert_id.in_(event_ids),
+                                                       AlertRow.kind == "event", AlertRow.case_id == None)):  # noqa: E711
+            row.case_id = case_id
+
+    def _touch_case(self, case_id: str, alert: Alert, event: bool = False) -> CaseRow:
+        session = self.store.session
+        case = session.get(CaseRow, case_id)
+        index = self.correlator.cases[case_id]
+        known = index.stored_keys
+        for entity in alert.entities:
+            if entity.key not in known:
+                known.add(entity.key)
+                session.merge(CaseEntityRow(case_id=case_id, key=entity.key, kind=str(entity.kind),
+                                            value=entity.value, role=entity.role,
+                                            last_seen=to_db_time(alert.timestamp)))
+        if event:
+            case.event_count += 1
+        else:
+            case.alert_count += 1
+            if alert.severity.rank > Severity(case.severity).rank:
+                case.severity = str(alert.severity)
+        case.updated_at = to_db_time(utcnow())
+        return case
+
+    # ---- the graph ----------------------------------------------------
+
+    def _run_graph(self, alert: Alert, case: CaseRow, material: list[str], started: float) -> TriageResult:
+        index = self.correlator.cases[case.id]
+        index.runs = max(index.runs, case.runs) + 1
+        self.store.session.flush()
+        config = {"configurable": {"thread_id": f"{case.id}:{index.runs}"}}
+        state = self.graph.invoke(
+            {"case_id": case.id, "run": index.runs, "alert": alert, "material": material, "trace": []},
+            config, context=self.services, durability=self.durability,
+        )
+        self.summary.graph_runs += 1
+        if state.get("__interrupt__"):
+            # The checkpoint of a paused run is durable; its queue item must be too.
+            self.store.commit()
+        return self._result_from_state(alert, state, started)
+
+    def resume(self, thread_id: str, approved: bool, by: str, comment: str = "",
+               params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume a paused run with a person's answer; the act node re-checks the guard."""
+        answer = {"approved": approved, "by": by, "comment": comment, "params": params or {}}
+        state = self.graph.invoke(Command(resume=answer), {"configurable": {"thread_id": thread_id}},
+                                  context=self.services, durability=self.durability)
+        self.store.commit()
+        return state
+
+    def pending_approvals(self) -> list[ApprovalRow]:
+        """Queue items still waiting for a person."""
+        self.store.session.flush()
+        return list(self.store.session.exec(select(ApprovalRow).where(ApprovalRow.status == "pending")))
+
+    # ---- results ------------------------------------------------------
+
+    def _result(self, alert: Alert, case_id: str | None, status: str, why: list[str],
+                started: float) -> TriageResult:
+        case = self.store.session.get(CaseRow, case_id) if case_id else None
+        reasons = list(why)
+        if case is not None:
+            reasons += json.loads(case.reasons)
+        return TriageResult(
+            alert_id=alert.id, case_id=case_id, verdict=case.verdict if case else None,
+            confidence=case.confidence if case else None, action=case.action if case else None,
+            decision=case.decision if case else None, reasons=reasons, status=status,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            incident_class=case.incident_class if case else None,
+        )
+
+    def _result_from_state(self, alert: Alert, state: dict[str, Any], started: float) -> TriageResult:
+        decision = state.get("decision")
+        assessment = state.get("assessment")
+        interrupted = bool(state.get("__interrupt__"))
+        if decision is not None:
+            self.summary.decisions[str(decision.outcome)] += 1
+        return TriageResult(
+            alert_id=alert.id, case_id=state["case_id"],
+            verdict=str(assessment.verdict) if assessment else None,
+            confidence=assessment.confidence if assessment else None,
+            action=decision.action.name if decision and decision.action else None,
+            decision=str(decision.outcome) if decision else None,
+            reasons=decision.reasons if decision else [],
+            status="pending_approval" if interrupted else "decided",
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            incident_class=state.get("incident_class"),
+        )
+
+    # ---- lifecycle ----------------------------------------------------
+
+    def _restore(self) -> None:
+        """Rebuild the correlator's index of open cases after a restart."""
+        session = self.store.session
+        horizon = to_db_time(utcnow() - self.correlator.window)
+        for case in session.exec(select(CaseRow).where(CaseRow.updated_at >= horizon)):
+            keys = set(session.exec(select(CaseEntityRow.key).where(CaseEntityRow.case_id == case.id)))
+            rules = set(session.exec(select(AlertRow.rule_id).where(AlertRow.case_id == case.id,
+                                                                     AlertRow.kind == "alert")))
+            last = session.exec(select(AlertRow.ts).where(AlertRow.case_id == case.id)
+                                .order_by(AlertRow.ts.desc())).first()
+            last_seen = (last or case.updated_at).replace(tzinfo=timezone.utc)
+            self.correlator.restore(case.id, rules, keys, Severity(case.severity), last_seen, case.runs)
+            self.correlator.cases[case.id].stored_keys = set(keys)
+
+    def run_lines(self, lines: Iterable[bytes], source: str, fmt: str = "auto") -> Iterable[TriageResult]:
+        """Process a stream of lines, yielding each result as it is decided."""
+        for line_no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            yield from self.process_line(line, source, line_no, fmt)
+
+    def close(self) -> None:
+        """Commit everything and release the store and checkpointer."""
+        self.store.close()
+        self.checkpointer.conn.close()

@@ -1,0 +1,401 @@
+"""Playbooks: YAML files that say which responses fit which cases.
+
+One playbook per file. The plan node asks a :class:`PlaybookSet` for the
+first playbook (by priority) whose ``when`` holds for a case, then for the
+first response whose ``when`` holds (``choose``) or all of them (``menu``,
+what a reasoner may pick from). Conditions are CEL expressions evaluated over
+a plain dict the plan node builds (rules, severity, entities, attrs, verdict,
+confidence...).
+
+Errors are split in two on purpose:
+
+* A broken playbook is a *load* error: :class:`PlaybookError`, whose message
+  starts with ``file:line`` of the offending key or list item. Every CEL
+  expression is compiled at load time, every action is checked against the
+  catalog, and a contain action without a fitting target is refused, so a bad
+  playbook never reaches a live case.
+* A case the expression cannot evaluate (a missing key, a value of the wrong
+  type) is *not* an error: that condition simply does not hold. Alert
+  attributes are attacker-controlled, so evaluation must never raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cel
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from soc_agent.actions import CATALOG, TTL_ACTIONS
+from soc_agent.types import Entity, EntityKind
+
+__all__ = [
+    "Playbook",
+    "PlaybookError",
+    "PlaybookSet",
+    "Response",
+    "TargetSelector",
+    "load_playbook",
+    "load_playbooks",
+]
+
+# Files in the playbooks directory that other components own.
+NOT_PLAYBOOKS = frozenset({"policy.yml", "detectors.yml"})
+
+_SNAKE_CASE = r"^[a-z][a-z0-9_]*$"
+
+# Where in a YAML document something is: mapping keys and sequence indexes,
+# the same shape as a pydantic error's ``loc``.
+_Path = tuple[Any, ...]
+
+
+class PlaybookError(ValueError):
+    """A playbook file that cannot be loaded.
+
+    The message starts with ``file:line`` (one line per problem when a file
+    has several); ``file`` and ``line`` hold the first problem's location.
+    """
+
+    def __init__(self, message: str, *, file: str = "", line: int = 0) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
+
+
+def _check_cel(source: str) -> str:
+    try:
+        cel.compile(source)
+    except Exception as exc:  # the binding reports syntax errors as ValueError, others vary
+        raise ValueError(f"invalid CEL expression {source!r}: {exc}") from None
+    return source
+
+
+def _cel_source(value: Any) -> Any:
+    # Unquoted `when: true` is a YAML bool; accept it rather than make authors quote it.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+class TargetSelector(BaseModel):
+    """Which of the case's entities a response acts on: a kind, optionally a role."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: EntityKind
+    role: str | None = None
+
+
+class Response(BaseModel):
+    """One candidate response: an action from the catalog and when it applies.
+
+    ``target`` is required exactly when the catalog gives the action a
+    ``target_kind``, and must have that kind. TTL'd actions (``block_ip``...)
+    must carry a positive ``params.ttl_seconds``: permanent blocks do not exist.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    when: str = Field(description="CEL condition over the plan context")
+    action: str = Field(description="a name from soc_agent.actions.CATALOG")
+    # validate_default so a *missing* target still reaches the check below.
+    target: TargetSelector | None = Field(default=None, validate_default=True)
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+
+    _when_source = field_validator("when", mode="before")(_cel_source)
+
+    @field_validator("when")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        return _check_cel(value)
+
+    @field_validator("action")
+    @classmethod
+    def _in_catalog(cls, value: str) -> str:
+        if value not in CATALOG:
+            raise ValueError(f"unknown action {value!r}; known: {', '.join(sorted(CATALOG))}")
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def _fits_action(cls, value: TargetSelector | None, info: ValidationInfo) -> TargetSelector | None:
+        action = info.data.get("action")
+        if action is None:  # the action itself was invalid; that error is enough
+            return value
+        want = CATALOG[action].target_kind
+        if want is None and value is not None:
+            raise ValueError(f"action {action!r} takes no target")
+        if want is not None and value is None:
+            raise ValueError(f"action {action!r} needs a target of kind {want.value!r}")
+        if want is not None and value is not None and value.kind != want:
+            raise ValueError(f"action {action!r} targets kind {want.value!r}, not {value.kind.value!r}")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _ttl_present(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        action = info.data.get("action")
+        if action in TTL_ACTIONS:
+            ttl = value.get("ttl_seconds")
+            if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+                raise ValueError(f"action {action!r} needs params.ttl_seconds, a positive integer")
+        return value
+
+
+class Playbook(BaseModel):
+    """A playbook: when it applies to a case and its ordered responses.
+
+    ``source`` is ``file:line`` of the playbook, set by the loader (empty for
+    playbooks built in code).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_SNAKE_CASE, description="unique across all playbooks")
+    title: str = Field(min_length=1)
+    incident_class: str = Field(pattern=_SNAKE_CASE, description="the class evals report")
+    priority: int = Field(ge=0, strict=True, description="lower is tried first")
+    when: str = Field(description="CEL condition: does this playbook apply to the case?")
+    responses: list[Response] = Field(min_length=1, description="ordered; the first that holds wins")
+    source: str = ""
+
+    _when_source = field_validator("when", mode="before")(_cel_source)
+
+    @field_validator("when")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        return _check_cel(value)
+
+
+# --- loading -----------------------------------------------------------------
+
+
+class _LocatedError(Exception):
+    """A problem inside one document, before the file name is known."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def _to_python(node: yaml.Node, path: _Path, lines: dict[_Path, int], loader: yaml.SafeLoader) -> Any:
+    """Build plain data from a composed node, recording each path's line.
+
+    A mapping entry is recorded at its *key's* line: for a block value such
+    as ``target:`` followed by indented keys, that is the line an author
+    would look at.
+    """
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            key_line = key_node.start_mark.line + 1
+            try:
+                duplicate = key in out
+            except TypeError:
+                raise _LocatedError(key_line, "mapping keys must be scalars") from None
+            if duplicate:
+                # PyYAML keeps the last value silently; a silently ignored response is worse.
+                raise _LocatedError(key_line, f"duplicate key {key!r}")
+            lines[path + (key,)] = key_line
+            out[key] = _to_python(value_node, path + (key,), lines, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, path + (i,), lines, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _line_of(loc: _Path, lines: dict[_Path, int]) -> int:
+    # A missing field has no line of its own: point at the nearest enclosing item.
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def _fail(file: str, problems: Sequence[tuple[int, str]]) -> PlaybookError:
+    problems = sorted(problems, key=lambda p: p[0])
+    message = "\n".join(f"{file}:{line}: {text}" for line, text in problems)
+    return PlaybookError(message, file=file, line=problems[0][0])
+
+
+def load_playbook(path: Path) -> Playbook:
+    """Load and validate one playbook file.
+
+    Raises :class:`PlaybookError` naming ``file:line`` for bad YAML, unknown
+    or missing keys, bad CEL, unknown actions and targets that do not fit.
+    """
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlaybookError(f"{file}:1: cannot read: {exc}", file=file, line=1) from None
+    loader = yaml.SafeLoader(text)
+    lines: dict[_Path, int] = {}
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise _LocatedError(1, "empty file; expected one playbook")
+        data = _to_python(root, (), lines, loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise _fail(file, [(line, f"invalid YAML: {exc.problem or exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise _fail(file, [(1, f"invalid YAML: {exc}")]) from None
+    except _LocatedError as exc:
+        raise _fail(file, [(exc.line, exc.message)]) from None
+    finally:
+        loader.dispose()
+
+    if not isinstance(data, dict):
+        raise _fail(file, [(1, "a playbook must be a mapping")])
+    if "source" in data:
+        raise _fail(file, [(lines[("source",)], "'source' is set by the loader, not the file")])
+    try:
+        playbook = Playbook.model_validate(data)
+    except ValidationError as exc:
+        problems = [(_line_of(err["loc"], lines), _describe(err)) for err in exc.errors()]
+        raise _fail(file, problems) from None
+    return playbook.model_copy(update={"source": f"{file}:{lines[()]}"})
+
+
+def _describe(err: Any) -> str:
+    where = ".".join(str(part) for part in err["loc"]) or "playbook"
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{where}: {message}"
+
+
+def load_playbooks(directory: Path) -> list[Playbook]:
+    """Load every ``*.yml`` playbook in ``directory``, sorted by (priority, name).
+
+    ``policy.yml`` and ``detectors.yml`` are skipped (other components own
+    them). A name used by two files is a :class:`PlaybookError` naming the
+    second file's ``name:`` line and the first file.
+    """
+    if not directory.is_dir():
+        raise PlaybookError(f"{directory}: not a directory", file=str(directory), line=0)
+    playbooks: list[Playbook] = []
+    seen: dict[str, Playbook] = {}
+    for path in sorted(directory.glob("*.yml")):
+        if path.name in NOT_PLAYBOOKS:
+            continue
+        playbook = load_playbook(path)
+        if playbook.name in seen:
+            raise _fail(str(path), [(_name_line(path), f"duplicate playbook name {playbook.name!r}, "
+                                     f"first defined at {seen[playbook.name].source}")])
+        seen[playbook.name] = playbook
+        playbooks.append(playbook)
+    return sorted(playbooks, key=lambda p: (p.priority, p.name))
+
+
+def _name_line(path: Path) -> int:
+    # Only called on a file that already loaded, so composing again cannot fail.
+    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    for key, _ in root.value:
+        if key.value == "name":
+            return key.start_mark.line + 1
+    return 1
+
+
+# --- evaluation ----------------------------------------------------------------
+
+
+class PlaybookSet:
+    """Playbooks in priority order, with every CEL program compiled once.
+
+    Evaluation never raises: a condition that errors on a case (a missing
+    key, a value of an unexpected type) does not hold, and only an exact
+    boolean ``true`` counts as holding.
+    """
+
+    def __init__(self, playbooks: Iterable[Playbook]) -> None:
+        self._playbooks = sorted(playbooks, key=lambda p: (p.priority, p.name))
+        names = [p.name for p in self._playbooks]
+        if len(names) != len(set(names)):
+            raise ValueError(f"duplicate playbook names in {names}")
+        self._programs: dict[str, cel.Program] = {}
+        for playbook in self._playbooks:
+            for source in [playbook.when, *(r.when for r in playbook.responses)]:
+                if source not in self._programs:
+                    self._programs[source] = cel.compile(source)
+
+    @classmethod
+    def from_directory(cls, directory: Path) -> PlaybookSet:
+        """Load a directory with :func:`load_playbooks` and build the set."""
+        return cls(load_playbooks(directory))
+
+    @property
+    def playbooks(self) -> list[Playbook]:
+        """The playbooks, in the order ``match`` tries them."""
+        return list(self._playbooks)
+
+    def get(self, name: str) -> Playbook | None:
+        """The playbook with this name, if any."""
+        return next((p for p in self._playbooks if p.name == name), None)
+
+    def holds(self, source: str, ctx: dict[str, Any]) -> bool:
+        """Whether a CEL condition is exactly ``true`` for ``ctx``; never raises."""
+        program = self._programs.get(source)
+        try:
+            if program is None:  # a Response built in code, not from this set
+                program = self._programs[source] = cel.compile(source)
+            return program.execute(ctx) is True
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        # BaseException, not Exception: a panic inside the Rust binding surfaces as
+        # pyo3's PanicException, and one odd case must not take the agent down.
+        except BaseException:
+            return False
+
+    def match(self, ctx: dict[str, Any]) -> Playbook | None:
+        """The first playbook (by priority, then name) whose ``when`` holds."""
+        return next((p for p in self._playbooks if self.holds(p.when, ctx)), None)
+
+    def menu(
+        self, playbook: Playbook, ctx: dict[str, Any], entities: Sequence[Entity] | None = None
+    ) -> list[Response]:
+        """Every response whose ``when`` holds, in playbook order.
+
+        With ``entities`` (the case's), responses whose target cannot be
+        resolved are left out, so nothing on the menu lacks a target.
+        """
+        return list(self._eligible(playbook, ctx, entities))
+
+    def choose(
+        self, playbook: Playbook, ctx: dict[str, Any], entities: Sequence[Entity] | None = None
+    ) -> Response | None:
+        """The first response whose ``when`` holds (and, with ``entities``, whose target resolves)."""
+        return next(self._eligible(playbook, ctx, entities), None)
+
+    def _eligible(
+        self, playbook: Playbook, ctx: dict[str, Any], entities: Sequence[Entity] | None
+    ) -> Iterator[Response]:
+        for response in playbook.responses:
+            if not self.holds(response.when, ctx):
+                continue
+            if entities is not None and response.target is not None:
+                if self.resolve_target(response, entities) is None:
+                    continue
+            yield response
+
+    @staticmethod
+    def resolve_target(response: Response, case_entities: Sequence[Entity]) -> Entity | None:
+        """The first case entity of the selector's kind (and role, if given); None if absent."""
+        selector = response.target
+        if selector is None:
+            return None
+        return next(
+            (
+                e for e in case_entities
+                if e.kind == selector.kind and (selector.role is None or e.role == selector.role)
+            ),
+            None,
+        )

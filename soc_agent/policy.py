@@ -1,0 +1,103 @@
+"""The guard's policy: ordered data in ``playbooks/policy.yml``, validated here.
+
+Nothing in the policy can make the guard more permissive than DESIGN.md's
+tier table: the checks are in code, the numbers and lists are data.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import cel
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from soc_agent.types import IdentityRole, Outcome, RunMode, Tier
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TierRule(_Strict):
+    """What a tier needs before it may run without a person."""
+
+    min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_independent_evidence: int = Field(
+        default=1, ge=0, description="distinct evidence sources that must back a malicious verdict"
+    )
+    max_autonomous_asset_tier: int = Field(
+        default=1, ge=0, le=4,
+        description="assets more critical than this (lower tier) need approval; 1 = only tier 0 needs it",
+    )
+
+
+class BlockPolicy(_Strict):
+    """Block-specific limits: TTLs and the rate limit."""
+
+    default_ttl_s: int = Field(default=3600, gt=0)
+    max_ttl_s: int = Field(default=86400, gt=0)
+    max_blocks: int = Field(default=20, ge=0, description="blocks allowed per rate window before approval")
+    rate_window_s: int = Field(default=60, gt=0)
+    never_block_private: bool = Field(
+        default=True, description="private, loopback, link-local, multicast, reserved, unspecified"
+    )
+    own_ranges: list[str] = Field(default_factory=list, description="our own address space: never blocked")
+    allow_blocking: list[str] = Field(
+        default_factory=list, description="ranges that may be blocked despite the rules above"
+    )
+
+    @field_validator("own_ranges", "allow_blocking")
+    @classmethod
+    def _cidrs(cls, ranges: list[str]) -> list[str]:
+        for cidr in ranges:
+            ipaddress.ip_network(cidr, strict=False)
+        return ranges
+
+
+class PolicyRule(_Strict):
+    """An extra ordered rule: a CEL condition over the guard context and the outcome it forces."""
+
+    name: str
+    when: str
+    outcome: Outcome
+    reason: str
+
+    @field_validator("when")
+    @classmethod
+    def _compiles(cls, source: str) -> str:
+        cel.compile(source)
+        return source
+
+
+class Policy(_Strict):
+    """The guard's whole policy."""
+
+    mode: RunMode = RunMode.SHADOW
+    kill_switch: bool = Field(default=False, description="when set, nothing above observe runs")
+    granted_capabilities: list[str] = Field(
+        default_factory=list, description="capabilities the configured responders are granted"
+    )
+    tiers: dict[Tier, TierRule] = Field(default_factory=dict)
+    crown_jewel_tier: int = Field(default=0, ge=0, le=3, description="assets at or below this tier are crown jewels")
+    approval_roles: list[IdentityRole] = Field(
+        default_factory=list,
+        description="roles that need approval in addition to executives (executives and privileged "
+        "identities always need it, whatever this says)",
+    )
+    block: BlockPolicy = Field(default_factory=BlockPolicy)
+    rules: list[PolicyRule] = Field(default_factory=list)
+
+    def tier_rule(self, tier: Tier) -> TierRule:
+        """The tier's rule, or a strict default for a tier the file leaves out."""
+        return self.tiers.get(tier) or TierRule(min_confidence=1.0, min_independent_evidence=2)
+
+
+def load_policy(path: Path) -> Policy:
+    """Load and validate ``policy.yml``; errors name the file."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        return Policy.model_validate(data)
+    except (OSError, yaml.YAMLError, ValidationError, ValueError) as exc:
+        raise ValueError(f"{path}: invalid policy: {exc}") from exc

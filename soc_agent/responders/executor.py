@@ -1,0 +1,161 @@
+"""Idempotent execution: intent recorded before the call, result after.
+
+The key of an action is (case, run, action, target, params): a retried or
+replayed run finds its own intent and never acts twice. An intent without a
+result (a crash between the call and the record) is settled by asking the
+responder whether the effect is in place before calling it again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlmodel import select
+
+from soc_agent.actions import CATALOG, ROLLBACKS
+from soc_agent.audit import AuditLog
+from soc_agent.responders.base import Responder, ResponderError
+from soc_agent.store import ActionRow, Store
+from soc_agent.types import Entity, EntityKind, ProposedAction, to_db_time, utcnow
+
+
+class ActionExecutor:
+    """Runs actions through the responder that holds their capability."""
+
+    def __init__(self, store: Store, audit: AuditLog, responders: Iterable[Responder]) -> None:
+        self.store = store
+        self.audit = audit
+        self._by_capability: dict[str, Responder] = {}
+        for responder in responders:
+            for capability in responder.capabilities:
+                self._by_capability.setdefault(capability, responder)
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """Capabilities some configured responder holds."""
+        return frozenset(self._by_capability)
+
+    def execute(self, action: ProposedAction, case_id: str, run: int, approved_by: str | None = None,
+                now: datetime | None = None) -> ActionRow:
+        """Execute an allowed action exactly once for this case run."""
+        now = to_db_time(now or utcnow())
+        session = self.store.session
+        session.flush()
+        key = f"{case_id}|{run}|{action.idempotency_key}"
+        row = session.exec(select(ActionRow).where(ActionRow.idempotency_key == key)).first()
+        responder = self._by_capability.get(action.capability)
+        if row is not None and row.status == "done":
+            return row
+        if row is not None and row.status == "intent" and responder is not None and responder.verify(action):
+            row.status, row.completed_at = "done", now
+            self.audit.append("action.settled", {"action_id": row.id, "key": key}, case_id, session=session)
+            self.store.commit()
+            return row
+        if row is None:
+            row = ActionRow(
+                idempotency_key=key, case_id=case_id, name=action.name, tier=str(action.tier),
+                capability=action.capability, target_kind=str(action.target.kind) if action.target else None,
+                target_value=action.target.value if action.target else None,
+                params=json.dumps(action.params, sort_keys=True), rollback=action.rollback,
+                created_at=now, approved_by=approved_by,
+            )
+            session.add(row)
+            session.flush()
+            self.audit.append("action.intent", {"action_id": row.id, "key": key, "approved_by": approved_by},
+                              case_id, session=session)
+            # The intent must be durable before the outside world changes.
+            self.store.commit()
+        if responder is None:
+            return self._fail(row, case_id, f"no responder holds capability {action.capability}", now)
+        try:
+            result = responder.execute(action, case_id, row.id, now)
+        except ResponderError as exc:
+            return self._fail(row, case_id, str(exc), now)
+        row.status, row.completed_at, row.result = "done", now, json.dumps(result, default=str)
+        ttl = action.params.get("ttl_seconds")
+        if ttl:
+            row.expires_at = now + timedelta(seconds=int(ttl))
+        self.audit.append("action.result", {"action_id": row.id, "status": "done", "result": result},
+                          case_id, session=session)
+        self.store.commit()
+        return row
+
+    def record(self, action: ProposedAction, case_id: str, run: int, status: str, why: str) -> ActionRow:
+        """Record an action that was not executed (shadow, denied, rejected, awaiting approval)."""
+        now = to_db_time(utcnow())
+        key = f"{case_id}|{run}|{action.idempotency_key}"
+        session = self.store.session
+        session.flush()
+        row = session.exec(select(ActionRow).where(ActionRow.idempotency_key == key)).first()
+        if row is None:
+            row = ActionRow(
+                idempotency_key=key, case_id=case_id, name=action.name, tier=str(action.tier),
+                capability=action.capability, target_kind=str(action.target.kind) if action.target else None,
+                target_value=action.target.value if action.target else None,
+                params=json.dumps(action.params, sort_keys=True), rollback=action.rollback, created_at=now,
+            )
+            session.add(row)
+        row.status, row.result = status, json.dumps({"why": why})
+        session.flush()
+        self.audit.append("action.recorded", {"action_id": row.id, "status": status, "why": why},
+                          case_id, session=session)
+        return row
+
+    def verify(self, action: ProposedAction) -> bool:
+        """Is the action's effect in place?"""
+        responder = self._by_capability.get(action.capability)
+        return responder is not None and responder.verify(action)
+
+    def rollback(self, action_id: int, by: str = "cli") -> ActionRow:
+        """Undo an executed action through its responder; raises ResponderError if it cannot be undone."""
+        session = self.store.session
+        row = session.get(ActionRow, action_id)
+        if row is None:
+            raise ResponderError(f"no action {action_id}")
+        if row.status not in ("done", "expired"):
+            raise ResponderError(f"action {action_id} is {row.status}; only executed actions roll back")
+        spec = CATALOG.get(row.name)
+        if spec is None or spec.rollback is None or spec.rollback not in ROLLBACKS:
+            raise ResponderError(f"action {action_id} ({row.name}) is not reversible")
+        action = _action_from_row(row)
+        responder = self._by_capability.get(row.capability)
+        if responder is None:
+            raise ResponderError(f"no responder holds capability {row.capability}")
+        result = responder.rollback(action, row.case_id, to_db_time(utcnow()))
+        row.status = "rolled_back"
+        self.audit.append("action.rollback", {"action_id": row.id, "by": by, "result": result},
+                          row.case_id, session=session)
+        self.store.commit()
+        return row
+
+    def expire(self, now: datetime | None = None) -> int:
+        """Lift every TTL'd effect that is due; each expiry is audited. Returns how many."""
+        now = to_db_time(now or utcnow())
+        lifted = 0
+        session = self.store.session
+        for responder in {id(r): r for r in self._by_capability.values()}.values():
+            for effect, target, action_id in responder.expire(now):
+                lifted += 1
+                row = session.get(ActionRow, action_id) if action_id else None
+                if row is not None and row.status == "done":
+                    row.status = "expired"
+                self.audit.append("action.expired", {"effect": effect, "target": target, "action_id": action_id},
+                                  row.case_id if row else None, session=session)
+        if lifted:
+            self.store.commit()
+        return lifted
+
+    def _fail(self, row: ActionRow, case_id: str, reason: str, now: datetime) -> ActionRow:
+        row.status, row.completed_at, row.result = "failed", now, json.dumps({"error": reason})
+        self.audit.append("action.result", {"action_id": row.id, "status": "failed", "error": reason},
+                          case_id, session=self.store.session)
+        self.store.commit()
+        return row
+
+
+def _action_from_row(row: ActionRow) -> ProposedAction:
+    target = Entity(kind=EntityKind(row.target_kind), value=row.target_value) if row.target_kind else None
+    return ProposedAction(name=row.name, tier=row.tier, capability=row.capability, target=target,
+                          params=json.loads(row.params), rollback=row.rollback)

@@ -1,0 +1,122 @@
+"""The deterministic risk assessment: evidence in, a signed score out.
+
+Per-rule weights and CEL *signals* live in ``playbooks/detectors.yml`` under
+``rules:``, so a SOC tunes what a detection is worth without touching code.
+A signal is a condition over the same context the playbooks read (``attrs``,
+``entities``, ``rules``...) with a signed weight and a one-line summary; a
+signal with ``benign: true`` marks sanctioned activity (benign positive)
+rather than a misfire (false positive).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cel
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from soc_agent.types import Alert, Case, Evidence, Severity, Verdict
+
+_SEVERITY_WEIGHT = {
+    Severity.INFORMATIONAL: -1.0, Severity.LOW: -0.5, Severity.MEDIUM: 0.0,
+    Severity.HIGH: 0.5, Severity.CRITICAL: 1.0,
+}
+# Kinds of evidence that count as independent corroboration of a malicious verdict.
+_INDEPENDENT_KINDS = frozenset({"rule", "intel", "threshold", "signal", "correlation"})
+
+
+class Signal(BaseModel):
+    """A condition that moves the score when it holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    when: str
+    weight: float
+    summary: str
+    benign: bool = Field(default=False, description="marks sanctioned activity, not a misfire")
+
+
+class RuleWeight(BaseModel):
+    """What one detection rule is worth on its own, and the signals that refine it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: float = 1.0
+    non_malicious: Verdict | None = Field(
+        default=None, description="what a non-malicious outcome of this rule is called (benign or false positive)"
+    )
+    signals: list[Signal] = Field(default_factory=list)
+
+
+class RuleBook:
+    """Rule weights and compiled signals."""
+
+    def __init__(self, rules: dict[str, RuleWeight], unknown_weight: float = 0.0) -> None:
+        self.rules = rules
+        self.unknown_weight = unknown_weight
+        self._programs = {
+            (rule_id, s.name): cel.compile(s.when) for rule_id, rule in rules.items() for s in rule.signals
+        }
+
+    @classmethod
+    def from_file(cls, path: Path) -> "RuleBook":
+        """Load the ``rules`` mapping of ``detectors.yml``."""
+        data = yaml.safe_load(path.read_text()) or {}
+        rules = {name: RuleWeight.model_validate(body or {}) for name, body in (data.get("rules") or {}).items()}
+        return cls(rules, float(data.get("unknown_rule_weight", 0.0)))
+
+    def evidence(self, case: Case, ctx: dict) -> list[Evidence]:
+        """Rule, severity, signal and correlation evidence for a case (enrichment comes separately)."""
+        items: list[Evidence] = []
+        seen_rules: list[str] = []
+        for alert in case.alerts:
+            if alert.rule_id in seen_rules:
+                continue
+            seen_rules.append(alert.rule_id)
+            items.extend(self._rule_evidence(alert, ctx))
+        severity = case.max_severity
+        items.append(Evidence(
+            id="severity", kind="severity", source="alerts",
+            summary=f"highest source severity is {severity}", weight=_SEVERITY_WEIGHT[severity],
+        ))
+        if len(seen_rules) > 1:
+            items.append(Evidence(
+                id="correlation", kind="correlation", source="correlator",
+                summary=f"{len(seen_rules)} distinct detections share entities: {', '.join(seen_rules)}",
+                weight=min(1.5, 0.5 * (len(seen_rules) - 1)),
+            ))
+        return items
+
+    def _rule_evidence(self, alert: Alert, ctx: dict) -> list[Evidence]:
+        rule = self.rules.get(alert.rule_id)
+        kind = "threshold" if alert.source == "detector" else "rule"
+        if rule is None:
+            return [Evidence(id=f"rule:{alert.rule_id}", kind=kind, source=alert.source,
+                             summary=f"detection {alert.rule_id} (no weight configured)",
+                             weight=self.unknown_weight)]
+        items = [Evidence(id=f"rule:{alert.rule_id}", kind=kind, source=alert.source,
+                          summary=f"detection {alert.rule_id}: {alert.title[:200]}", weight=rule.weight,
+                          data={"alert_id": alert.id, "non_malicious": rule.non_malicious})]
+        for signal in rule.signals:
+            try:
+                hit = self._programs[(alert.rule_id, signal.name)].execute(ctx) is True
+            except Exception:  # a signal that cannot be evaluated on this case simply does not fire
+                hit = False
+            if hit:
+                items.append(Evidence(
+                    id=f"signal:{signal.name}", kind="benign_context" if signal.benign else "signal",
+                    source=f"rule:{alert.rule_id}", summary=signal.summary, weight=signal.weight,
+                ))
+        return items
+
+
+def independent_sources(evidence: list[Evidence]) -> int:
+    """How many distinct kinds of evidence push towards malicious."""
+    return len({e.kind for e in evidence if e.weight > 0 and e.kind in _INDEPENDENT_KINDS})
+
+
+def total_score(evidence: list[Evidence]) -> float:
+    """The signed sum of evidence weights."""
+    return round(sum(e.weight for e in evidence), 3)

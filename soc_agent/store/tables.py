@@ -1,0 +1,197 @@
+"""SQLModel tables: the durable record of everything the agent saw and did.
+
+JSON columns are stored as text (canonical JSON) so the same schema works on
+SQLite and Postgres without dialect types.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+
+class AlertRow(SQLModel, table=True):
+    """One alert or raw event as received (normalised payload kept)."""
+
+    __tablename__ = "alerts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(index=True, description="source:id; a re-sent alert has the same key")
+    alert_id: str = Field(index=True, description="the id the source gave it")
+    source: str
+    kind: str = Field(description="alert | event")
+    rule_id: str = Field(index=True)
+    case_id: str | None = Field(default=None, index=True)
+    fingerprint: str = Field(index=True)
+    duplicate_of: str | None = Field(default=None, description="key of the first alert with this fingerprint")
+    ts: datetime
+    received_at: datetime
+    payload: str = Field(description="the normalised alert as JSON")
+    label: str | None = Field(default=None, description="analyst disposition, when known")
+
+
+class CaseRow(SQLModel, table=True):
+    """A case and its latest verdict and decision."""
+
+    __tablename__ = "cases"
+
+    id: str = Field(primary_key=True)
+    title: str = ""
+    incident_class: str | None = Field(default=None, index=True)
+    playbook: str | None = None
+    status: str = Field(default="open", index=True, description="open | pending_approval | contained | closed")
+    verdict: str | None = None
+    confidence: float | None = None
+    severity: str = "informational"
+    opened_at: datetime
+    updated_at: datetime
+    alert_count: int = 0
+    duplicate_count: int = 0
+    event_count: int = 0
+    runs: int = Field(default=0, description="full graph runs so far")
+    action: str | None = None
+    decision: str | None = None
+    reasons: str = Field(default="[]", description="JSON list of the guard's reasons")
+    label: str | None = Field(default=None, description="analyst disposition, when known")
+
+
+class CaseEntityRow(SQLModel, table=True):
+    """An entity that belongs to a case, with when it was last seen there."""
+
+    __tablename__ = "case_entities"
+
+    case_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True, index=True)
+    kind: str
+    value: str
+    role: str | None = None
+    last_seen: datetime
+
+
+class DecisionRow(SQLModel, table=True):
+    """Every guard decision, with its reasons (JSON list)."""
+
+    __tablename__ = "decisions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    run: int
+    action: str | None
+    tier: str | None
+    target: str | None
+    outcome: str = Field(index=True)
+    mode: str
+    reasons: str
+    created_at: datetime
+
+
+class ActionRow(SQLModel, table=True):
+    """An action's intent and result; the idempotency key makes replays no-ops."""
+
+    __tablename__ = "actions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True, description="action|target|params|case")
+    case_id: str = Field(index=True)
+    name: str
+    tier: str
+    capability: str
+    target_kind: str | None = None
+    target_value: str | None = None
+    params: str = "{}"
+    status: str = Field(
+        default="intent", index=True,
+        description="intent | done | failed | recorded (shadow) | rolled_back | expired",
+    )
+    rollback: str | None = None
+    result: str = "{}"
+    created_at: datetime
+    completed_at: datetime | None = None
+    expires_at: datetime | None = None
+    approved_by: str | None = None
+
+
+class ContainmentRow(SQLModel, table=True):
+    """Live effect of a local responder: a block, an isolation, a disabled account...
+
+    One row per (effect, target); ``active`` goes false on rollback or expiry.
+    """
+
+    __tablename__ = "containments"
+
+    effect: str = Field(primary_key=True, description="blocked_ip, isolated_host, disabled_account, ...")
+    target: str = Field(primary_key=True)
+    active: bool = True
+    action_id: int | None = None
+    created_at: datetime
+    expires_at: datetime | None = Field(default=None, index=True)
+    detail: str = "{}"
+
+
+class TicketRow(SQLModel, table=True):
+    """A ticket opened by the local ticket responder."""
+
+    __tablename__ = "tickets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    title: str
+    status: str = "open"
+    created_at: datetime
+    body: str = ""
+
+
+class NotificationRow(SQLModel, table=True):
+    """A notification sent by the local notifier."""
+
+    __tablename__ = "notifications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    channel: str = "soc"
+    message: str
+    created_at: datetime
+
+
+class NoteRow(SQLModel, table=True):
+    """The latest case notes, as JSON and rendered markdown."""
+
+    __tablename__ = "notes"
+
+    case_id: str = Field(primary_key=True)
+    notes_json: str
+    markdown: str
+    updated_at: datetime
+
+
+class ApprovalRow(SQLModel, table=True):
+    """A paused graph waiting for a person: the queue item."""
+
+    __tablename__ = "approvals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    thread_id: str = Field(unique=True)
+    action: str
+    tier: str
+    reasons: str
+    status: str = Field(default="pending", index=True, description="pending | approved | rejected | expired")
+    created_at: datetime
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    comment: str | None = None
+
+
+class DeadLetterRow(SQLModel, table=True):
+    """Input that could not be processed, with the reason; nothing is silently dropped."""
+
+    __tablename__ = "dead_letters"
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime
+    source: str = Field(description="the input name (file, stdin, connector)")
+    line_no: int | None = None
+    reason: str
+    raw: str = Field(description="the input, truncated to 64 KiB")
+    raw_size: int

@@ -1,0 +1,559 @@
+"""The guard (PDP): DESIGN.md's action tiers hold for every combination of context.
+
+The cross-product invariants judge one representative catalog action per tier
+against every asset tier, identity class, mode, confidence band, verdict and
+evidence count, with and without an approval. decide() is pure, so the whole
+grid is computed once per module and each invariant walks it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from soc_agent.actions import CATALOG
+from soc_agent.guard import GuardContext, decide
+from soc_agent.policy import Policy, PolicyRule, load_policy
+from soc_agent.types import (
+    Decision,
+    Entity,
+    EntityKind,
+    IdentityRole,
+    Outcome,
+    ProposedAction,
+    RunMode,
+    Tier,
+    Verdict,
+)
+
+POLICY_FILE = Path(__file__).parents[2] / "playbooks" / "policy.yml"
+SHIPPED = load_policy(POLICY_FILE)
+
+EXTERNAL_V4 = "8.8.8.8"  # 203.0.113.0/24 is TEST-NET-3: Python (rightly) calls it private
+EXTERNAL_V6 = "2606:4700:4700::1111"
+
+
+def policy_with(base: Policy = SHIPPED, *, block: dict[str, Any] | None = None, **changes: Any) -> Policy:
+    """A validated copy of ``base`` with top-level (and ``block.*``) fields replaced."""
+    data = base.model_dump(mode="json")
+    data.update(changes)
+    if block:
+        data["block"] = {**data["block"], **block}
+    return Policy.model_validate(data)
+
+
+# The shipped policy does not grant edr.reimage; destructive checks need it granted
+# so that the destructive rule itself (not the missing capability) is what is tested.
+GRANTED = policy_with(granted_capabilities=[*SHIPPED.granted_capabilities, "edr.reimage", "edr.delete_file"])
+
+
+def proposal(name: str, target: Entity | None = None, **params: Any) -> ProposedAction:
+    """A proposal that takes its tier and capability from the catalog (or claims observe if unknown)."""
+    spec = CATALOG.get(name)
+    return ProposedAction(name=name, tier=spec.tier if spec else Tier.OBSERVE,
+                          capability=spec.capability if spec else "none", target=target, params=params)
+
+
+def ip(value: str) -> Entity:
+    return Entity(kind=EntityKind.IP, value=value)
+
+
+def host(value: str = "ws-042") -> Entity:
+    return Entity(kind=EntityKind.HOST, value=value)
+
+
+def user(value: str = "alice") -> Entity:
+    return Entity(kind=EntityKind.USER, value=value)
+
+
+def good_ctx(**changes: Any) -> GuardContext:
+    """A context in which every tier up to contain_hard is allowed autonomously (enforce mode)."""
+    fields: dict[str, Any] = dict(verdict=Verdict.TRUE_POSITIVE, confidence=0.95, asset_tier=3,
+                                  independent_evidence=3, mode=RunMode.ENFORCE)
+    fields.update(changes)
+    return GuardContext(**fields)
+
+
+def has_reason(decision: Decision, *needles: str) -> bool:
+    return any(all(n in r for n in needles) for r in decision.reasons)
+
+
+# --- the cross product ------------------------------------------------------------
+
+TIER_ACTIONS = {
+    Tier.OBSERVE: proposal("annotate_case"),
+    Tier.CONTAIN_SOFT: proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=3600),
+    Tier.CONTAIN_HARD: proposal("isolate_host", host()),
+    Tier.DESTRUCTIVE: proposal("reimage_host", host()),
+}
+IDENTITIES: dict[str, tuple[frozenset[IdentityRole], bool]] = {
+    "none": (frozenset(), False),
+    "contractor": (frozenset({IdentityRole.CONTRACTOR}), False),
+    "employee": (frozenset({IdentityRole.EMPLOYEE}), False),
+    "executive": (frozenset({IdentityRole.EXECUTIVE}), False),
+    "service": (frozenset({IdentityRole.SERVICE}), False),
+    "privileged employee": (frozenset({IdentityRole.EMPLOYEE}), True),
+}
+CONFIDENCES = (0.3, 0.6, 0.85, 0.95)
+EVIDENCE = (0, 1, 2, 3)
+CONTAINMENT = (Tier.CONTAIN_SOFT, Tier.CONTAIN_HARD)
+
+
+class Case:
+    """One point of the grid with its decisions without and with an approval."""
+
+    __slots__ = ("tier", "asset_tier", "identity", "mode", "confidence", "verdict", "evidence", "plain", "approved")
+
+    def __init__(self, tier: Tier, asset_tier: int, identity: str, mode: RunMode, confidence: float,
+                 verdict: Verdict, evidence: int) -> None:
+        self.tier, self.asset_tier, self.identity, self.mode = tier, asset_tier, identity, mode
+        self.confidence, self.verdict, self.evidence = confidence, verdict, evidence
+        roles, privileged = IDENTITIES[identity]
+        ctx = GuardContext(verdict=verdict, confidence=confidence, asset_tier=asset_tier, identity_roles=roles,
+                           privileged_identity=privileged, independent_evidence=evidence, mode=mode)
+        action = TIER_ACTIONS[tier]
+        self.plain = decide(action, ctx, GRANTED)
+        self.approved = decide(action, GuardContext(**{**ctx.__dict__, "approved_by": "analyst@example.com"}),
+                               GRANTED)
+
+    def __repr__(self) -> str:
+        return (f"<{self.tier} asset_tier={self.asset_tier} identity={self.identity} mode={self.mode} "
+                f"confidence={self.confidence} verdict={self.verdict} evidence={self.evidence}: "
+                f"{self.plain.outcome} {self.plain.reasons} | approved: {self.approved.outcome}>")
+
+
+@lru_cache(maxsize=1)
+def grid() -> tuple[Case, ...]:
+    return tuple(Case(*combo) for combo in itertools.product(
+        list(Tier), range(4), list(IDENTITIES), list(RunMode), CONFIDENCES, list(Verdict), EVIDENCE))
+
+
+def test_grid_covers_every_combination() -> None:
+    assert len(grid()) == 4 * 4 * 6 * 2 * 4 * 4 * 4
+
+
+def test_shadow_mode_never_executes() -> None:
+    for case in grid():
+        if case.mode is RunMode.SHADOW:
+            assert not case.plain.executes, case
+            assert not case.approved.executes, case
+            if case.plain.outcome is Outcome.ALLOW:
+                assert has_reason(case.plain, "shadow mode"), case
+
+
+def test_enforce_mode_executes_exactly_what_is_allowed() -> None:
+    for case in grid():
+        if case.mode is RunMode.ENFORCE:
+            assert case.plain.executes == (case.plain.outcome is Outcome.ALLOW), case
+
+
+def test_destructive_is_never_allowed_without_approval() -> None:
+    for case in grid():
+        if case.tier is Tier.DESTRUCTIVE:
+            assert case.plain.outcome is not Outcome.ALLOW, case
+            assert case.plain.outcome is Outcome.DENY or has_reason(case.plain, "needs_approval: destructive"), case
+
+
+def test_observe_is_always_allowed_when_the_capability_is_granted() -> None:
+    for case in grid():
+        if case.tier is Tier.OBSERVE:
+            assert case.plain.outcome is Outcome.ALLOW, case
+            assert case.plain.executes == (case.mode is RunMode.ENFORCE), case
+
+
+def test_crown_jewel_containment_is_never_allowed_without_approval() -> None:
+    for case in grid():
+        if case.tier in CONTAINMENT and case.asset_tier == 0:
+            assert case.plain.outcome is not Outcome.ALLOW, case
+            assert case.plain.outcome is Outcome.DENY or has_reason(case.plain, "crown-jewel"), case
+
+
+def test_executive_or_privileged_containment_is_never_allowed_without_approval() -> None:
+    for case in grid():
+        if case.tier in CONTAINMENT and case.identity in ("executive", "privileged employee"):
+            assert case.plain.outcome is not Outcome.ALLOW, case
+
+
+def test_contain_hard_allows_only_under_the_dual_conditions() -> None:
+    for case in grid():
+        if case.tier is Tier.CONTAIN_HARD:
+            conditions = (case.confidence >= 0.9 and case.evidence >= 2 and case.asset_tier >= 2
+                          and case.identity not in ("executive", "privileged employee")
+                          and case.verdict is Verdict.TRUE_POSITIVE)
+            assert (case.plain.outcome is Outcome.ALLOW) == conditions, case
+
+
+def test_contain_soft_allows_only_with_enough_confidence_evidence_and_a_non_crown_jewel() -> None:
+    for case in grid():
+        if case.tier is Tier.CONTAIN_SOFT:
+            conditions = (case.confidence >= 0.8 and case.evidence >= 1 and case.asset_tier >= 1
+                          and case.identity not in ("executive", "privileged employee")
+                          and case.verdict is Verdict.TRUE_POSITIVE)
+            assert (case.plain.outcome is Outcome.ALLOW) == conditions, case
+
+
+def test_containment_on_benign_or_false_positive_is_always_denied() -> None:
+    for case in grid():
+        if case.tier is not Tier.OBSERVE and case.verdict in (Verdict.BENIGN_POSITIVE, Verdict.FALSE_POSITIVE):
+            assert case.plain.outcome is Outcome.DENY, case
+            assert case.approved.outcome is Outcome.DENY, case
+            assert has_reason(case.plain, "deny: containment on a", str(case.verdict)), case
+
+
+def test_undetermined_verdict_never_contains_without_approval() -> None:
+    for case in grid():
+        if case.tier is not Tier.OBSERVE and case.verdict is Verdict.UNDETERMINED:
+            assert case.plain.outcome is not Outcome.ALLOW, case
+
+
+def test_every_decision_has_a_reason_and_non_allow_names_its_outcome() -> None:
+    for case in grid():
+        for decision in (case.plain, case.approved):
+            assert decision.reasons, case
+            assert all(isinstance(r, str) and r for r in decision.reasons), case
+            if decision.outcome is not Outcome.ALLOW:
+                assert any(r.startswith(f"{decision.outcome}:") for r in decision.reasons), case
+
+
+def test_approval_lifts_needs_approval_but_never_deny() -> None:
+    for case in grid():
+        before, after = case.plain.outcome, case.approved.outcome
+        if before is Outcome.NEEDS_APPROVAL:
+            assert after is Outcome.ALLOW, case
+            assert has_reason(case.approved, "approved by analyst@example.com"), case
+        else:
+            assert after is before, case
+
+
+def test_the_decision_carries_the_catalog_action_and_the_context_mode() -> None:
+    for case in grid():
+        assert case.plain.mode is case.mode, case
+        assert case.plain.action is not None and case.plain.action.name == TIER_ACTIONS[case.tier].name, case
+        assert case.plain.action.tier is case.tier, case
+
+
+# --- blocks -------------------------------------------------------------------------
+
+NEVER_BLOCK = [
+    "10.1.2.3", "192.168.1.10", "172.16.5.4", "127.0.0.1", "169.254.169.254", "224.0.0.251", "0.0.0.0",
+    "255.255.255.255", "::1", "fe80::1", "fc00::1", "ff02::1", "::",
+]
+
+
+@pytest.mark.parametrize("address", NEVER_BLOCK)
+def test_blocking_a_never_block_address_is_denied(address: str) -> None:
+    for approved_by in (None, "analyst@example.com"):
+        decision = decide(proposal("block_ip", ip(address), ttl_seconds=600),
+                          good_ctx(approved_by=approved_by), SHIPPED)
+        assert decision.outcome is Outcome.DENY, decision.reasons
+        assert has_reason(decision, "deny: never block", address), decision.reasons
+
+
+@pytest.mark.parametrize("address", [EXTERNAL_V4, "1.1.1.1", EXTERNAL_V6])
+def test_blocking_an_external_address_is_not_denied_for_its_range(address: str) -> None:
+    decision = decide(proposal("block_ip", ip(address), ttl_seconds=600), good_ctx(), SHIPPED)
+    assert not has_reason(decision, "never block"), decision.reasons
+    assert decision.outcome is Outcome.ALLOW, decision.reasons
+    assert decision.executes
+
+
+def test_blocking_our_own_range_is_denied() -> None:
+    policy = policy_with(block={"own_ranges": ["8.8.8.0/24"]})
+    decision = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(), policy)
+    assert decision.outcome is Outcome.DENY
+    assert has_reason(decision, "deny: never block", "own range 8.8.8.0/24"), decision.reasons
+    # an address outside our range is unaffected
+    assert decide(proposal("block_ip", ip("1.1.1.1")), good_ctx(), policy).outcome is Outcome.ALLOW
+
+
+def test_allow_blocking_re_enables_a_private_range() -> None:
+    policy = policy_with(block={"allow_blocking": ["10.0.0.0/8"]})
+    decision = decide(proposal("block_ip", ip("10.1.2.3")), good_ctx(), policy)
+    assert decision.outcome is Outcome.ALLOW, decision.reasons
+    # only that range: other private ranges stay never-block
+    assert decide(proposal("block_ip", ip("192.168.1.10")), good_ctx(), policy).outcome is Outcome.DENY
+
+
+def test_never_block_private_off_allows_private_blocks() -> None:
+    policy = policy_with(block={"never_block_private": False})
+    assert decide(proposal("block_ip", ip("10.1.2.3")), good_ctx(), policy).outcome is Outcome.ALLOW
+
+
+def test_block_ip_with_a_non_ip_target_is_denied() -> None:
+    assert decide(proposal("block_ip", host("fw-01")), good_ctx(), SHIPPED).outcome is Outcome.DENY
+    assert decide(proposal("block_ip", None), good_ctx(), SHIPPED).outcome is Outcome.DENY
+    decision = decide(proposal("block_ip", ip("not-an-address")), good_ctx(), SHIPPED)
+    assert decision.outcome is Outcome.DENY
+    assert has_reason(decision, "not an IP address")
+
+
+@pytest.mark.parametrize("params", [{}, {"ttl_seconds": 0}, {"ttl_seconds": -60}, {"ttl_seconds": True},
+                                    {"ttl_seconds": False}, {"ttl_seconds": "7200"}, {"ttl_seconds": 7200.0},
+                                    {"ttl_seconds": None}, {"ttl_seconds": float("inf")}],
+                         ids=["missing", "zero", "negative", "true", "false", "str", "float", "none", "inf"])
+def test_an_invalid_ttl_is_replaced_by_the_default(params: dict[str, Any]) -> None:
+    action = proposal("block_ip", ip(EXTERNAL_V4), **params)
+    decision = decide(action, good_ctx(), SHIPPED)
+    assert decision.action is not None
+    assert decision.action.params["ttl_seconds"] == SHIPPED.block.default_ttl_s == 3600
+    assert type(decision.action.params["ttl_seconds"]) is int
+    assert has_reason(decision, "defaulted to 3600s")
+    assert decision.outcome is Outcome.ALLOW
+    assert action.params == params or params["ttl_seconds"] != params["ttl_seconds"]  # proposal untouched
+
+
+def test_a_too_large_ttl_is_capped_and_a_valid_one_kept() -> None:
+    capped = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=10**9), good_ctx(), SHIPPED)
+    assert capped.action is not None and capped.action.params["ttl_seconds"] == SHIPPED.block.max_ttl_s == 86400
+    assert has_reason(capped, "capped to 86400s")
+    kept = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=7200), good_ctx(), SHIPPED)
+    assert kept.action is not None and kept.action.params["ttl_seconds"] == 7200
+    exact = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=86400), good_ctx(), SHIPPED)
+    assert exact.action is not None and exact.action.params["ttl_seconds"] == 86400
+
+
+def test_block_domain_gets_a_ttl_too() -> None:
+    decision = decide(proposal("block_domain", Entity(kind=EntityKind.DOMAIN, value="evil.example")),
+                      good_ctx(), SHIPPED)
+    assert decision.action is not None and decision.action.params["ttl_seconds"] == 3600
+
+
+def test_block_rate_limit_needs_approval() -> None:
+    limit = SHIPPED.block.max_blocks
+    under = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(recent_blocks=limit - 1), SHIPPED)
+    assert under.outcome is Outcome.ALLOW, under.reasons
+    for recent in (limit, limit + 1, 10 * limit):
+        over = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(recent_blocks=recent), SHIPPED)
+        assert over.outcome is Outcome.NEEDS_APPROVAL, over.reasons
+        assert has_reason(over, "needs_approval: block rate limit"), over.reasons
+    # the rate limit is about blocks only
+    assert decide(proposal("isolate_host", host()), good_ctx(recent_blocks=10 * limit),
+                  SHIPPED).outcome is Outcome.ALLOW
+
+
+# --- kill switch, capabilities, catalog, allowlist, rules --------------------------
+
+def test_kill_switch_denies_containment_and_still_allows_observe() -> None:
+    policy = policy_with(GRANTED, kill_switch=True)
+    for name, target in (("block_ip", ip(EXTERNAL_V4)), ("isolate_host", host()), ("disable_account", user()),
+                         ("reimage_host", host())):
+        for approved_by in (None, "analyst@example.com"):
+            decision = decide(proposal(name, target), good_ctx(approved_by=approved_by), policy)
+            assert decision.outcome is Outcome.DENY, (name, decision.reasons)
+            assert has_reason(decision, "deny: kill switch"), decision.reasons
+    for name in ("annotate_case", "notify_analyst", "open_ticket"):
+        decision = decide(proposal(name), good_ctx(verdict=Verdict.UNDETERMINED, confidence=0.1), policy)
+        assert decision.outcome is Outcome.ALLOW, (name, decision.reasons)
+
+
+def test_an_ungranted_capability_is_denied_naming_it() -> None:
+    for approved_by in (None, "analyst@example.com"):
+        decision = decide(proposal("reimage_host", host()), good_ctx(approved_by=approved_by), SHIPPED)
+        assert decision.outcome is Outcome.DENY
+        assert has_reason(decision, "deny:", "edr.reimage"), decision.reasons
+    policy = policy_with(granted_capabilities=["case.annotate"])
+    decision = decide(proposal("notify_analyst"), good_ctx(), policy)
+    assert decision.outcome is Outcome.DENY
+    assert has_reason(decision, "deny:", "notify.send"), decision.reasons
+
+
+def test_an_unknown_action_is_denied() -> None:
+    for name in ("format_disk", "", "Block_IP", "unblock_ip"):  # rollbacks are not plannable either
+        action = ProposedAction(name=name, tier=Tier.OBSERVE, capability="case.annotate")
+        decision = decide(action, good_ctx(approved_by="analyst@example.com"), GRANTED)
+        assert decision.outcome is Outcome.DENY, name
+        assert decision.reasons and decision.reasons[0].startswith("deny:"), decision.reasons
+        assert not decision.executes
+
+
+def test_a_proposal_that_lies_about_its_tier_is_judged_by_the_catalog() -> None:
+    liar = ProposedAction(name="isolate_host", tier=Tier.OBSERVE, capability="case.annotate", target=host(),
+                          rollback=None)
+    decision = decide(liar, good_ctx(asset_tier=0), SHIPPED)
+    assert decision.outcome is Outcome.NEEDS_APPROVAL, decision.reasons
+    assert decision.action is not None
+    assert decision.action.tier is Tier.CONTAIN_HARD
+    assert decision.action.capability == "edr.isolate"
+    assert decision.action.rollback == "release_host"
+    assert has_reason(decision, "isolate_host is tier contain_hard")
+    # a lying destructive action still needs approval, and a lie does not dodge an ungranted capability
+    lying_reimage = ProposedAction(name="reimage_host", tier=Tier.OBSERVE, capability="case.annotate", target=host())
+    assert decide(lying_reimage, good_ctx(), GRANTED).outcome is Outcome.NEEDS_APPROVAL
+    assert decide(lying_reimage, good_ctx(), SHIPPED).outcome is Outcome.DENY
+    # nor the kill switch
+    assert decide(liar, good_ctx(), policy_with(kill_switch=True)).outcome is Outcome.DENY
+
+
+def test_an_allowlisted_target_needs_approval() -> None:
+    for name, target in (("block_ip", ip(EXTERNAL_V4)), ("isolate_host", host())):
+        decision = decide(proposal(name, target), good_ctx(allowlisted_target="vulnerability scanner"), SHIPPED)
+        assert decision.outcome is Outcome.NEEDS_APPROVAL, decision.reasons
+        assert has_reason(decision, "needs_approval: target is allowlisted", "vulnerability scanner")
+
+
+def test_a_policy_rule_forces_its_outcome() -> None:
+    rules = [
+        PolicyRule(name="no-blocks-on-injection", when='action == "block_ip" && "injection_suspected" in flags',
+                   outcome=Outcome.DENY, reason="the case text may be steering the agent"),
+        PolicyRule(name="hosts-in-shadow-need-eyes", when='target_kind == "host" && confidence < 0.99',
+                   outcome=Outcome.NEEDS_APPROVAL, reason="host isolation below 0.99"),
+    ]
+    policy = policy_with(rules=[r.model_dump(mode="json") for r in rules])
+    flagged = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(flags=frozenset({"injection_suspected"}),
+                                                                     approved_by="analyst@example.com"), policy)
+    assert flagged.outcome is Outcome.DENY
+    assert has_reason(flagged, "deny: policy rule no-blocks-on-injection", "steering"), flagged.reasons
+    assert decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(), policy).outcome is Outcome.ALLOW
+    isolate = decide(proposal("isolate_host", host()), good_ctx(), policy)
+    assert isolate.outcome is Outcome.NEEDS_APPROVAL
+    assert has_reason(isolate, "needs_approval: policy rule hosts-in-shadow-need-eyes")
+    assert decide(proposal("isolate_host", host()), good_ctx(confidence=0.995), policy).outcome is Outcome.ALLOW
+
+
+def test_a_policy_rule_that_says_allow_loosens_nothing() -> None:
+    policy = policy_with(rules=[{"name": "yolo", "when": "true", "outcome": "allow", "reason": "always"}])
+    decision = decide(proposal("isolate_host", host()), good_ctx(asset_tier=0), policy)
+    assert decision.outcome is Outcome.NEEDS_APPROVAL
+    assert decide(proposal("block_ip", ip("10.0.0.1")), good_ctx(), policy).outcome is Outcome.DENY
+
+
+@pytest.mark.parametrize("when", ['flags[5] == "x"', "nosuchvar == 1", "1 / 0 == 1", 'int(target) > 0'])
+def test_a_policy_rule_that_errors_at_evaluation_counts_as_a_hit(when: str) -> None:
+    policy = policy_with(rules=[{"name": "broken", "when": when, "outcome": "deny", "reason": "cannot tell"}])
+    decision = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(), policy)
+    assert decision.outcome is Outcome.DENY, decision.reasons
+    assert has_reason(decision, "deny: policy rule broken"), decision.reasons
+    approval = policy_with(rules=[{"name": "broken", "when": when, "outcome": "needs_approval", "reason": "?"}])
+    assert decide(proposal("isolate_host", host()), good_ctx(), approval).outcome is Outcome.NEEDS_APPROVAL
+
+
+def test_the_shipped_service_account_rule_holds_disable_account_for_approval() -> None:
+    service = good_ctx(identity_roles=frozenset({IdentityRole.SERVICE}))
+    decision = decide(proposal("disable_account", user("svc-backup")), service, SHIPPED)
+    assert decision.outcome is Outcome.NEEDS_APPROVAL
+    assert has_reason(decision, "service-accounts-stay-up")
+    assert decide(proposal("disable_account", user()), good_ctx(identity_roles=frozenset({IdentityRole.EMPLOYEE})),
+                  SHIPPED).outcome is Outcome.ALLOW
+
+
+def test_a_tier_missing_from_the_policy_gets_a_strict_default() -> None:
+    policy = policy_with(tiers={"observe": {}})
+    decision = decide(proposal("isolate_host", host()), good_ctx(confidence=0.99, independent_evidence=5), policy)
+    assert decision.outcome is Outcome.NEEDS_APPROVAL, decision.reasons
+    assert decide(proposal("isolate_host", host()), good_ctx(confidence=1.0), policy).outcome is Outcome.ALLOW
+
+
+# --- DESIGN rules the policy file must not be able to switch off --------------------
+
+def test_executive_and_privileged_identities_need_approval_whatever_the_policy_says() -> None:
+    """DESIGN: "Never without approval: ... executive or privileged identities" (no "unless configured")."""
+    loose = policy_with(approval_roles=[])
+    for roles, privileged in ((frozenset({IdentityRole.EXECUTIVE}), False),
+                              (frozenset({IdentityRole.EMPLOYEE}), True)):
+        ctx = good_ctx(identity_roles=roles, privileged_identity=privileged)
+        for name, target in (("revoke_sessions", user()), ("disable_account", user())):
+            decision = decide(proposal(name, target), ctx, loose)
+            assert decision.outcome is not Outcome.ALLOW, (name, sorted(roles), privileged, decision.reasons)
+
+
+def test_approval_roles_add_roles_that_need_approval() -> None:
+    service = good_ctx(identity_roles=frozenset({IdentityRole.SERVICE}))
+    assert decide(proposal("revoke_sessions", user()), service, SHIPPED).outcome is Outcome.ALLOW
+    stricter = policy_with(approval_roles=["service"])
+    decision = decide(proposal("revoke_sessions", user()), service, stricter)
+    assert decision.outcome is Outcome.NEEDS_APPROVAL
+    assert has_reason(decision, "needs_approval: service identity involved"), decision.reasons
+
+
+@pytest.mark.parametrize("confidence", [math.nan, -math.inf])
+def test_a_non_numeric_confidence_never_meets_a_containment_bar(confidence: float) -> None:
+    """Dual conditions need a real confidence: NaN compares false with everything."""
+    for name, target in (("block_ip", ip(EXTERNAL_V4)), ("isolate_host", host())):
+        decision = decide(proposal(name, target), good_ctx(confidence=confidence), SHIPPED)
+        assert decision.outcome is not Outcome.ALLOW, (name, decision.reasons)
+
+
+# --- properties ----------------------------------------------------------------------
+
+def _never_block_by_python(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return any((address.is_private, address.is_loopback, address.is_link_local, address.is_multicast,
+                address.is_reserved, address.is_unspecified))
+
+
+_SPECIAL_NETS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4",
+                 "240.0.0.0/4", "0.0.0.0/8", "::1/128", "fe80::/10", "fc00::/7", "ff00::/8", "::ffff:0:0/96",
+                 "2001:db8::/32"]
+
+special_addresses = st.one_of(
+    st.ip_addresses(),
+    *(st.ip_addresses(network=net) for net in _SPECIAL_NETS),
+).filter(_never_block_by_python)
+
+contexts = st.builds(
+    GuardContext,
+    verdict=st.sampled_from(Verdict),
+    confidence=st.floats(0.0, 1.0),
+    asset_tier=st.integers(-1, 5),
+    identity_roles=st.frozensets(st.sampled_from(IdentityRole)),
+    privileged_identity=st.booleans(),
+    independent_evidence=st.integers(0, 10),
+    allowlisted_target=st.none() | st.text(max_size=20),
+    recent_blocks=st.integers(0, 100),
+    mode=st.sampled_from(RunMode),
+    approved_by=st.none() | st.text(max_size=20),
+    flags=st.frozensets(st.sampled_from(["injection_suspected", "vip", "degraded", ""])),
+)
+
+ttls = st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=10), st.none(),
+                 st.booleans())
+
+# Policies a destructive action could meet: shipped thresholds, or every number loosened as far as validation allows.
+_LOOSE_DESTRUCTIVE = policy_with(GRANTED, tiers={**GRANTED.model_dump(mode="json")["tiers"], "destructive": {
+    "min_confidence": 0.0, "min_independent_evidence": 0, "max_autonomous_asset_tier": 0}},
+    approval_roles=[], crown_jewel_tier=0)
+_FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+
+
+@_FAST
+@given(address=special_addresses, ctx=contexts)
+def test_property_special_addresses_are_never_allowed_to_be_blocked(address: Any, ctx: GuardContext) -> None:
+    decision = decide(proposal("block_ip", ip(str(address)), ttl_seconds=600), ctx, SHIPPED)
+    assert decision.outcome is Outcome.DENY, (str(address), decision.reasons)
+    assert not decision.executes
+
+
+@_FAST
+@given(ctx=contexts, name=st.sampled_from(["reimage_host", "delete_file"]),
+       policy=st.sampled_from([SHIPPED, GRANTED, _LOOSE_DESTRUCTIVE]))
+def test_property_destructive_never_executes_without_approval(ctx: GuardContext, name: str, policy: Policy) -> None:
+    ctx = GuardContext(**{**ctx.__dict__, "approved_by": None})
+    target = host() if name == "reimage_host" else Entity(kind=EntityKind.FILE_HASH, value="ab" * 32)
+    decision = decide(proposal(name, target), ctx, policy)
+    assert decision.outcome is not Outcome.ALLOW, decision.reasons
+    assert not decision.executes
+
+
+@_FAST
+@given(ctx=contexts, ttl=ttls, name=st.sampled_from(["block_ip", "block_domain", "isolate_host", "annotate_case"]),
+       policy=st.sampled_from([SHIPPED, GRANTED]))
+def test_property_decide_is_deterministic_and_total(ctx: GuardContext, ttl: Any, name: str, policy: Policy) -> None:
+    target = {"block_ip": ip(EXTERNAL_V4), "block_domain": Entity(kind=EntityKind.DOMAIN, value="evil.example"),
+              "isolate_host": host(), "annotate_case": None}[name]
+    action = proposal(name, target, ttl_seconds=ttl)
+    first = decide(action, ctx, policy)
+    second = decide(action, ctx, policy)
+    assert first == second
+    assert action.params["ttl_seconds"] is ttl  # the proposal is never mutated
+    assert first.reasons
+    if name in ("block_ip", "block_domain"):
+        assert first.action is not None
+        kept = first.action.params["ttl_seconds"]
+        assert type(kept) is int and 0 < kept <= policy.block.max_ttl_s

@@ -1,0 +1,129 @@
+"""The pipeline end to end on the embedded default: intake, graph, store, audit."""
+
+from __future__ import annotations
+
+import json
+
+from sqlmodel import select
+
+from soc_agent.audit import verify
+from soc_agent.store import ActionRow, AlertRow, CaseRow, ContainmentRow, DeadLetterRow
+from tests.conftest import make_alert
+
+ATTACKER = "203.0.113.45"  # on the demo intel watchlist
+
+
+def _failures(n: int, ip: str = ATTACKER, start_id: int = 0, spacing_s: float = 5.0) -> list[bytes]:
+    return [make_alert("auth_failure", [("ip", ip, "src"), ("user", "root", "target"),
+                                        ("host", "web01.corp.example", "dst")],
+                       alert_id=f"ev-{start_id + i}", kind="event", severity="low",
+                       minutes_ago=(n - i) * spacing_s / 60, service="ssh", outcome="failure")
+            for i in range(n)]
+
+
+def test_brute_force_is_decided_at_the_fifth_failure_and_blocked_with_a_ttl(pipeline):
+    results = [r for line in _failures(7) for r in pipeline.process_line(line)]
+    assert [r.status for r in results[:4]] == ["event"] * 4
+    fifth = results[4]
+    assert fifth.alert_id == "ev-4" and fifth.status == "decided"
+    assert fifth.verdict == "true_positive" and fifth.action == "block_ip" and fifth.decision == "allow"
+    assert all(r.case_id == fifth.case_id for r in results[5:])
+    assert [r.status for r in results[5:]] == ["follow_up", "follow_up"]
+    block = pipeline.store.session.get(ContainmentRow, ("blocked_ip", ATTACKER))
+    assert block is not None and block.active and block.expires_at is not None
+    events = pipeline.store.session.exec(select(AlertRow).where(AlertRow.kind == "event")).all()
+    assert {e.case_id for e in events} == {fifth.case_id}, "events that crossed the threshold join the case"
+
+
+def test_four_failures_open_no_case(pipeline):
+    results = [r for line in _failures(4) for r in pipeline.process_line(line)]
+    assert all(r.case_id is None and r.status == "event" for r in results)
+    assert pipeline.store.session.exec(select(CaseRow)).all() == []
+
+
+def test_duplicates_update_the_case_without_a_new_run(pipeline):
+    line = make_alert("malware_detected", [("host", "wks-eng-01.corp.example", "dst"),
+                                           ("file_hash", "a" * 64, "file")], alert_id="m-1")
+    first = pipeline.process_line(line)[0]
+    again = pipeline.process_line(line)[0]
+    renamed = pipeline.process_line(line.replace(b'"m-1"', b'"m-2"'))[0]
+    assert first.status == "decided"
+    assert again.status == "duplicate" and renamed.status == "duplicate"
+    assert again.case_id == renamed.case_id == first.case_id
+    case = pipeline.store.session.get(CaseRow, first.case_id)
+    assert case.duplicate_count == 2 and case.runs == 1
+    assert pipeline.summary.graph_runs == 1
+
+
+def test_a_new_detection_on_the_same_indicator_reruns_the_case(pipeline):
+    a = make_alert("connection_to_known_bad_ip", [("host", "kiosk01.corp.example", "src"),
+                                                  ("ip", "198.51.100.140", "dst")], alert_id="c-1")
+    b = make_alert("exfil_unusual_destination", [("host", "kiosk01.corp.example", "src"),
+                                                 ("ip", "198.51.100.140", "dst")], alert_id="c-2",
+                   bytes_out=900_000_000)
+    first, second = pipeline.process_line(a)[0], pipeline.process_line(b)[0]
+    assert second.case_id == first.case_id and second.status == "decided"
+    assert pipeline.store.session.get(CaseRow, first.case_id).runs == 2
+
+
+def test_bad_input_is_dead_lettered_with_a_reason_and_nothing_is_lost(pipeline):
+    good = make_alert("port_scan", [("ip", "10.0.5.20", "src"), ("host", "web01.corp.example", "dst")],
+                      alert_id="ok-1", severity="low")
+    huge = make_alert("suspicious_powershell", [("host", "app01.corp.example", "dst")], alert_id="big",
+                      command_line="A" * 1_048_576)
+    future = make_alert("port_scan", [("ip", "10.0.5.21", "src")], alert_id="future", minutes_ago=-600)
+    ancient = json.dumps({"id": "old", "rule_id": "port_scan", "title": "x", "timestamp": "1970-01-01T00:00:00Z",
+                          "entities": []}).encode()
+    lines = [
+        good, b"{not json", b"\xff\xfe\x00garbage", b"[1, 2, 3]", b'{"hello": "world"}',
+        b'{"id": "x", "rule_id": "r", "timestamp": "yesterday", "entities": []}',
+        b'{"id": "y", "rule_id": "r", "timestamp": "2026-01-01T00:00:00Z", "entities": "nope"}',
+        huge, future, ancient,
+    ]
+    results = [r for r in pipeline.run_lines(lines, "test")]
+    summary = pipeline.summary
+    assert summary.alerts_in == len(lines)
+    assert summary.processed + summary.dead_lettered == summary.alerts_in
+    assert summary.processed == 1 and [r.alert_id for r in results] == ["ok-1"]
+    pipeline.store.commit()
+    reasons = [row.reason for row in pipeline.store.session.exec(select(DeadLetterRow).order_by(DeadLetterRow.id))]
+    assert len(reasons) == len(lines) - 1
+    expected = ["malformed JSON", "invalid UTF-8", "expected a JSON object", "unknown format",
+                "timestamp", "entities", "over the", "in the future", "older than"]
+    for fragment, reason in zip(expected, reasons):
+        assert fragment in reason, (fragment, reason)
+
+
+def test_crown_jewel_malware_waits_for_approval_and_nothing_runs(pipeline):
+    line = make_alert("malware_detected", [("host", "dc02.corp.example", "dst"),
+                                           ("file_hash", "c3afd733d28951f6fbffb8b0ddb87d3179c045022929dc79bd60da518f5d5524",
+                                            "file")], alert_id="dc-1", severity="critical")
+    result = pipeline.process_line(line)[0]
+    assert result.status == "pending_approval" and result.decision == "needs_approval"
+    assert any("crown-jewel" in r for r in result.reasons)
+    assert pipeline.store.session.exec(select(ActionRow).where(ActionRow.status == "done")).all() == []
+    assert pipeline.store.session.get(CaseRow, result.case_id).status == "pending_approval"
+    assert len(pipeline.pending_approvals()) == 1
+
+
+def test_shadow_mode_records_and_executes_nothing(settings):
+    from soc_agent.pipeline import Pipeline
+    from soc_agent.types import RunMode
+
+    shadow = Pipeline(settings.model_copy(update={"mode": RunMode.SHADOW}))
+    try:
+        results = [r for line in _failures(6) for r in shadow.process_line(line)]
+        assert results[4].action == "block_ip" and results[4].decision == "allow"
+        assert shadow.store.session.exec(select(ContainmentRow)).all() == []
+        rows = shadow.store.session.exec(select(ActionRow)).all()
+        assert [r.status for r in rows] == ["recorded"]
+    finally:
+        shadow.close()
+
+
+def test_every_run_lands_in_an_intact_audit_chain(pipeline):
+    for line in _failures(6):
+        pipeline.process_line(line)
+    pipeline.store.commit()
+    result = verify(pipeline.store.engine)
+    assert result.ok and result.checked > 5
