@@ -1,0 +1,75 @@
+"""Benchmark: the embedded pipeline end to end (SQLite, enforce mode).
+
+    .venv/bin/python bench/run.py --alerts 10000 [--alerts 100000]
+
+Reports alerts/s, p50/p99 arrival-to-decision latency over all alerts and
+over the events that complete a brute-force threshold, graph runs, and
+peak memory (max RSS). Each size runs in a fresh workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stream import generate  # noqa: E402
+from soc_agent.config import Settings  # noqa: E402
+from soc_agent.pipeline import Pipeline  # noqa: E402
+from soc_agent.types import RunMode  # noqa: E402
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+
+
+def run(n_alerts: int) -> dict:
+    """One benchmark run of ``n_alerts``."""
+    lines = generate(n_alerts)
+    workdir = Path(tempfile.mkdtemp(prefix="soc-bench-"))
+    try:
+        pipeline = Pipeline(Settings(workdir=workdir, mode=RunMode.ENFORCE))
+        latencies, threshold = [], []
+        started = time.perf_counter()
+        for result in pipeline.run_lines(lines, "bench"):
+            latencies.append(result.latency_ms)
+            if result.status == "decided" and result.incident_class in ("brute_force", "password_spray") \
+                    and result.alert_id.startswith("ev-"):
+                threshold.append(result.latency_ms)
+        pipeline.store.commit()
+        elapsed = time.perf_counter() - started
+        summary = pipeline.summary
+        pipeline.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "alerts": n_alerts, "elapsed_s": round(elapsed, 2), "alerts_per_s": round(n_alerts / elapsed, 1),
+        "processed": summary.processed, "dead_lettered": summary.dead_lettered,
+        "duplicates": summary.duplicates, "graph_runs": summary.graph_runs,
+        "p50_ms": _pct(latencies, 0.50), "p99_ms": _pct(latencies, 0.99),
+        "threshold_decisions": len(threshold), "threshold_p50_ms": _pct(threshold, 0.50),
+        "threshold_p99_ms": _pct(threshold, 0.99),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--alerts", type=int, action="append", help="stream size (repeatable)")
+    args = parser.parse_args()
+    for n in args.alerts or [10_000]:
+        print(json.dumps(run(n)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
