@@ -54,13 +54,8 @@ class ActionExecutor:
             self.store.commit()
             return row
         if row is None:
-            row = ActionRow(
-                idempotency_key=key, case_id=case_id, name=action.name, tier=str(action.tier),
-                capability=action.capability, target_kind=str(action.target.kind) if action.target else None,
-                target_value=action.target.value if action.target else None,
-                params=json.dumps(action.params, sort_keys=True), rollback=action.rollback,
-                created_at=now, approved_by=approved_by,
-            )
+            row = _new_row(action, case_id, key, now)
+            row.approved_by = approved_by
             session.add(row)
             session.flush()
             self.audit.append("action.intent", {"action_id": row.id, "key": key, "approved_by": approved_by},
@@ -90,12 +85,7 @@ class ActionExecutor:
         session.flush()
         row = session.exec(select(ActionRow).where(ActionRow.idempotency_key == key)).first()
         if row is None:
-            row = ActionRow(
-                idempotency_key=key, case_id=case_id, name=action.name, tier=str(action.tier),
-                capability=action.capability, target_kind=str(action.target.kind) if action.target else None,
-                target_value=action.target.value if action.target else None,
-                params=json.dumps(action.params, sort_keys=True), rollback=action.rollback, created_at=now,
-            )
+            row = _new_row(action, case_id, key, now)
             session.add(row)
         row.status, row.result = status, json.dumps({"why": why})
         session.flush()
@@ -153,6 +143,15 @@ class ActionExecutor:
                           case_id, session=self.store.session)
         self.store.commit()
         return row
+
+
+def _new_row(action: ProposedAction, case_id: str, key: str, now: datetime) -> ActionRow:
+    return ActionRow(
+        idempotency_key=key, case_id=case_id, name=action.name, tier=str(action.tier),
+        capability=action.capability, target_kind=str(action.target.kind) if action.target else None,
+        target_value=action.target.value if action.target else None,
+        params=json.dumps(action.params, sort_keys=True), rollback=action.rollback, created_at=now,
+    )
 
 
 def _action_from_row(row: ActionRow) -> ProposedAction:
