@@ -15,10 +15,11 @@ from langgraph.runtime import Runtime
 
 from soc_agent.actions import TTL_ACTIONS
 from soc_agent.guard import GuardContext, decide
+from soc_agent.nodes.notes import persist_notes
 from soc_agent.scoring import independent_sources
 from soc_agent.services import Services
 from soc_agent.state import TriageState
-from soc_agent.store import ApprovalRow, CaseRow, DecisionRow
+from soc_agent.store import ApprovalRow, DecisionRow
 from soc_agent.types import Case, EntityKind, Outcome, ProposedAction, RunMode, to_db_time, utcnow
 
 _AFFECTS_CASE_HOSTS = frozenset({EntityKind.PROCESS, EntityKind.FILE_HASH})
@@ -76,20 +77,16 @@ def guard_action(state: TriageState, runtime: Runtime[Services]) -> dict:
         mode=str(decision.mode), reasons=json.dumps(decision.reasons), created_at=now,
     ))
     if decision.outcome is Outcome.NEEDS_APPROVAL and decision.mode is RunMode.ENFORCE:
-        # The run pauses before write_notes: the case shows the verdict and the wait now.
-        case = session.get(CaseRow, state["case_id"])
-        if case is not None:
-            assessment = state["assessment"]
-            case.status, case.verdict, case.confidence = "pending_approval", str(assessment.verdict), \
-                assessment.confidence
-            case.action, case.decision = action.name, str(decision.outcome)
-            case.reasons, case.incident_class = json.dumps(decision.reasons), state.get("incident_class")
         session.add(ApprovalRow(case_id=state["case_id"], thread_id=f"{state['case_id']}:{state['run']}",
                                 action=action.name, tier=str(action.tier),
                                 reasons=json.dumps(decision.reasons), created_at=now))
     svc.audit.append("decision", {"run": state["run"], "action": action.name, "outcome": decision.outcome,
                                   "mode": decision.mode, "reasons": decision.reasons},
                      state["case_id"], session=session)
+    if decision.outcome is Outcome.NEEDS_APPROVAL and decision.mode is RunMode.ENFORCE:
+        # The approver reads the notes before the run resumes, so they exist while it waits.
+        persist_notes(svc, {**state, "decision": decision,
+                            "trace": state.get("trace", []) + ["guard: needs_approval, waiting"]})
     if decision.executes and decision.action and decision.action.name in TTL_ACTIONS:
         svc.block_times.append(utcnow())  # counted when decided, so a burst cannot slip past the limit
     return {"decision": decision, "trace": [f"guard: {decision.outcome} ({decision.mode})"]}

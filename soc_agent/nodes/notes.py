@@ -44,7 +44,12 @@ def _open_questions(state: TriageState) -> list[str]:
 
 def write_notes(state: TriageState, runtime: Runtime[Services]) -> dict:
     """Persist the structured notes, their markdown, and the case's verdict and status."""
-    svc = runtime.context
+    persist_notes(runtime.context, state)
+    return {"trace": ["write_notes: done"]}
+
+
+def persist_notes(svc: Services, state: TriageState) -> None:
+    """Write the notes for the run so far; also used when a run pauses for approval."""
     case, assessment = state["case"], state["assessment"]
     decision = state.get("decision")
     actions = []
@@ -98,4 +103,3 @@ def write_notes(state: TriageState, runtime: Runtime[Services]) -> dict:
     svc.audit.append("notes", {"run": state["run"], "verdict": assessment.verdict, "status": row.status if row else None},
                      case.id, session=session)
     svc.store.commit()
-    return {"trace": ["write_notes: done"]}
