@@ -15,6 +15,25 @@ FORMATS: dict[str, AlertFormat] = {
 """Registered formats in detection order (most specific first)."""
 
 
+# Real alerts nest a handful of levels; deeper input cannot be stored or rendered safely.
+_MAX_DEPTH = 64
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of decoded JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > _MAX_DEPTH:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
 def decode(line: bytes, max_bytes: int) -> dict[str, Any]:
     """Bytes to a JSON object, or MappingError saying what is wrong with them."""
     if len(line) > max_bytes:
@@ -27,6 +46,10 @@ def decode(line: bytes, max_bytes: int) -> dict[str, Any]:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MappingError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise MappingError("JSON nested too deeply") from None
+    if _depth(record) > _MAX_DEPTH:
+        raise MappingError(f"JSON nested deeper than {_MAX_DEPTH} levels")
     if not isinstance(record, dict):
         raise MappingError(f"expected a JSON object, got {type(record).__name__}")
     return record

@@ -78,19 +78,37 @@ class Correlator:
         self.window = window
         self.cases: dict[str, CaseIndex] = {}
         self._by_entity: dict[str, str] = {}
+        self._by_group: dict[str, str] = {}
+        """detector group key (e.g. the source ip) -> the case its threshold opened"""
 
     def find(self, alert: Alert) -> str | None:
-        """The open case this alert joins, or None."""
+        """The open case this alert joins, or None.
+
+        Threshold alerts and raw events correlate only on the detector's group
+        key (the source): two attackers hitting the same host and account are
+        two cases, each blocked on its own.
+        """
+        if alert.kind == "event" or alert.source == "detector":
+            keys = [alert.attributes.get("group_key")] if alert.source == "detector" else \
+                [e.key for e in alert.entities]
+            for key in keys:
+                case_id = self._by_group.get(key)
+                if case_id is not None and self._recent(self.cases[case_id], alert):
+                    return case_id
+            return None
         for entity in alert.entities:
             case_id = self._by_entity.get(entity.key)
             if case_id is None:
                 continue
             case = self.cases[case_id]
-            if case.last_seen is not None and abs(alert.timestamp - case.last_seen) > self.window:
+            if not self._recent(case, alert):
                 continue
             if is_strong(entity) or alert.rule_id in case.rules:
                 return case_id
         return None
+
+    def _recent(self, case: CaseIndex, alert: Alert) -> bool:
+        return case.last_seen is None or abs(alert.timestamp - case.last_seen) <= self.window
 
     def attach(self, alert: Alert) -> Attachment:
         """Join ``alert`` to a case (opening one for a new detection) and say if it is material.
@@ -118,6 +136,10 @@ class Correlator:
         self._index(case, alert)
         return Attachment(case_id, False, bool(why), why or ["follow-up, nothing material changed"])
 
+    def remember_group(self, group_key: str, case_id: str) -> None:
+        """Re-link a detector's group key to its case (process restart)."""
+        self._by_group[group_key] = case_id
+
     def restore(self, case_id: str, rules: set[str], entity_keys: set[str], severity: Severity,
                 last_seen: datetime, runs: int) -> None:
         """Re-index an open case loaded from the store (process restart)."""
@@ -127,6 +149,8 @@ class Correlator:
             self._by_entity[key] = case_id
 
     def _index(self, case: CaseIndex, alert: Alert) -> None:
+        if alert.source == "detector" and alert.attributes.get("group_key"):
+            self._by_group[alert.attributes["group_key"]] = case.case_id
         if alert.kind == "alert":
             case.rules.add(alert.rule_id)
             case.max_severity = max(case.max_severity, alert.severity.rank)

@@ -133,6 +133,7 @@ class ThresholdDetector:
                 "window_s": rule.window_s,
                 "event_ids": [eid for _, eid, _ in window.events],
                 "first_seen": first.isoformat(),
+                "group_key": group.key,
                 **{k: v for k, v in event.attributes.items() if k in ("service", "outcome")},
             },
         )

@@ -334,6 +334,11 @@ class Pipeline:
             last_seen = (last or case.updated_at).replace(tzinfo=timezone.utc)
             self.correlator.restore(case.id, rules, keys, Severity(case.severity), last_seen, case.runs)
             self.correlator.cases[case.id].stored_keys = set(keys)
+            for payload in session.exec(select(AlertRow.payload).where(AlertRow.case_id == case.id,
+                                                                       AlertRow.source == "detector")):
+                group_key = json.loads(payload).get("attributes", {}).get("group_key")
+                if group_key:
+                    self.correlator.remember_group(group_key, case.id)
 
     def run_lines(self, lines: Iterable[bytes], source: str, fmt: str = "auto") -> Iterable[TriageResult]:
         """Process a stream of lines, yielding each result as it is decided."""
