@@ -123,6 +123,9 @@ class Pipeline:
         self.correlator = Correlator(timedelta(seconds=settings.correlation_window_s))
         self.summary = RunSummary()
         self._case_of_key: dict[str, str | None] = {}
+        # Strong references keep open cases in the session's (weak) identity map:
+        # without them every follow-up re-reads its case from the database.
+        self._case_rows: dict[str, CaseRow] = {}
         self._pending = 0
         self._restore()
         self.services.executor.expire()
@@ -180,7 +183,7 @@ class Pipeline:
             case_id = self._case_of_key.get(original)
             self._record_alert(alert, key, fp, case_id, duplicate_of=original)
             if case_id is not None:
-                self.store.session.get(CaseRow, case_id).duplicate_count += 1
+                self._case_row(case_id).duplicate_count += 1
             return [self._result(alert, case_id, "duplicate", [f"duplicate of {original}"], started)]
 
         if alert.kind == "event":
@@ -202,9 +205,10 @@ class Pipeline:
         case_id = attachment.case_id
         if attachment.new_case:
             now = to_db_time(utcnow())
-            self.store.session.add(CaseRow(id=case_id, title=alert.title[:500], opened_at=now, updated_at=now,
-                                           severity=str(alert.severity)))
-            self.store.session.flush()
+            row = CaseRow(id=case_id, title=alert.title[:500], opened_at=now, updated_at=now,
+                          severity=str(alert.severity))
+            self.store.session.add(row)
+            self._case_rows[case_id] = row
         self._record_alert(alert, key, fp, case_id)
         case = self._touch_case(case_id, alert)
         if alert.source == "detector":
@@ -219,32 +223,37 @@ class Pipeline:
                       duplicate_of: str | None = None) -> None:
         if duplicate_of is None:
             self._case_of_key[key] = case_id
-        self.store.session.add(AlertRow(
+        self.store.buffer(AlertRow, dict(
             key=key, alert_id=alert.id, source=alert.source, kind=alert.kind, rule_id=alert.rule_id,
             case_id=case_id, fingerprint=fp, duplicate_of=duplicate_of, ts=to_db_time(alert.timestamp),
-            received_at=to_db_time(utcnow()), payload=alert.model_dump_json(),
+            received_at=to_db_time(utcnow()), payload=alert.model_dump_json(), label=None,
         ))
 
     def _attach_events(self, alert: Alert, case_id: str) -> None:
         """The events that crossed a threshold belong to the case it opened."""
         event_ids = alert.attributes.get("event_ids") or []
         session = self.store.session
-        session.flush()
+        self.store.flush_buffers()
         for row in session.exec(select(AlertRow).where(AlertRow.alert_id.in_(event_ids),
                                                        AlertRow.kind == "event", AlertRow.case_id == None)):  # noqa: E711
             row.case_id = case_id
 
+    def _case_row(self, case_id: str) -> CaseRow:
+        row = self._case_rows.get(case_id)
+        if row is None:
+            row = self._case_rows[case_id] = self.store.session.get(CaseRow, case_id)
+        return row
+
     def _touch_case(self, case_id: str, alert: Alert, event: bool = False) -> CaseRow:
-        session = self.store.session
-        case = session.get(CaseRow, case_id)
+        case = self._case_row(case_id)
         index = self.correlator.cases[case_id]
         known = index.stored_keys
         for entity in alert.entities:
             if entity.key not in known:
                 known.add(entity.key)
-                session.merge(CaseEntityRow(case_id=case_id, key=entity.key, kind=str(entity.kind),
-                                            value=entity.value, role=entity.role,
-                                            last_seen=to_db_time(alert.timestamp)))
+                self.store.buffer(CaseEntityRow, dict(case_id=case_id, key=entity.key, kind=str(entity.kind),
+                                                      value=entity.value, role=entity.role,
+                                                      last_seen=to_db_time(alert.timestamp)))
         if event:
             case.event_count += 1
         else:
@@ -259,6 +268,7 @@ class Pipeline:
     def _run_graph(self, alert: Alert, case: CaseRow, material: list[str], started: float) -> TriageResult:
         index = self.correlator.cases[case.id]
         index.runs = max(index.runs, case.runs) + 1
+        self.store.flush_buffers()
         self.store.session.flush()
         config = {"configurable": {"thread_id": f"{case.id}:{index.runs}"}}
         state = self.graph.invoke(
@@ -289,7 +299,7 @@ class Pipeline:
 
     def _result(self, alert: Alert, case_id: str | None, status: str, why: list[str],
                 started: float) -> TriageResult:
-        case = self.store.session.get(CaseRow, case_id) if case_id else None
+        case = self._case_row(case_id) if case_id else None
         reasons = list(why)
         if case is not None:
             reasons += json.loads(case.reasons)

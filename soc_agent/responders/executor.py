@@ -74,7 +74,8 @@ class ActionExecutor:
             row.expires_at = now + timedelta(seconds=int(ttl))
         self.audit.append("action.result", {"action_id": row.id, "status": "done", "result": result},
                           case_id, session=session)
-        self.store.commit()
+        # The result becomes durable with the run's notes; a crash before that leaves the intent,
+        # which the next attempt settles through verify() instead of acting twice.
         return row
 
     def record(self, action: ProposedAction, case_id: str, run: int, status: str, why: str) -> ActionRow:
