@@ -7,8 +7,10 @@ build a ``Services`` with a temporary store and a scripted reasoner.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from soc_agent.audit import AuditLog
 from soc_agent.config import Settings
@@ -19,7 +21,21 @@ from soc_agent.reasoner import Reasoner
 from soc_agent.responders import ActionExecutor
 from soc_agent.scoring import RuleBook
 from soc_agent.store import Store
-from soc_agent.types import RunMode
+from soc_agent.types import Assessment, Case, Evidence, RunMode
+
+
+class EvidenceSource(Protocol):
+    """Adds evidence about a whole case (e.g. learned priors from analysts' dispositions)."""
+
+    name: str
+
+    def evidence(self, case: Case) -> list[Evidence]:
+        """Evidence items for ``case``; weights signed like every other item."""
+        ...
+
+
+Calibrator = Callable[[Assessment], Assessment]
+"""Maps a reasoner's raw confidence to a calibrated one (same verdict)."""
 
 
 @dataclass
@@ -39,6 +55,10 @@ class Services:
     cache: EnrichmentCache = field(default_factory=EnrichmentCache)
     block_times: deque[datetime] = field(default_factory=deque)
     """When recent blocks were executed, for the guard's rate limit."""
+    evidence_sources: list[EvidenceSource] = field(default_factory=list)
+    """Case-level evidence added by the assess node (learned priors...)."""
+    calibrator: Calibrator | None = None
+    """Applied to every assessment the reason node settles on."""
 
     @property
     def mode(self) -> RunMode:

@@ -8,6 +8,7 @@ from soc_agent.context import case_context
 from soc_agent.scoring import total_score
 from soc_agent.services import Services
 from soc_agent.state import TriageState
+from soc_agent.types import Evidence
 
 
 def assess_risk(state: TriageState, runtime: Runtime[Services]) -> dict:
@@ -17,6 +18,12 @@ def assess_risk(state: TriageState, runtime: Runtime[Services]) -> dict:
     enrichment = state.get("evidence", [])
     ctx = case_context(case, enrichment, svc.knowledge)
     evidence = enrichment + svc.rulebook.evidence(case, ctx)
+    for source in svc.evidence_sources:
+        try:
+            evidence += source.evidence(case)
+        except Exception as exc:  # a broken source degrades the evidence, never the run
+            evidence.append(Evidence(id=f"degraded:{source.name}", kind="degraded", source=source.name,
+                                     summary=f"evidence source {source.name} failed: {type(exc).__name__}"))
     score = total_score(evidence)
     svc.audit.append("node.assess", {"run": state["run"], "score": score,
                                      "evidence": [f"{e.id}:{e.weight:+.2f}" for e in evidence]},

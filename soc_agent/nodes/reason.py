@@ -31,6 +31,10 @@ def reason_verdict(state: TriageState, runtime: Runtime[Services]) -> dict:
                          state["case_id"], session=svc.store.session)
         assessment = DeterministicReasoner().reason(data)
         note += f"; rejected (cited unknown evidence {bogus}), deterministic verdict stands"
+    if svc.calibrator is not None:
+        raw = assessment.confidence
+        assessment = svc.calibrator(assessment)
+        note += f"; calibrated {raw:.2f} → {assessment.confidence:.2f}"
     svc.audit.append("node.reason", {"run": state["run"], "verdict": assessment.verdict,
                                      "confidence": assessment.confidence, "reasoner": assessment.reasoner},
                      state["case_id"], session=svc.store.session)
