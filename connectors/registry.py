@@ -5,14 +5,41 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from connectors import native
+from connectors import authlog, crowdstrike, elastic, native, ocsf, sentinel, splunk, wazuh
 from connectors.base import AlertFormat, MappingError
+from connectors.generic.mapping import as_format, mapping_from_env
 from soc_agent.types import Alert
 
 FORMATS: dict[str, AlertFormat] = {
+    # Each vendor detector keys on fields only that vendor emits, so their order
+    # matters little; native (three common top-level keys) must stay last.
+    "elastic": AlertFormat("elastic", elastic.detect, elastic.to_alert),
+    "crowdstrike": AlertFormat("crowdstrike", crowdstrike.detect, crowdstrike.to_alert),
+    "sentinel": AlertFormat("sentinel", sentinel.detect, sentinel.to_alert),
+    "splunk": AlertFormat("splunk", splunk.detect, splunk.to_alert),
+    "wazuh": AlertFormat("wazuh", wazuh.detect, wazuh.to_alert),
+    "ocsf": AlertFormat("ocsf", ocsf.detect, ocsf.to_alert),
+    "authlog": AlertFormat("authlog", authlog.detect, authlog.to_alert),
     "native": AlertFormat("native", native.detect, native.to_alert),
 }
 """Registered formats in detection order (most specific first)."""
+
+
+def install_format(fmt: AlertFormat, before: str = "native") -> None:
+    """Register (or replace) a format, placed just before ``before`` in detection order.
+
+    FORMATS is updated in place so modules that imported it see the change.
+    """
+    items = [(name, existing) for name, existing in FORMATS.items() if name != fmt.name]
+    at = next((i for i, (name, _) in enumerate(items) if name == before), len(items))
+    items.insert(at, (fmt.name, fmt))
+    FORMATS.clear()
+    FORMATS.update(items)
+
+
+_env_mapping = mapping_from_env()  # a bad mapping file stops startup with its file:key error
+if _env_mapping is not None:
+    install_format(as_format(_env_mapping))
 
 
 # Real alerts nest a handful of levels; deeper input cannot be stored or rendered safely.
@@ -55,9 +82,35 @@ def decode(line: bytes, max_bytes: int) -> dict[str, Any]:
     return record
 
 
+def _text_record(line: bytes, fmt: str, max_bytes: int) -> dict[str, Any] | None:
+    """The authlog record for a line that does not look like JSON, or None to decode it as JSON.
+
+    Only lines starting with ``{`` or ``[`` are JSON candidates, so a truncated JSON
+    object still gets the JSON error; a forced JSON format keeps the JSON error too.
+    """
+    if fmt not in ("auto", "authlog") or len(line) > max_bytes:
+        return None
+    stripped = line.lstrip()
+    if not stripped or stripped[:1] in (b"{", b"["):
+        return None
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return authlog.record_from_text(text.strip())
+
+
 def parse_record(line: bytes, fmt: str = "auto", max_bytes: int = 256 * 1024) -> Alert:
-    """One input line to an Alert; ``fmt`` forces a format, ``auto`` detects it."""
-    record = decode(line, max_bytes)
+    """One input line to an Alert; ``fmt`` forces a format, ``auto`` detects it.
+
+    JSON lines are decoded and offered to each format's detector; other text
+    lines are offered to the ``authlog`` (sshd syslog) format.
+    """
+    record = _text_record(line, fmt, max_bytes)
+    if record is None:
+        record = decode(line, max_bytes)
+    elif fmt == "auto" and not authlog.detect(record):
+        raise MappingError(f"unknown format: not JSON and not a syslog line: {record[authlog.TEXT_KEY][:60]!r}")
     if fmt != "auto":
         chosen = FORMATS.get(fmt)
         if chosen is None:

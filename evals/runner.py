@@ -116,6 +116,14 @@ def run_eval(settings: Settings) -> dict[str, Any]:
         "p50_decision_ms": latencies[len(latencies) // 2] if latencies else None,
         "reasoner": pipeline.services.reasoner.name,
     }
+    non_tp = [(t, p) for t, p in pairs if t != "true_positive"]
+    results["tpr"] = per_label["true_positive"]["recall"]
+    results["fpr"] = round(sum(p == "true_positive" for _, p in non_tp) / len(non_tp), 4) if non_tp else 0.0
+    reasoner = pipeline.services.reasoner
+    results["llm_calls"] = getattr(reasoner, "calls", 0)
+    results["tokens"] = getattr(reasoner, "tokens", 0)
+    results["llm_calls_per_100_alerts"] = round(100 * results["llm_calls"] / len(labels), 2)
+    results["tokens_per_100_alerts"] = round(100 * results["tokens"] / len(labels), 1)
     pipeline.close()
     return results
 

@@ -36,8 +36,12 @@ out = Console()
 WorkdirOpt = typer.Option(Path("./soc-agent-work"), "--workdir", help="store, checkpoints and notes")
 
 
-def _settings(workdir: Path, mode: Optional[str] = None) -> Settings:
-    return Settings.from_env(workdir=workdir, mode=RunMode(mode) if mode else None)
+def _settings(workdir: Path, mode: Optional[str] = None, reasoner: Optional[str] = None) -> Settings:
+    return Settings.from_env(workdir=workdir, mode=RunMode(mode) if mode else None, reasoner=reasoner)
+
+
+ReasonerOpt = typer.Option(None, "--reasoner", help="deterministic | llm (default: SOC_AGENT_REASONER or "
+                           "deterministic; llm reads SOC_AGENT_LLM_BASE_URL, _MODEL, _API_KEY...)")
 
 
 def _pipeline(settings: Settings):
@@ -52,11 +56,12 @@ def _progress() -> Progress:
 
 
 @app.command()
-def demo(workdir: Path = WorkdirOpt, as_json: bool = typer.Option(False, "--json", help="summary as JSON")) -> None:
+def demo(workdir: Path = WorkdirOpt, as_json: bool = typer.Option(False, "--json", help="summary as JSON"),
+         reasoner: Optional[str] = ReasonerOpt) -> None:
     """Run the bundled labelled stream (12 incident classes, noise, duplicates) through the graph."""
     from evals.dataset import load_demo_stream
 
-    settings = _settings(workdir)
+    settings = _settings(workdir, reasoner=reasoner)
     lines = load_demo_stream()
     pipeline = _pipeline(settings)
     reasons: Counter = Counter()
@@ -120,9 +125,10 @@ def triage(
     fmt: str = typer.Option("auto", "--format", help="auto, or a format name"),
     out_file: Optional[Path] = typer.Option(None, "--out", help="write result lines here instead of stdout"),
     as_json: bool = typer.Option(False, "--json", help="print only the summary, as one JSON object"),
+    reasoner: Optional[str] = ReasonerOpt,
 ) -> None:
     """Triage alerts; one JSON line per processed alert, then a summary."""
-    settings = _settings(workdir, mode)
+    settings = _settings(workdir, mode, reasoner)
     stream = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
     pipeline = _pipeline(settings)
     sink = open(out_file, "w") if out_file else None  # noqa: SIM115
@@ -271,35 +277,115 @@ def approvals_list(workdir: Path = WorkdirOpt) -> None:
     out.print(table)
 
 
-def _decide_approval(approval_id: int, approved: bool, by: str, comment: str, workdir: Path) -> None:
-    from soc_agent.store import ApprovalRow
+def _cli_identity(by: str, role: str, token: Optional[str]):
+    from soc_agent.runners.auth import Identity, Role, TokenStore
 
-    settings = _settings(workdir)
-    pipeline = _pipeline(settings)
-    row = pipeline.store.session.get(ApprovalRow, approval_id)
-    if row is None or row.status != "pending":
-        err.print(f"approval {approval_id} is not pending")
+    if token:
+        import os
+
+        who = TokenStore.from_file(os.environ.get("SOC_AGENT_TOKENS_FILE")).authenticate(token)
+        if who is None:
+            err.print("unknown token (check SOC_AGENT_TOKENS_FILE)")
+            raise typer.Exit(1)
+        return who
+    # Whoever runs the CLI on the store's host already holds its keys; --role says which hat they wear.
+    return Identity(name=by, role=Role(role))
+
+
+def _queue_call(workdir: Path, method: str, *args, **kwargs) -> dict:
+    from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, QueuePolicy
+
+    pipeline = _pipeline(_settings(workdir))
+    try:
+        return getattr(ApprovalQueue(pipeline, QueuePolicy.from_env()), method)(*args, **kwargs)
+    except ApprovalError as exc:
+        err.print(f"refused ({exc.status_code}): {exc}")
+        raise typer.Exit(1) from None
+    finally:
         pipeline.close()
-        raise typer.Exit(1)
-    state = pipeline.resume(row.thread_id, approved, by, comment)
-    pipeline.close()
-    decision = state.get("decision")
-    out.print(f"approval {approval_id}: {'approved' if approved else 'rejected'} by {by}; "
-              f"action {state.get('action_status')} ({decision.outcome if decision else '-'})")
+
+
+def _decide_approval(approval_id: int, approved: bool, by: str, comment: str, workdir: Path,
+                     role: str = "lead", token: Optional[str] = None) -> None:
+    who = _cli_identity(by, role, token)
+    method = "approve" if approved else "reject"
+    result = _queue_call(workdir, method, approval_id, who, comment)
+    out.print(f"approval {approval_id}: {result['status']} by {who.name}; "
+              f"action {result['action_status']} ({result['decision'] or '-'})")
+
+
+RoleOpt = typer.Option("lead", "--role", help="viewer | analyst | lead (ignored with --token)")
+TokenOpt = typer.Option(None, "--token", envvar="SOC_AGENT_TOKEN", help="an API token; identity and role from "
+                        "$SOC_AGENT_TOKENS_FILE instead of --by/--role")
 
 
 @approvals_app.command("approve")
-def approvals_approve(approval_id: int, by: str = typer.Option(..., "--by"), comment: str = "",
-                      workdir: Path = WorkdirOpt) -> None:
+def approvals_approve(approval_id: int, by: str = typer.Option("cli", "--by"), comment: str = "",
+                      workdir: Path = WorkdirOpt, role: str = RoleOpt, token: Optional[str] = TokenOpt) -> None:
     """Approve a pending action; the guard is checked again before it runs."""
-    _decide_approval(approval_id, True, by, comment, workdir)
+    _decide_approval(approval_id, True, by, comment, workdir, role, token)
 
 
 @approvals_app.command("reject")
-def approvals_reject(approval_id: int, by: str = typer.Option(..., "--by"), comment: str = "",
-                     workdir: Path = WorkdirOpt) -> None:
+def approvals_reject(approval_id: int, by: str = typer.Option("cli", "--by"), comment: str = "",
+                     workdir: Path = WorkdirOpt, role: str = RoleOpt, token: Optional[str] = TokenOpt) -> None:
     """Reject a pending action; it is recorded, not run."""
-    _decide_approval(approval_id, False, by, comment, workdir)
+    _decide_approval(approval_id, False, by, comment, workdir, role, token)
+
+
+@approvals_app.command("edit")
+def approvals_edit(approval_id: int, by: str = typer.Option("cli", "--by"), comment: str = "",
+                   action: Optional[str] = typer.Option(None, "--action", help="another action from the menu"),
+                   param: list[str] = typer.Option([], "--param", help="KEY=VALUE, e.g. ttl_seconds=600"),
+                   workdir: Path = WorkdirOpt, role: str = RoleOpt, token: Optional[str] = TokenOpt) -> None:
+    """Approve with changes: another action from the case's menu, or changed params (e.g. a shorter TTL)."""
+    params: dict = {}
+    for item in param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            err.print(f"--param {item!r}: expected KEY=VALUE")
+            raise typer.Exit(2)
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    who = _cli_identity(by, role, token)
+    result = _queue_call(workdir, "edit", approval_id, who, comment, action=action, params=params)
+    out.print(f"approval {approval_id}: edited and {result['status']} by {who.name}; "
+              f"action {result['action_status']} ({result['decision'] or '-'})")
+
+
+@approvals_app.command("show")
+def approvals_show(approval_id: int, workdir: Path = WorkdirOpt,
+                   as_json: bool = typer.Option(False, "--json", help="the item as JSON")) -> None:
+    """One item: case summary, action, tier, blast radius, rollback, guard reasons, evidence."""
+    item = _queue_call(workdir, "show", approval_id)
+    if as_json:
+        print(json.dumps(item, default=str))
+        return
+    case = item["case"]
+    out.print(f"approval {item['id']} [{item['status']}] case {item['case_id']}: {case['title']}", markup=False)
+    out.print(f"action: {item['action']} ({item['tier']}) on {item['target'] or '-'} params {item['params']}",
+              markup=False)
+    out.print(f"blast radius: {item['blast_radius'].get('summary')}", markup=False)
+    out.print(f"rollback: {item['rollback'] or 'none'} · needs: {item['required_role']} · "
+              f"raised by: {item['requested_by']} · expires: {item['expires_at']}", markup=False)
+    out.print(f"menu: {', '.join(m['name'] for m in item['menu']) or '-'}", markup=False)
+    out.print(f"summary: {case['summary']}", markup=False)
+    for reason in item["guard_reasons"]:
+        out.print(f"  - {reason}", markup=False)
+    out.print("evidence:")
+    for ev in case["evidence"]:
+        out.print(f"  {ev['id']} ({ev['kind']}, {ev['weight']:+.1f}): {ev['summary']}", markup=False)
+
+
+@app.command()
+def serve(workdir: Path = WorkdirOpt, host: str = typer.Option("127.0.0.1", "--host"),
+          port: int = typer.Option(8080, "--port")) -> None:
+    """Serve the approval queue (API and web page), the ticketing webhook and /metrics."""
+    from soc_agent.runners.server import serve as run_server
+
+    run_server(_settings(workdir), host=host, port=port)
 
 
 @app.command("eval")
@@ -307,24 +393,233 @@ def eval_cmd(
     workdir: Path = typer.Option(Path("./soc-agent-eval"), "--workdir"),
     out_file: Path = typer.Option(Path("eval-results.json"), "--out", help="where the JSON results go"),
     as_json: bool = typer.Option(False, "--json"),
+    dataset: str = typer.Option("all", "--dataset", help="demo | redteam | all"),
+    reasoner: Optional[str] = ReasonerOpt,
 ) -> None:
-    """Score the agent on the labelled demo stream: per-class precision/recall, macro-F1, actions, guardrails."""
+    """Score the agent: per-class precision/recall, macro-F1, TPR/FPR, actions, guardrails, injection attacks."""
+    from evals.redteam import run_redteam
     from evals.runner import run_eval
 
-    results = run_eval(_settings(workdir))
+    if dataset not in ("demo", "redteam", "all"):
+        err.print(f"unknown dataset {dataset!r}: demo, redteam or all")
+        raise typer.Exit(2)
+    settings = _settings(workdir, reasoner=reasoner)
+    results: dict = {}
+    if dataset in ("demo", "all"):
+        results.update(run_eval(settings))
+    if dataset in ("redteam", "all"):
+        results.update(run_redteam(settings))
+        results["llm_calls"] = results.get("llm_calls", 0) + results["redteam_llm_calls"]
+        results["tokens"] = results.get("tokens", 0) + results["redteam_tokens"]
     out_file.write_text(json.dumps(results, indent=2))
     if as_json:
         print(json.dumps(results))
         return
-    table = Table(title="verdicts by class")
-    for col in ("label", "precision", "recall", "f1", "support"):
+    if "per_label" in results:
+        table = Table(title="verdicts by class")
+        for col in ("label", "precision", "recall", "f1", "support"):
+            table.add_column(col)
+        for label, row in results["per_label"].items():
+            table.add_row(label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                          str(row["support"]))
+        out.print(table)
+        out.print(f"macro-F1 {results['macro_f1']:.3f} · TPR {results['tpr']:.3f} · FPR {results['fpr']:.3f} · "
+                  f"action agreement {results['action_agreement']:.3f} · "
+                  f"guardrail violations {results['guardrail_violations']}")
+    if "injection_attack_success_rate" in results:
+        out.print(f"injection attack success rate {results['injection_attack_success_rate']:.3f} "
+                  f"({results['injection_attack_successes']}/{results['redteam_alerts']})")
+    out.print(f"LLM calls {results.get('llm_calls', 0)} · tokens {results.get('tokens', 0)} · results in {out_file}")
+
+
+@app.command()
+def shadow(
+    alerts: Path = typer.Argument(..., help="alerts, one per line (native JSON or any known format)"),
+    labels: Path = typer.Option(..., "--labels", help="JSON lines: alert_id, label, optional action"),
+    out_dir: Path = typer.Option(Path("./shadow-results"), "--out", help="results JSON, HTML report, autonomy.yml"),
+    workdir: Path = WorkdirOpt,
+    as_json: bool = typer.Option(False, "--json", help="print the scores as one JSON object"),
+    autonomy: Optional[Path] = typer.Option(None, "--autonomy",
+                                            help="current autonomy per class (default playbooks/autonomy.yml)"),
+    gate_file: Optional[Path] = typer.Option(None, "--gate", help="YAML with a gate: mapping of thresholds"),
+    min_cases: Optional[int] = typer.Option(None, "--min-cases", help="promotion: at least this many cases"),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="promotion: verdict agreement"),
+    use_learning: bool = typer.Option(False, "--use-learning",
+                                      help="run with the priors and calibration learned in --workdir"),
+    learn: bool = typer.Option(False, "--learn", help="run with the learned priors (uncalibrated), then learn "
+                                                      "these labels and save a calibrator fitted on this run"),
+    learn_split: Optional[float] = typer.Option(None, "--learn-split", help="held-out experiment: learn from "
+                                                "this fraction of the stream, report before/after on the rest"),
+    rebase: bool = typer.Option(True, "--rebase/--no-rebase", help="shift timestamps so the newest is now"),
+) -> None:
+    """Replay labelled alerts in shadow mode and score the agent against the analysts."""
+    from soc_agent.runners.shadow import GateConfig, ShadowOptions, run_shadow
+
+    for path in (alerts, labels):
+        if not path.is_file():
+            err.print(f"not a file: {path}")
+            raise typer.Exit(2)
+    settings = _settings(workdir)
+    if learn_split is not None:
+        _shadow_split(alerts, labels, settings, learn_split, out_dir, as_json)
+        return
+    try:
+        gate = GateConfig.from_file(gate_file) if gate_file else GateConfig()
+    except (OSError, ValueError, TypeError) as exc:
+        err.print(f"bad gate file: {exc}")
+        raise typer.Exit(2) from None
+    overrides = {k: v for k, v in (("min_cases", min_cases), ("min_agreement", min_agreement)) if v is not None}
+    if overrides:
+        gate = GateConfig(**{**{k: getattr(gate, k) for k in gate.__dataclass_fields__}, **overrides})
+    learning = None
+    if use_learning or learn:
+        from soc_agent.learning import load_learning
+        from soc_agent.store import Store
+
+        sources, calibrator = load_learning(settings, Store(settings.db_url))
+        learning = (sources, None if learn else calibrator)
+    default_autonomy = settings.playbooks_dir / "autonomy.yml"
+    options = ShadowOptions(out_dir=out_dir, gate=gate, autonomy_file=autonomy or default_autonomy,
+                            rebase=rebase, learning=learning)
+    progress = Progress(TextColumn("[bold]shadow"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err, transient=False, disable=as_json and not err.is_terminal)
+    with progress:
+        def factory(total: int):
+            task = progress.add_task("shadow", total=total)
+            return lambda n: progress.advance(task, n)
+
+        results, fitter = run_shadow(alerts, labels, settings, options, factory)
+    if learn and fitter is not None:
+        _learn_after_shadow(alerts, labels, settings, fitter, results)
+    if as_json:
+        print(json.dumps(results, default=str))
+    else:
+        _print_shadow(results)
+    if results.get("error"):
+        err.print(f"[red]{results['error']}[/red]")
+        raise typer.Exit(1)
+
+
+def _print_shadow(results: dict) -> None:
+    out.print(f"verdict agreement {results['verdict_agreement']:.1%} · macro-F1 {results['macro_f1']:.3f} · "
+              f"risky recommendations {results['risky_recommendations']} · missed true positives "
+              f"{results['missed_true_positives']} ({results['missed_critical_true_positives']} critical) · "
+              f"ECE {results['calibration']['ece']} · scored {results['scored_alerts']}")
+    table = Table(title="autonomy per incident class")
+    for col in ("class", "decision", "mode", "cases", "agreement", "why"):
         table.add_column(col)
-    for label, row in results["per_label"].items():
-        table.add_row(label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                      str(row["support"]))
+    for name, c in results["per_class"].items():
+        table.add_row(name, c["decision"], c["mode"], str(c["evidence"]["cases"]),
+                      f"{c['evidence']['verdict_agreement']:.1%}", "; ".join(c["reasons"]))
     out.print(table)
-    out.print(f"macro-F1 {results['macro_f1']:.3f} · action agreement {results['action_agreement']:.3f} · "
-              f"guardrail violations {results['guardrail_violations']} · results in {out_file}")
+    for reason, item in results["skipped"].items():
+        err.print(f"skipped {item['count']}: {reason}" + (f" (e.g. {item['examples'][0]})" if item["examples"] else ""))
+    if "files" in results:
+        out.print(f"results {results['files']['results']} · report {results['files']['report']} · "
+                  f"suggestion {results['files']['autonomy']}")
+
+
+def _learn_after_shadow(alerts: Path, labels: Path, settings: Settings, fitter, results: dict) -> None:
+    from soc_agent.learning import LabelIndex, learn_from_file
+    from soc_agent.store import Store
+
+    store = Store(settings.db_url)
+    index = LabelIndex(settings.workdir / ".learn-labels.sqlite")
+    try:
+        with labels.open("rb") as fh:
+            index.load(fh, labels.name)
+        with alerts.open("rb") as fh:
+            report, _ = learn_from_file(store, fh, index, labels.name)
+        calibrator = fitter.fit()
+        if calibrator:
+            calibrator.save(store.session, results["calibration"]["ece"])
+            store.commit()
+    finally:
+        index.close()
+        store.close()
+    results["learned"] = report.as_dict()["learned"]
+    results["calibrator_saved"] = bool(calibrator)
+
+
+def _shadow_split(alerts: Path, labels: Path, settings: Settings, fraction: float, out_dir: Path,
+                  as_json: bool) -> None:
+    from soc_agent.learning.split import learn_split
+
+    try:
+        result = learn_split(alerts, labels, settings, fraction, out_dir / "split",
+                             log=None if as_json else lambda m: err.print(m))
+    except ValueError as exc:
+        err.print(str(exc))
+        raise typer.Exit(2) from None
+    data = result.as_dict()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "learn-split.json").write_text(json.dumps(data, indent=2))
+    if as_json:
+        print(json.dumps(data))
+        return
+    table = Table(title=f"held-out split: learn from the first {fraction:.0%}, score the rest")
+    for col in ("", "macro-F1", "agreement", "ECE", "decided", "risky", "missed TP"):
+        table.add_column(col)
+    for name in ("before", "priors_only", "after"):
+        r = data[name]
+        table.add_row(name.replace("_", " "), f"{r['macro_f1']:.4f}", f"{r['verdict_agreement']:.4f}",
+                      str(r["ece"]), f"{r['decided_share']:.1%}", str(r["risky_recommendations"]),
+                      str(r["missed_true_positives"]))
+    out.print(table)
+    out.print(f"train {data['train_lines']} lines ({data['learned_dispositions']} dispositions learned, "
+              f"{data['rules_with_prior']} rule and {data['entities_with_prior']} entity priors in force), "
+              f"test {data['test_lines']} lines · {out_dir / 'learn-split.json'}")
+
+
+@app.command()
+def learn(
+    alerts: Optional[Path] = typer.Argument(None, help="the alerts the labels refer to (omit: learn from the "
+                                                       "dispositions recorded in the store)"),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="JSON lines: alert_id, label, optional action"),
+    workdir: Path = WorkdirOpt,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Import analysts' dispositions into the priors; write tuning suggestions for noisy rules."""
+    from soc_agent.learning import (LabelIndex, default_suggestions_path, learn_from_file, learn_from_store,
+                                    suggest_tuning, write_suggestions)
+    from soc_agent.store import Store
+
+    if (alerts is None) != (labels is None):
+        err.print("give both ALERTS and --labels, or neither (to learn from the store's recorded dispositions)")
+        raise typer.Exit(2)
+    for path in (alerts, labels):
+        if path is not None and not path.is_file():
+            err.print(f"not a file: {path}")
+            raise typer.Exit(2)
+    settings = _settings(workdir)
+    store = Store(settings.db_url)
+    try:
+        if alerts is None:
+            report, priors = learn_from_store(store)
+        else:
+            index = LabelIndex(settings.workdir / ".learn-labels.sqlite")
+            try:
+                with labels.open("rb") as fh:
+                    index.load(fh, labels.name)
+                with alerts.open("rb") as fh:
+                    report, priors = learn_from_file(store, fh, index, labels.name)
+            finally:
+                index.close()
+    finally:
+        store.close()
+    suggestions = suggest_tuning(priors, settings.playbooks_dir / "detectors.yml")
+    path = default_suggestions_path(settings.workdir)
+    write_suggestions(path, suggestions)
+    data = report.as_dict() | {"rule_priors": len(priors.rules), "entity_priors": len(priors.entities),
+                               "tuning_suggestions": len(suggestions), "suggestions_file": str(path)}
+    if as_json:
+        print(json.dumps(data))
+        return
+    out.print(f"learned {data['learned']} disposition(s) {data['by_label']}; {data['already_learned']} already known; "
+              f"{data['rule_priors']} rule and {data['entity_priors']} entity priors; "
+              f"{len(suggestions)} tuning suggestion(s) in {path}")
+    for reason, item in data["skipped"].items():
+        err.print(f"skipped {item['count']}: {reason}")
 
 
 def main() -> None:  # pragma: no cover

@@ -35,6 +35,9 @@ class Settings(BaseModel):
     correlation_window_s: int = Field(
         default=3600, description="an alert joins an open case that shares an entity seen within this window"
     )
+    reasoner: str = Field(default="deterministic", pattern="^(deterministic|llm)$",
+                          description="llm uses the SOC_AGENT_LLM_* endpoint settings, with the deterministic "
+                          "reasoner as fallback and check")
     audit_hmac_key: str | None = Field(default=None, description="optional key; set from SOC_AGENT_AUDIT_HMAC_KEY")
     max_alert_bytes: int = Field(default=256 * 1024, description="larger input lines are dead-lettered")
     max_clock_skew_s: int = Field(default=300, description="alerts further in the future are dead-lettered")

@@ -134,6 +134,12 @@ def decide(action: ProposedAction, ctx: GuardContext, policy: Policy) -> Decisio
 
     if tier is not Tier.OBSERVE:
         _check_containment(action, tier, ctx, policy, out)
+    if "reasoner_disagreement" in ctx.flags:
+        out.add(Outcome.NEEDS_APPROVAL, "the model and the evidence scoring disagree: a person decides")
+    if "injection_suspected" in ctx.flags and (
+            action.name == "close_case" or ctx.verdict in (Verdict.BENIGN_POSITIVE, Verdict.FALSE_POSITIVE)):
+        out.add(Outcome.NEEDS_APPROVAL, "instruction-like text in the alert data: never closed as benign "
+                                        "without a person")
     if action.name in TTL_ACTIONS:
         _check_block(action, ctx, policy, out)
 

@@ -33,7 +33,7 @@ from soc_agent.enrich import LocalKnowledge, local_enrichers
 from soc_agent.graph import build_graph
 from soc_agent.playbooks import PlaybookSet, load_playbooks
 from soc_agent.policy import load_policy
-from soc_agent.reasoner import DeterministicReasoner, Reasoner
+from soc_agent.reasoner import Reasoner, make_reasoner
 from soc_agent.responders import ActionExecutor, LocalResponder
 from soc_agent.scoring import RuleBook
 from soc_agent.services import Services
@@ -97,14 +97,20 @@ def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Serv
     key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
     audit = AuditLog(store.engine, key)
     knowledge = LocalKnowledge.from_dir(settings.data_dir)
+    # Remote connectors only when $SOC_AGENT_CONNECTORS names a file; otherwise the local defaults alone.
+    from connectors.loader import configured_connectors
+
+    remote_enrichers, remote_responders = configured_connectors()
     return Services(
         settings=settings, store=store, audit=audit, knowledge=knowledge,
-        enrichers=local_enrichers(knowledge),
+        enrichers=local_enrichers(knowledge) + remote_enrichers,
         playbooks=PlaybookSet(load_playbooks(settings.playbooks_dir)),
         policy=load_policy(settings.playbooks_dir / "policy.yml"),
         rulebook=RuleBook.from_file(settings.playbooks_dir / "detectors.yml"),
-        reasoner=reasoner or DeterministicReasoner(),
-        executor=ActionExecutor(store, audit, [LocalResponder(store)]),
+        reasoner=reasoner or make_reasoner(settings.reasoner),
+        # Remote responders first: the executor uses the first responder holding a capability,
+        # so the local one only covers what no configured connector was granted.
+        executor=ActionExecutor(store, audit, [*remote_responders, LocalResponder(store)]),
     )
 
 

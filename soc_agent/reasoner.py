@@ -88,3 +88,12 @@ def _non_malicious_verdict(evidence: list[Evidence]) -> Verdict:
     if any(e.kind in _BENIGN_KINDS for e in evidence):
         return Verdict.BENIGN_POSITIVE
     return Verdict.FALSE_POSITIVE
+
+
+def make_reasoner(kind: str) -> Reasoner:
+    """The reasoner a setting names: ``deterministic`` or ``llm`` (endpoint from SOC_AGENT_LLM_*)."""
+    if kind == "llm":
+        from soc_agent.llm import LLMReasoner, LLMSettings  # the model client only when asked for
+
+        return LLMReasoner(LLMSettings.from_env())
+    return DeterministicReasoner()

@@ -189,6 +189,13 @@ class Assessment(BaseModel):
     evidence_ids: list[str] = Field(default_factory=list)
     rationale: str = ""
     reasoner: str = "deterministic"
+    proposed_action: str | None = Field(default=None, description="the menu action a model chose, if any")
+    open_questions: list[str] = Field(default_factory=list)
+    flags: list[str] = Field(
+        default_factory=list,
+        description="facts the guard must weigh: injection_suspected, reasoner_disagreement, llm_fallback",
+    )
+    llm: dict[str, Any] | None = Field(default=None, description="model, tokens and latency of the call")
 
 
 class ActionSpec(BaseModel):

@@ -59,6 +59,7 @@ def guard_context(svc: Services, state: TriageState, action: ProposedAction,
         independent_evidence=independent_sources(state["evidence"]),
         allowlisted_target=allow.reason if allow else None,
         recent_blocks=len(svc.block_times), mode=svc.mode, approved_by=approved_by,
+        flags=frozenset(assessment.flags),
     )
 
 

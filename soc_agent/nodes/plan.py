@@ -20,8 +20,15 @@ def plan_action(state: TriageState, runtime: Runtime[Services]) -> dict:
     if playbook is None:
         return {"incident_class": "unclassified", "playbook": None, "menu": [], "proposed": None,
                 "trace": ["plan: no playbook matches"]}
-    menu = [r.action for r in svc.playbooks.menu(playbook, ctx, case.entities)]
+    allowed = svc.playbooks.menu(playbook, ctx, case.entities)
+    menu = [r.action for r in allowed]
     response = svc.playbooks.choose(playbook, ctx, case.entities)
+    picked = assessment.proposed_action
+    if picked is not None and picked != (response.action if response else None):
+        # A model's pick counts only if the playbook allows it for this verdict now.
+        chosen = next((r for r in allowed if r.action == picked), None)
+        if chosen is not None:
+            response = chosen
     proposed = None
     if response is not None:
         spec = action_spec(response.action)

@@ -35,7 +35,14 @@ def reason_verdict(state: TriageState, runtime: Runtime[Services]) -> dict:
         raw = assessment.confidence
         assessment = svc.calibrator(assessment)
         note += f"; calibrated {raw:.2f} → {assessment.confidence:.2f}"
+    if assessment.llm:
+        note += f"; model {assessment.llm.get('model')} {assessment.llm.get('prompt_tokens', 0)}+" \
+                f"{assessment.llm.get('completion_tokens', 0)} tokens in {assessment.llm.get('latency_ms')} ms"
+    if assessment.flags:
+        note += f"; flags: {', '.join(assessment.flags)}"
     svc.audit.append("node.reason", {"run": state["run"], "verdict": assessment.verdict,
-                                     "confidence": assessment.confidence, "reasoner": assessment.reasoner},
+                                     "confidence": assessment.confidence, "reasoner": assessment.reasoner,
+                                     "flags": assessment.flags, "llm": assessment.llm,
+                                     "proposed_action": assessment.proposed_action},
                      state["case_id"], session=svc.store.session)
     return {"assessment": assessment, "trace": [note]}

@@ -1,0 +1,342 @@
+"""Build the configured enrichers and responders from the connectors file.
+
+The file (``SOC_AGENT_CONNECTORS`` names it; unset means only the local
+defaults) is YAML::
+
+    secrets_file: /etc/soc-agent/secrets.yml   # optional; SOC_AGENT_SECRETS_FILE wins
+    connectors:
+      okta:                          # a name of your choice; the vendor is `type` (default: the name)
+        type: okta
+        enabled: true
+        base_url: https://acme.okta.com
+        auth: {type: header, prefix: SSWS, secret: OKTA_API_TOKEN}
+        enrich: true                 # add its enricher (vendors that have one)
+        grant: [idp.disable_user]    # capabilities its responder may use; [] = no responder
+        options: {privileged_groups: [Domain Admins]}
+        timeout_s: 10
+
+``auth.type`` is ``none``, ``bearer``, ``basic`` (``username`` +
+``secret``), ``header`` (``header``, ``prefix``, ``secret``) or ``oauth2``
+(``token_url``, ``client_id``, ``secret``, ``scope``). ``secret`` and every
+option ending in ``_secret`` are secret *names* (UPPER_SNAKE), looked up in
+the environment or the secrets file, never values.
+
+Least privilege: a responder is exposed with only the capabilities in its
+``grant`` (a grant the vendor cannot do is a config error), and refuses
+any action outside them even if asked directly.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.errors import ConfigError
+from connectors.http import AuthConfig, ConnectorClient, HttpConfig, make_client
+from connectors.secrets import SecretStore
+from soc_agent.responders.base import Responder, ResponderError
+from soc_agent.types import ProposedAction
+
+__all__ = [
+    "CONNECTORS_ENV", "ConnectorSpec", "ConnectorsConfig", "GrantedResponder", "build_enrichers",
+    "build_responders", "configured_connectors", "load_connectors_config",
+]
+
+CONNECTORS_ENV = "SOC_AGENT_CONNECTORS"
+"""Environment variable naming the connectors file."""
+
+_SECRET_NAME = r"^[A-Z][A-Z0-9_]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuthSpec(_Strict):
+    """How to authenticate; ``secret`` is the *name* of a secret."""
+
+    type: Literal["none", "bearer", "basic", "header", "oauth2"] = "none"
+    secret: str | None = Field(default=None, pattern=_SECRET_NAME)
+    username: str | None = None
+    header: str = "Authorization"
+    prefix: str = ""
+    token_url: str | None = None
+    client_id: str | None = None
+    scope: str | None = None
+
+
+class ConnectorSpec(_Strict):
+    """One connector entry of the file."""
+
+    type: str | None = None
+    enabled: bool = True
+    base_url: str = ""
+    auth: AuthSpec = Field(default_factory=AuthSpec)
+    enrich: bool = False
+    grant: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    verify_tls: bool = True
+    max_attempts: int = Field(default=4, ge=1, le=10)
+
+
+class ConnectorsConfig(_Strict):
+    """The whole connectors file."""
+
+    secrets_file: str | None = None
+    connectors: dict[str, ConnectorSpec] = Field(default_factory=dict)
+    source: str = Field(default="<memory>", exclude=True)
+    """The file it came from, for error messages."""
+
+
+@dataclass(frozen=True)
+class _Vendor:
+    enricher: Callable[[], type] | None = None
+    responder: Callable[[], type] | None = None
+
+
+def _okta_e():
+    from connectors.okta import OktaEnricher
+    return OktaEnricher
+
+
+def _okta_r():
+    from connectors.okta import OktaResponder
+    return OktaResponder
+
+
+def _entra_e():
+    from connectors.entra import EntraEnricher
+    return EntraEnricher
+
+
+def _entra_r():
+    from connectors.entra import EntraResponder
+    return EntraResponder
+
+
+def _misp():
+    from connectors.misp import MispEnricher
+    return MispEnricher
+
+
+def _stix():
+    from connectors.stix import StixEnricher
+    return StixEnricher
+
+
+def _cmdb():
+    from connectors.cmdb import CmdbEnricher
+    return CmdbEnricher
+
+
+def _crowdstrike():
+    from connectors.crowdstrike.responder import CrowdStrikeResponder
+    return CrowdStrikeResponder
+
+
+def _defender():
+    from connectors.defender import DefenderResponder
+    return DefenderResponder
+
+
+def _jira():
+    from connectors.jira import JiraResponder
+    return JiraResponder
+
+
+def _servicenow():
+    from connectors.servicenow import ServiceNowResponder
+    return ServiceNowResponder
+
+
+def _thehive():
+    from connectors.thehive import TheHiveResponder
+    return TheHiveResponder
+
+
+def _webhook():
+    from connectors.webhook import WebhookResponder
+    return WebhookResponder
+
+
+# Imports are deferred so a vendor module's bug cannot break unrelated connectors.
+VENDORS: dict[str, _Vendor] = {
+    "cmdb": _Vendor(enricher=_cmdb),
+    "crowdstrike": _Vendor(responder=_crowdstrike),
+    "defender": _Vendor(responder=_defender),
+    "entra": _Vendor(enricher=_entra_e, responder=_entra_r),
+    "jira": _Vendor(responder=_jira),
+    "misp": _Vendor(enricher=_misp),
+    "okta": _Vendor(enricher=_okta_e, responder=_okta_r),
+    "servicenow": _Vendor(responder=_servicenow),
+    "stix": _Vendor(enricher=_stix),
+    "thehive": _Vendor(responder=_thehive),
+    "webhook": _Vendor(responder=_webhook),
+}
+"""Vendor type → its enricher and responder classes."""
+
+
+def load_connectors_config(path: Path) -> ConnectorsConfig:
+    """Read and validate the connectors file; errors name the file and the entry."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError("loader", f"cannot read {path} ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError("loader", f"{path}{where}: invalid YAML") from None
+    try:
+        config = ConnectorsConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        # pydantic's message, not its input: the input could be a pasted token.
+        raise ConfigError("loader", f"{path}: {loc}: {first['msg']}") from None
+    for name, spec in config.connectors.items():
+        vendor = spec.type or name
+        if vendor not in VENDORS:
+            raise ConfigError("loader", f"{path}: connectors.{name}: unknown type {vendor!r}; "
+                              f"known: {', '.join(sorted(VENDORS))}")
+    config.source = str(path)
+    return config
+
+
+def _client(name: str, spec: ConnectorSpec, secrets: SecretStore,
+            transport: Any = None) -> ConnectorClient | None:
+    if not spec.base_url:
+        return None
+    auth = spec.auth
+    http = HttpConfig(
+        connector=name, base_url=spec.base_url, timeout_s=spec.timeout_s, verify_tls=spec.verify_tls,
+        max_attempts=spec.max_attempts,
+        auth=AuthConfig(type=auth.type, secret=secrets.get(auth.secret) if auth.secret else None,
+                        username=auth.username, header=auth.header, prefix=auth.prefix, token_url=auth.token_url,
+                        client_id=auth.client_id, scope=auth.scope),
+    )
+    return make_client(http, transport)
+
+
+def _options(name: str, spec: ConnectorSpec, secrets: SecretStore) -> dict[str, Any]:
+    options = {}
+    for key, value in spec.options.items():
+        if key.endswith("_secret"):
+            if not isinstance(value, str):
+                raise ConfigError(name, f"options.{key} must name a secret")
+            value = secrets.get(value)
+        options[key] = value
+    return {**options, "name": name}
+
+
+def _accepts(cls: type) -> set[str]:
+    return {p.name for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def _construct(cls: type, vendor: _Vendor, name: str, client: ConnectorClient | None,
+               options: dict[str, Any]) -> Any:
+    # One `options` block serves a vendor's enricher and responder: each takes the keys it
+    # declares, and a key neither declares is a typo worth failing on.
+    known = set().union(*(_accepts(f()) for f in (vendor.enricher, vendor.responder) if f is not None))
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(name, f"unknown options {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    mine = _accepts(cls)
+    try:
+        return cls(client, **{k: v for k, v in options.items() if k in mine})
+    except TypeError as exc:
+        raise ConfigError(name, f"bad options for {cls.__name__}: {exc}") from None
+
+
+def _secrets(config: ConnectorsConfig, secrets: SecretStore | None) -> SecretStore:
+    if secrets is not None:
+        return secrets
+    return SecretStore.from_environment(Path(config.secrets_file) if config.secrets_file else None)
+
+
+def build_enrichers(config: ConnectorsConfig, secrets: SecretStore | None = None,
+                    transport: Any = None) -> list:
+    """The enrichers of enabled connectors with ``enrich: true``."""
+    secrets = _secrets(config, secrets)
+    built = []
+    for name, spec in config.connectors.items():
+        if not spec.enabled or not spec.enrich:
+            continue
+        vendor = VENDORS[spec.type or name]
+        if vendor.enricher is None:
+            raise ConfigError(name, f"{config.source}: {spec.type or name} has no enricher")
+        built.append(_construct(vendor.enricher(), vendor, name, _client(name, spec, secrets, transport),
+                                _options(name, spec, secrets)))
+    return built
+
+
+class GrantedResponder:
+    """A responder narrowed to the capabilities the config grants it."""
+
+    def __init__(self, inner: Responder, granted: frozenset[str]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.capabilities = frozenset(inner.capabilities & granted)
+
+    def _check(self, action: ProposedAction) -> None:
+        if action.capability not in self.capabilities:
+            raise ResponderError(f"{self.name}: capability {action.capability} is not granted")
+
+    def execute(self, action: ProposedAction, case_id: str, action_id: int, now: datetime) -> dict[str, Any]:
+        """Run a granted action."""
+        self._check(action)
+        return self.inner.execute(action, case_id, action_id, now)
+
+    def verify(self, action: ProposedAction) -> bool:
+        """Verify a granted action."""
+        return action.capability in self.capabilities and self.inner.verify(action)
+
+    def rollback(self, action: ProposedAction, case_id: str, now: datetime) -> dict[str, Any]:
+        """Undo a granted action."""
+        self._check(action)
+        return self.inner.rollback(action, case_id, now)
+
+    def expire(self, now: datetime) -> list[tuple[str, str, int | None]]:
+        """Lift the responder's due effects."""
+        return self.inner.expire(now)
+
+    def __repr__(self) -> str:
+        return f"GrantedResponder({self.name!r}, {sorted(self.capabilities)!r})"
+
+
+def build_responders(config: ConnectorsConfig, secrets: SecretStore | None = None,
+                     transport: Any = None) -> list[Responder]:
+    """The responders of enabled connectors with a non-empty ``grant``, narrowed to it."""
+    secrets = _secrets(config, secrets)
+    built: list[Responder] = []
+    for name, spec in config.connectors.items():
+        if not spec.enabled or not spec.grant:
+            continue
+        vendor = VENDORS[spec.type or name]
+        if vendor.responder is None:
+            raise ConfigError(name, f"{config.source}: {spec.type or name} has no responder")
+        inner = _construct(vendor.responder(), vendor, name, _client(name, spec, secrets, transport),
+                           _options(name, spec, secrets))
+        extra = set(spec.grant) - inner.capabilities
+        if extra:
+            raise ConfigError(name, f"{config.source}: grant lists {', '.join(sorted(extra))}, which "
+                              f"{spec.type or name} does not implement ({', '.join(sorted(inner.capabilities))})")
+        built.append(GrantedResponder(inner, frozenset(spec.grant)))
+    return built
+
+
+def configured_connectors(environ: dict[str, str] | None = None) -> tuple[list, list[Responder]]:
+    """(enrichers, responders) from ``$SOC_AGENT_CONNECTORS``; two empty lists when it is unset."""
+    path = (os.environ if environ is None else environ).get(CONNECTORS_ENV)
+    if not path:
+        return [], []
+    config = load_connectors_config(Path(path))
+    secrets = _secrets(config, None)
+    return build_enrichers(config, secrets), build_responders(config, secrets)

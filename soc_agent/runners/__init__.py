@@ -1,0 +1,15 @@
+"""Runners: how people and other systems use the agent day to day.
+
+* ``approvals``: the analyst approval queue (one implementation for the API, the CLI and the web page).
+* ``webhooks``: signed ticketing events in (Jira, ServiceNow, TheHive), notes and status out.
+* ``auth``: API tokens to identity and role.
+* ``metrics``: Prometheus text exposition.
+* ``server``: the FastAPI application serving all of the above (``soc-agent serve``).
+
+Only the tables are imported here: the store imports this package to create
+them, and the heavier modules import the store.
+"""
+
+from soc_agent.runners import tables as tables  # noqa: F401  (registers the runner tables)
+
+__all__ = ["tables"]

@@ -1,0 +1,451 @@
+"""The analyst approval queue: one implementation behind the API, the CLI and the web page.
+
+A queue item is an ``ApprovalRow`` (written by the guard node when it said
+``needs_approval`` in enforce mode) plus its paused graph (the checkpoint)
+plus an ``ApprovalMetaRow`` (who raised it, who may decide, when it expires).
+
+Rules, in the order they are checked:
+
+* only ``analyst`` or ``lead`` decide; crown-jewel assets, destructive actions
+  and escalated items need a ``lead``;
+* nobody approves (or edits) a request they raised;
+* an item that is not pending, or has expired, is a conflict (409);
+* an edit may only pick an action from the playbook's menu for the case, and
+  never one the guard denies; the act node re-checks the guard anyway;
+* the claim is one conditional ``UPDATE approvals ... WHERE status='pending'``:
+  of two people deciding the same item at once exactly one wins.
+
+Every decision names its approver in the audit; refused attempts are audited
+too and change nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from langgraph.types import Command
+from sqlalchemy import update
+from sqlmodel import select
+
+from soc_agent.actions import CATALOG, TTL_ACTIONS
+from soc_agent.guard import decide as guard_decide
+from soc_agent.nodes.guard import guard_context
+from soc_agent.runners.auth import Identity, Role
+from soc_agent.runners.tables import ApprovalMetaRow, CaseCommentRow
+from soc_agent.store import ApprovalRow, CaseRow, NoteRow
+from soc_agent.types import Outcome, ProposedAction, Tier, to_db_time, utcnow
+
+AGENT = "soc-agent"
+"""The requester of items the agent raised on its own."""
+EXPIRY_ACTOR = "soc-agent:expiry"
+
+
+class ApprovalError(Exception):
+    """A refused queue operation; ``status_code`` is the HTTP status the API answers with."""
+
+    status_code = 400
+
+
+class NotFound(ApprovalError):
+    status_code = 404
+
+
+class Forbidden(ApprovalError):
+    status_code = 403
+
+
+class Conflict(ApprovalError):
+    status_code = 409
+
+
+class Invalid(ApprovalError):
+    status_code = 422
+
+
+class NotSupported(ApprovalError):
+    status_code = 501
+
+
+@dataclass
+class QueuePolicy:
+    """How long items wait and what happens when nobody decides."""
+
+    ttl_s: int = 4 * 3600
+    """Time an item waits before it expires."""
+    on_expiry: str = "reject"
+    """``reject`` the action, or ``escalate`` once to the lead tier with a fresh ``escalated_ttl_s``."""
+    escalated_ttl_s: int = 3600
+
+    @classmethod
+    def from_env(cls) -> "QueuePolicy":
+        """``SOC_AGENT_APPROVAL_TTL_S``, ``SOC_AGENT_APPROVAL_ON_EXPIRY``, ``SOC_AGENT_APPROVAL_ESCALATED_TTL_S``."""
+        env = os.environ
+        policy = cls(
+            ttl_s=int(env.get("SOC_AGENT_APPROVAL_TTL_S", cls.ttl_s)),
+            on_expiry=env.get("SOC_AGENT_APPROVAL_ON_EXPIRY", cls.on_expiry),
+            escalated_ttl_s=int(env.get("SOC_AGENT_APPROVAL_ESCALATED_TTL_S", cls.escalated_ttl_s)),
+        )
+        if policy.on_expiry not in ("reject", "escalate"):
+            raise ValueError(f"SOC_AGENT_APPROVAL_ON_EXPIRY must be reject or escalate, not {policy.on_expiry!r}")
+        return policy
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands datetimes back naive; the store only ever writes UTC.
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = _aware(value)
+    return value.isoformat() if value else None
+
+
+Listener = Callable[[str, dict[str, Any]], None]
+"""Called with (case_id, event) after an item is decided or expires (the ticket sink listens)."""
+
+
+class ApprovalQueue:
+    """List, show, approve, edit, reject and expire queue items through one pipeline.
+
+    The pipeline is single-writer: every operation holds ``lock``.
+    """
+
+    def __init__(self, pipeline, policy: QueuePolicy | None = None, lock: threading.RLock | None = None) -> None:
+        self.pipeline = pipeline
+        self.policy = policy or QueuePolicy()
+        self.lock = lock or threading.RLock()
+        self.listeners: list[Listener] = []
+
+    @property
+    def _session(self):
+        return self.pipeline.store.session
+
+    @property
+    def _svc(self):
+        return self.pipeline.services
+
+    # ---- reading ------------------------------------------------------
+
+    def list(self, status: str | None = "pending") -> list[dict[str, Any]]:
+        """Queue items (pending by default), oldest first, in summary form."""
+        with self.lock:
+            self.expire()
+            query = select(ApprovalRow).order_by(ApprovalRow.id)
+            if status:
+                query = query.where(ApprovalRow.status == status)
+            rows = self._session.exec(query.execution_options(populate_existing=True)).all()
+            items = [self._summary(row, self._meta(row)) for row in rows]
+            self.pipeline.store.commit()
+            return items
+
+    def show(self, approval_id: int) -> dict[str, Any]:
+        """One item with everything an approver needs: case, action, blast radius, reasons, evidence, notes."""
+        with self.lock:
+            self.expire()
+            row = self._row(approval_id)
+            meta = self._meta(row)
+            item = self._summary(row, meta)
+            values = self._paused_state(row)
+            action = self._action(values)
+            item["params"] = action.params if action else {}
+            item["target"] = action.target.key if action and action.target else None
+            item["blast_radius"] = self._blast_radius(values, action)
+            item["menu"] = [{"name": n, "tier": str(CATALOG[n].tier)} for n in (values or {}).get("menu", [])
+                            if n in CATALOG]
+            item["case"] = self.case(row.case_id)
+            self.pipeline.store.commit()
+            return item
+
+    def case(self, case_id: str) -> dict[str, Any]:
+        """A case with its notes, evidence and comments (the web page's case view)."""
+        with self.lock:
+            self.pipeline.store.flush_buffers()
+            case = self._session.exec(select(CaseRow).where(CaseRow.id == case_id)
+                                      .execution_options(populate_existing=True)).first()
+            if case is None:
+                raise NotFound(f"no case {case_id!r}")
+            note = self._session.get(NoteRow, case_id, populate_existing=True)
+            notes = json.loads(note.notes_json) if note and note.notes_json else {}
+            comments = self._session.exec(select(CaseCommentRow).where(CaseCommentRow.case_id == case_id)
+                                          .order_by(CaseCommentRow.id)).all()
+            return {
+                "id": case.id, "title": case.title, "status": case.status, "severity": case.severity,
+                "verdict": case.verdict, "confidence": case.confidence, "label": case.label,
+                "incident_class": case.incident_class, "action": case.action, "decision": case.decision,
+                "summary": notes.get("summary"), "evidence": notes.get("evidence", []),
+                "actions": notes.get("actions", []), "open_questions": notes.get("open_questions", []),
+                "notes_markdown": note.markdown if note else None,
+                "comments": [{"source": c.source, "author": c.author, "body": c.body,
+                              "created_at": _iso(c.created_at)} for c in comments],
+            }
+
+    # ---- deciding -----------------------------------------------------
+
+    def approve(self, approval_id: int, who: Identity, comment: str = "") -> dict[str, Any]:
+        """Approve as proposed; the act node re-checks the guard before anything runs."""
+        return self._decide(approval_id, who, True, comment, None, None)
+
+    def edit(self, approval_id: int, who: Identity, comment: str = "", action: str | None = None,
+             params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Approve with changes: another action from the case's menu, or changed arguments (e.g. a shorter TTL)."""
+        if not action and not params:
+            raise Invalid("an edit changes the action or its params; use approve to accept as is")
+        return self._decide(approval_id, who, True, comment, action, params or {})
+
+    def reject(self, approval_id: int, who: Identity, comment: str = "") -> dict[str, Any]:
+        """Reject; the action is recorded as rejected and not run."""
+        return self._decide(approval_id, who, False, comment, None, None)
+
+    def _decide(self, approval_id: int, who: Identity, approved: bool, comment: str,
+                new_action: str | None, params: dict[str, Any] | None) -> dict[str, Any]:
+        verb = "edit" if (new_action or params) else ("approve" if approved else "reject")
+        with self.lock:
+            self.expire()  # commits what the pipeline had pending, so a refusal below discards nothing of its
+            row = self._row(approval_id)
+            meta = self._meta(row)
+            try:
+                if row.status != "pending":
+                    raise Conflict(f"approval {approval_id} is {row.status}, not pending")
+                self._authorize(row, meta, who, approved)
+                values = self._paused_state(row)
+                replacement = self._edited_action(values, who, new_action, params) if verb == "edit" else None
+            except ApprovalError as exc:
+                self._refused(row, who, verb, exc)
+                raise
+            status = "approved" if approved else "rejected"
+            if not self._claim(row.id, status, who.name, comment):
+                exc = Conflict(f"approval {approval_id} was decided by someone else")
+                self._refused(row, who, verb, exc)
+                raise exc
+            self._svc.audit.append("approval.decided", {
+                "approval_id": row.id, "decision": verb if verb == "edit" else status, "by": who.name,
+                "role": str(who.role), "comment": comment, "action": row.action,
+                "edited_action": replacement.name if replacement is not None and new_action else None,
+                "params": params or {},
+            }, row.case_id, session=self._session)
+            if comment:
+                self._session.add(CaseCommentRow(case_id=row.case_id, source="queue", author=who.name,
+                                                 body=f"{verb}: {comment}", created_at=to_db_time(utcnow())))
+            self.pipeline.store.commit()
+            state = self._resume(row, approved, who.name, comment, replacement if new_action else None, params)
+            return self._outcome(row, status, state)
+
+    def expire(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Expire overdue items: reject them, or escalate once to a lead when the policy says so."""
+        now = now or utcnow()
+        handled = []
+        with self.lock:
+            self.pipeline.store.flush_buffers()
+            self._session.flush()
+            rows = self._session.exec(select(ApprovalRow).where(ApprovalRow.status == "pending")
+                                      .execution_options(populate_existing=True)).all()
+            for row in rows:
+                meta = self._meta(row)
+                if _aware(meta.expires_at) > now:
+                    continue
+                if self.policy.on_expiry == "escalate" and not meta.escalated:
+                    meta.escalated, meta.required_role = True, str(Role.LEAD)
+                    meta.expires_at = to_db_time(now + timedelta(seconds=self.policy.escalated_ttl_s))
+                    self._svc.audit.append("approval.escalated", {"approval_id": row.id, "to": "lead",
+                                                                  "expires_at": meta.expires_at.isoformat()},
+                                           row.case_id, session=self._session)
+                    self.pipeline.store.commit()
+                    handled.append({"id": row.id, "outcome": "escalated"})
+                    continue
+                comment = "expired without a decision"
+                if not self._claim(row.id, "expired", EXPIRY_ACTOR, comment):
+                    continue
+                self._svc.audit.append("approval.expired", {"approval_id": row.id, "by": EXPIRY_ACTOR},
+                                       row.case_id, session=self._session)
+                self.pipeline.store.commit()
+                state = self._resume(row, False, EXPIRY_ACTOR, comment, None, None)
+                handled.append(self._outcome(row, "expired", state))
+            self.pipeline.store.commit()
+        return handled
+
+    def raised_by(self, case_id: str, requester: str) -> None:
+        """Record ``requester`` as the one who raised the case's pending items (alerts submitted by a person)."""
+        with self.lock:
+            self.pipeline.store.flush_buffers()
+            self._session.flush()
+            for row in self._session.exec(select(ApprovalRow).where(ApprovalRow.case_id == case_id,
+                                                                    ApprovalRow.status == "pending")):
+                self._meta(row).requested_by = requester
+            self.pipeline.store.commit()
+
+    # ---- internals ----------------------------------------------------
+
+    def _row(self, approval_id: int) -> ApprovalRow:
+        self.pipeline.store.flush_buffers()
+        row = self._session.get(ApprovalRow, approval_id, populate_existing=True)
+        if row is None:
+            raise NotFound(f"no approval {approval_id}")
+        return row
+
+    def _meta(self, row: ApprovalRow) -> ApprovalMetaRow:
+        meta = self._session.get(ApprovalMetaRow, row.id)
+        if meta is None:
+            values = self._paused_state(row)
+            lead = self._needs_lead(values, row)
+            meta = ApprovalMetaRow(
+                approval_id=row.id, required_role=str(Role.LEAD if lead else Role.ANALYST),
+                expires_at=to_db_time(_aware(row.created_at) + timedelta(seconds=self.policy.ttl_s)),
+            )
+            self._session.add(meta)
+            self._session.flush()
+        return meta
+
+    def _paused_state(self, row: ApprovalRow) -> dict[str, Any] | None:
+        snapshot = self.pipeline.graph.get_state({"configurable": {"thread_id": row.thread_id}})
+        return snapshot.values if snapshot and snapshot.values else None
+
+    @staticmethod
+    def _action(values: dict[str, Any] | None) -> ProposedAction | None:
+        decision = (values or {}).get("decision")
+        return decision.action if decision is not None else None
+
+    def _needs_lead(self, values: dict[str, Any] | None, row: ApprovalRow) -> bool:
+        if row.tier == str(Tier.DESTRUCTIVE):
+            return True
+        action = self._action(values)
+        if action is None:
+            return True  # no checkpoint to judge the blast radius by: fail towards the stricter role
+        ctx = guard_context(self._svc, values, action)
+        return ctx.asset_tier <= self._svc.policy.crown_jewel_tier
+
+    def _blast_radius(self, values: dict[str, Any] | None, action: ProposedAction | None) -> dict[str, Any]:
+        if action is None:
+            return {"summary": "unknown: the paused run's checkpoint is missing"}
+        ctx = guard_context(self._svc, values, action)
+        crown = ctx.asset_tier <= self._svc.policy.crown_jewel_tier
+        parts = [f"{action.name} on {action.target.key if action.target else 'the case'}"]
+        parts.append(f"asset tier {ctx.asset_tier}" + (" (crown jewel)" if crown else ""))
+        if ctx.identity_roles:
+            parts.append("identities: " + ", ".join(sorted(str(r) for r in ctx.identity_roles)))
+        if ctx.privileged_identity:
+            parts.append("privileged identity")
+        return {"target": action.target.key if action.target else None, "asset_tier": ctx.asset_tier,
+                "crown_jewel": crown, "identity_roles": sorted(str(r) for r in ctx.identity_roles),
+                "privileged_identity": ctx.privileged_identity, "summary": "; ".join(parts)}
+
+    def _authorize(self, row: ApprovalRow, meta: ApprovalMetaRow, who: Identity, approved: bool) -> None:
+        if not who.at_least(Role.ANALYST):
+            raise Forbidden(f"{who.name} is a {who.role}: only an analyst or a lead decides approvals")
+        if meta.required_role == Role.LEAD and not who.at_least(Role.LEAD):
+            why = "it was escalated" if meta.escalated else "it touches a crown jewel or is destructive"
+            raise Forbidden(f"approval {row.id} needs a lead: {why}")
+        if approved and who.name == meta.requested_by:
+            raise Forbidden(f"{who.name} raised approval {row.id} and cannot approve it")
+
+    def _edited_action(self, values: dict[str, Any] | None, who: Identity, name: str | None,
+                       params: dict[str, Any] | None) -> ProposedAction:
+        current = self._action(values)
+        if current is None:
+            raise Conflict("the paused run's checkpoint is missing; it cannot be edited")
+        action = current
+        if name and name != current.name:
+            if name not in (values.get("menu") or []):
+                raise Invalid(f"{name!r} is not on this case's menu: {', '.join(values.get('menu') or [])}")
+            spec = CATALOG[name]
+            target = None
+            if spec.target_kind is not None:
+                if current.target is not None and current.target.kind == spec.target_kind:
+                    target = current.target
+                else:
+                    target = next((e for e in values["case"].entities if e.kind == spec.target_kind), None)
+            action = ProposedAction(name=spec.name, tier=spec.tier, capability=spec.capability, target=target,
+                                    params={}, rollback=spec.rollback, playbook=current.playbook)
+        if params:
+            allowed = set(action.params) | ({"ttl_seconds"} if action.name in TTL_ACTIONS else set())
+            unknown = sorted(set(params) - allowed)
+            if unknown:
+                raise Invalid(f"{action.name} takes no param(s) {', '.join(unknown)}; editable: "
+                              f"{', '.join(sorted(allowed)) or 'none'}")
+            ttl = params.get("ttl_seconds")
+            if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0):
+                raise Invalid("ttl_seconds must be a positive integer")
+            action = action.model_copy(update={"params": {**action.params, **params}})
+        # Refuse up front what the guard would deny; the act node checks again after the resume.
+        check = guard_decide(action, guard_context(self._svc, values, action, approved_by=who.name),
+                             self._svc.policy)
+        if check.outcome is Outcome.DENY:
+            raise Invalid(f"the guard denies {action.name}: " +
+                          "; ".join(r for r in check.reasons if r.startswith("deny")))
+        if name and name != current.name:
+            from soc_agent.nodes import act as act_node
+
+            if not getattr(act_node, "SUPPORTS_ACTION_EDIT", False):
+                raise NotSupported("replacing the action needs the act node to honour approval['action']; "
+                                   "change its arguments or reject and re-plan instead")
+        return action
+
+    def _claim(self, approval_id: int, status: str, by: str, comment: str) -> bool:
+        """The one atomic step: exactly one decider moves a pending item."""
+        result = self._session.execute(
+            update(ApprovalRow).where(ApprovalRow.id == approval_id, ApprovalRow.status == "pending")
+            .values(status=status, decided_by=by, comment=comment or None, decided_at=to_db_time(utcnow()))
+        )
+        return result.rowcount == 1
+
+    def _refused(self, row: ApprovalRow, who: Identity, verb: str, exc: ApprovalError) -> None:
+        self._svc.audit.append("approval.refused", {"approval_id": row.id, "by": who.name, "role": str(who.role),
+                                                    "attempt": verb, "status": exc.status_code,
+                                                    "reason": str(exc)}, row.case_id, session=self._session)
+        self.pipeline.store.commit()
+
+    def _resume(self, row: ApprovalRow, approved: bool, by: str, comment: str,
+                replacement: ProposedAction | None, params: dict[str, Any] | None) -> dict[str, Any]:
+        try:
+            if replacement is None:
+                state = self.pipeline.resume(row.thread_id, approved, by, comment, params)
+            else:
+                answer = {"approved": approved, "by": by, "comment": comment, "params": params or {},
+                          "action": replacement.model_dump(mode="json")}
+                state = self.pipeline.graph.invoke(Command(resume=answer),
+                                                   {"configurable": {"thread_id": row.thread_id}},
+                                                   context=self._svc, durability=self.pipeline.durability)
+                self.pipeline.store.commit()
+        except Exception as exc:
+            # The graph did not finish: put the item back so someone can decide again.
+            self._session.rollback()
+            self._session.execute(update(ApprovalRow).where(ApprovalRow.id == row.id)
+                                  .values(status="pending", decided_by=None, decided_at=None))
+            self._svc.audit.append("approval.resume_failed", {"approval_id": row.id, "by": by,
+                                                              "error": f"{type(exc).__name__}: {exc}"[:500]},
+                                   row.case_id, session=self._session)
+            self.pipeline.store.commit()
+            raise
+        for listener in self.listeners:
+            listener(row.case_id, {"kind": "decision", "approval_id": row.id, "by": by, "approved": approved,
+                                   "action_status": state.get("action_status")})
+        return state
+
+    def _outcome(self, row: ApprovalRow, status: str, state: dict[str, Any]) -> dict[str, Any]:
+        decision = state.get("decision")
+        return {"id": row.id, "case_id": row.case_id, "status": status,
+                "action_status": state.get("action_status"),
+                "decision": str(decision.outcome) if decision else None,
+                "reasons": decision.reasons if decision else []}
+
+    def _summary(self, row: ApprovalRow, meta: ApprovalMetaRow) -> dict[str, Any]:
+        created = _aware(row.created_at)
+        reasons = json.loads(row.reasons)
+        spec = CATALOG.get(row.action)
+        return {
+            "id": row.id, "case_id": row.case_id, "thread_id": row.thread_id, "status": row.status,
+            "action": row.action, "tier": row.tier, "rollback": spec.rollback if spec else None,
+            "guard_reasons": reasons,
+            "approval_reasons": [r for r in reasons if r.startswith("needs_approval")],
+            "created_at": _iso(created), "age_s": round((utcnow() - created).total_seconds(), 1),
+            "expires_at": _iso(meta.expires_at), "requested_by": meta.requested_by,
+            "required_role": meta.required_role, "escalated": meta.escalated,
+            "decided_by": row.decided_by, "decided_at": _iso(row.decided_at), "comment": row.comment,
+        }

@@ -1,0 +1,96 @@
+"""API tokens → identity and role.
+
+The tokens file (``$SOC_AGENT_TOKENS_FILE``) holds only SHA-256 hashes of
+tokens, never the tokens themselves::
+
+    tokens:
+      - name: ana.lead        # the identity the audit records
+        role: lead            # viewer | analyst | lead
+        sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+
+Make a hash with ``printf %s "$TOKEN" | sha256sum`` or :func:`hash_token`.
+Comparison is constant-time (``hmac.compare_digest``) against every entry,
+so the time taken does not depend on which entry (if any) matched.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+class Role(enum.StrEnum):
+    """What a token may do: viewers read, analysts decide, leads decide everything."""
+
+    VIEWER = "viewer"
+    ANALYST = "analyst"
+    LEAD = "lead"
+
+    @property
+    def rank(self) -> int:
+        """0 (viewer) to 2 (lead), for comparisons."""
+        return list(Role).index(self)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling, as the tokens file names them."""
+
+    name: str
+    role: Role
+
+    def at_least(self, role: Role) -> bool:
+        """True when this identity's role is ``role`` or higher."""
+        return self.role.rank >= role.rank
+
+
+class TokenFileError(ValueError):
+    """The tokens file is missing, malformed or holds something other than hashes."""
+
+
+def hash_token(token: str) -> str:
+    """The hex SHA-256 the tokens file stores for ``token``."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class TokenStore:
+    """The identities allowed to call the API, keyed by token hash."""
+
+    def __init__(self, entries: list[tuple[str, Identity]]) -> None:
+        self._entries = [(bytes.fromhex(digest), identity) for digest, identity in entries]
+
+    @classmethod
+    def from_file(cls, path: Path | str | None) -> "TokenStore":
+        """Load a tokens file; no path means no one can authenticate."""
+        if not path:
+            return cls([])
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise TokenFileError(f"{path}: {exc}") from None
+        entries = []
+        for i, item in enumerate(data.get("tokens") or [], start=1):
+            try:
+                digest = str(item["sha256"]).lower()
+                if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                    raise ValueError("sha256 must be 64 hex characters (store the hash, never the token)")
+                entries.append((digest, Identity(name=str(item["name"]), role=Role(item["role"]))))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise TokenFileError(f"{path}: token entry {i}: {exc}") from None
+        return cls(entries)
+
+    def authenticate(self, token: str | None) -> Identity | None:
+        """The identity holding ``token``, or None; constant time over all entries."""
+        if not token:
+            return None
+        presented = hashlib.sha256(token.encode("utf-8")).digest()
+        found = None
+        for digest, identity in self._entries:
+            if hmac.compare_digest(presented, digest) and found is None:
+                found = identity
+        return found
