@@ -60,6 +60,8 @@ class GuardContext:
     """Set when a person approved this action (approval queue)."""
     flags: frozenset[str] = field(default_factory=frozenset)
     """Extra facts for policy rules, e.g. ``injection_suspected``."""
+    responder_capabilities: frozenset[str] | None = None
+    """Capabilities some configured responder was granted; None when not known (pure policy checks)."""
 
 
 class _Verdicts:
@@ -129,6 +131,8 @@ def decide(action: ProposedAction, ctx: GuardContext, policy: Policy) -> Decisio
 
     if spec.capability not in policy.granted_capabilities:
         out.add(Outcome.DENY, f"capability {spec.capability} is not granted to any responder")
+    elif ctx.responder_capabilities is not None and spec.capability not in ctx.responder_capabilities:
+        out.add(Outcome.DENY, f"no configured responder holds capability {spec.capability}")
     if spec.target_kind is not None and (action.target is None or action.target.kind != spec.target_kind):
         out.add(Outcome.DENY, f"{action.name} needs a {spec.target_kind} target")
 

@@ -72,6 +72,9 @@ class ChatClient:
             raise LLMError(f"endpoint answered HTTP {exc.status_code}") from None
         except openai.APIError as exc:
             raise LLMError(f"endpoint unreachable: {type(exc).__name__}") from None
+        if not hasattr(response, "choices"):
+            # e.g. a proxy's HTML error page served with status 200
+            raise LLMError("endpoint answered something that is not a chat completion")
         choice = response.choices[0] if response.choices else None
         text = (choice.message.content or "") if choice else ""
         usage = response.usage

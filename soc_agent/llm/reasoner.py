@@ -110,6 +110,9 @@ class LLMReasoner:
             except LLMError as exc:
                 self.breaker.failure()
                 return None, call, str(exc)
+            except Exception as exc:  # a client bug must cost the model's vote, never the run
+                self.breaker.failure()
+                return None, call, f"client error {type(exc).__name__}"
             self.breaker.success()
             tokens = result.prompt_tokens + result.completion_tokens
             self.budget.spend(tokens)

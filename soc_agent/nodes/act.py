@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 
 from langgraph.runtime import Runtime
+from pydantic import ValidationError
 from sqlmodel import select
 
+from soc_agent.actions import CATALOG
 from soc_agent.guard import decide
 from soc_agent.nodes.guard import guard_context
 from soc_agent.services import Services
 from soc_agent.state import TriageState
 from soc_agent.store import ApprovalRow
-from soc_agent.types import Outcome, RunMode, to_db_time, utcnow
+from soc_agent.types import Outcome, ProposedAction, RunMode, to_db_time, utcnow
 
 
 def _settle_approval(svc: Services, state: TriageState, status: str) -> None:
@@ -25,6 +27,26 @@ def _settle_approval(svc: Services, state: TriageState, status: str) -> None:
         row.comment, row.decided_at = approval.get("comment"), to_db_time(utcnow())
 
 
+SUPPORTS_ACTION_EDIT = True
+"""An approver may replace the action with another one from the case's menu (the guard re-checks it)."""
+
+
+def _edited_action(state: TriageState, approval: dict) -> ProposedAction | None:
+    """The approver's replacement action, if any and if it is on the menu; else None."""
+    raw = approval.get("action")
+    if not raw:
+        return None
+    try:
+        action = ProposedAction.model_validate(raw)
+    except ValidationError:
+        return None
+    spec = CATALOG.get(action.name)
+    if spec is None or action.name not in (state.get("menu") or []):
+        return None
+    # The catalog, not the approver, says what the action is.
+    return action.model_copy(update={"tier": spec.tier, "capability": spec.capability, "rollback": spec.rollback})
+
+
 def act_on_decision(state: TriageState, runtime: Runtime[Services]) -> dict:
     """Re-check the guard (with the approval, if any) and execute exactly once."""
     svc = runtime.context
@@ -34,6 +56,14 @@ def act_on_decision(state: TriageState, runtime: Runtime[Services]) -> dict:
     action = decision.action
     if approval is not None:
         _settle_approval(svc, state, "approved")
+        if approval.get("action"):
+            edited = _edited_action(state, approval)
+            if edited is None:
+                row = svc.executor.record(action, state["case_id"], state["run"], "denied",
+                                          "the approver's replacement action is not on the case's menu")
+                return {"action_id": row.id, "action_status": "denied",
+                        "trace": ["act: replacement action refused (not on the menu)"]}
+            action = edited
         action = action.model_copy(update={"params": {**action.params, **approval.get("params", {})}}) \
             if approval.get("params") else action
         # The act node is the authorization boundary: the approval only lifts needs_approval.

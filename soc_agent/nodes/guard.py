@@ -12,8 +12,10 @@ import json
 from datetime import timedelta
 
 from langgraph.runtime import Runtime
+from pydantic import ValidationError
 
 from soc_agent.actions import TTL_ACTIONS
+from soc_agent.enrich import Asset, Identity
 from soc_agent.guard import GuardContext, decide
 from soc_agent.nodes.notes import persist_notes
 from soc_agent.scoring import independent_sources
@@ -43,8 +45,9 @@ def guard_context(svc: Services, state: TriageState, action: ProposedAction,
             hosts = [e for e in case.entities if e.kind is EntityKind.HOST]
         elif target.kind in _AFFECTS_CASE_USERS:
             users = [e for e in case.entities if e.kind is EntityKind.USER]
-    tiers = [a.criticality_tier for h in hosts if (a := knowledge.asset(h)) is not None]
-    identities = [i for u in users if (i := knowledge.identity(u)) is not None]
+    remote = {e.id: e for e in state.get("evidence", []) if e.kind in ("asset", "identity")}
+    tiers = [a.criticality_tier for h in hosts if (a := knowledge.asset(h) or _remote(remote, "asset", h, Asset))]
+    identities = [i for u in users if (i := knowledge.identity(u) or _remote(remote, "identity", u, Identity))]
     rules = {a.rule_id for a in case.alerts}
     allow = knowledge.allowlisted(target, rules) if target is not None else None
     window = timedelta(seconds=svc.policy.block.rate_window_s)
@@ -59,8 +62,19 @@ def guard_context(svc: Services, state: TriageState, action: ProposedAction,
         independent_evidence=independent_sources(state["evidence"]),
         allowlisted_target=allow.reason if allow else None,
         recent_blocks=len(svc.block_times), mode=svc.mode, approved_by=approved_by,
-        flags=frozenset(assessment.flags),
+        flags=frozenset(assessment.flags), responder_capabilities=svc.executor.capabilities,
     )
+
+
+def _remote(evidence: dict, kind: str, entity, model):
+    """Asset or identity facts from a remote enricher (CMDB, Okta, Entra), when local data has none."""
+    item = evidence.get(f"{kind}:{entity.key}")
+    if item is None:
+        return None
+    try:
+        return model.model_validate(item.data)
+    except ValidationError:
+        return None
 
 
 def guard_action(state: TriageState, runtime: Runtime[Services]) -> dict:

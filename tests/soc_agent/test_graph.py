@@ -97,3 +97,48 @@ def test_an_approval_cannot_unlock_what_the_guard_denies(settings):
         assert p.store.session.exec(select(ContainmentRow)).all() == []
     finally:
         p.close()
+
+
+EXEC_TRAVEL = make_alert("impossible_travel", [("user", "ceo.hart", "actor"), ("ip", "203.0.113.201", "src")],
+                         alert_id="it-1", vpn=False, distance_km=6841, hours_between=1.9)
+
+
+def test_an_approver_can_replace_the_action_with_another_on_the_menu(settings):
+    from langgraph.types import Command
+
+    from soc_agent.pipeline import Pipeline
+
+    p = Pipeline(settings)
+    try:
+        assert p.process_line(EXEC_TRAVEL)[0].status == "pending_approval"
+        item = p.pending_approvals()[0]
+        config = {"configurable": {"thread_id": item.thread_id}}
+        assert "force_mfa" in p.graph.get_state(config).values["menu"]
+        replacement = {"name": "force_mfa", "tier": "contain_soft", "capability": "idp.force_mfa",
+                       "target": {"kind": "user", "value": "ceo.hart"}}
+        state = p.graph.invoke(Command(resume={"approved": True, "by": "lead.ana", "action": replacement}),
+                               config, context=p.services)
+        assert state["action_status"] == "executed"
+        assert p.store.session.get(ContainmentRow, ("forced_mfa", "ceo.hart")).active
+        assert p.store.session.get(ContainmentRow, ("revoked_sessions", "ceo.hart")) is None
+    finally:
+        p.close()
+
+
+def test_a_replacement_action_off_the_menu_is_refused(settings):
+    from langgraph.types import Command
+
+    from soc_agent.pipeline import Pipeline
+
+    p = Pipeline(settings)
+    try:
+        p.process_line(EXEC_TRAVEL)
+        item = p.pending_approvals()[0]
+        replacement = {"name": "disable_account", "tier": "observe", "capability": "idp.disable_user",
+                       "target": {"kind": "user", "value": "ceo.hart"}}
+        state = p.graph.invoke(Command(resume={"approved": True, "by": "lead.ana", "action": replacement}),
+                               {"configurable": {"thread_id": item.thread_id}}, context=p.services)
+        assert state["action_status"] == "denied"
+        assert p.store.session.exec(select(ContainmentRow)).all() == []
+    finally:
+        p.close()
