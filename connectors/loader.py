@@ -12,8 +12,24 @@ defaults) is YAML::
         auth: {type: header, prefix: SSWS, secret: OKTA_API_TOKEN}
         enrich: true                 # add its enricher (vendors that have one)
         grant: [idp.disable_user]    # capabilities its responder may use; [] = no responder
+        poll: false                  # poll its alert API (vendors with a source; `soc-agent poll`)
         options: {privileged_groups: [Domain Admins]}
         timeout_s: 10
+
+Polled alert sources are connectors with ``poll: true``: ``elastic``
+(alerts index ``_search``), ``splunk`` (notable search export), ``sentinel``
+(Microsoft Graph ``security/alerts_v2``) and ``crowdstrike`` (Alerts API v2).
+Their ``options`` go to the source class (``page_size``, ``lookback_minutes``
+and per-vendor filters; see each vendor's ``client.py``)::
+
+      falcon:
+        type: crowdstrike
+        base_url: https://api.crowdstrike.com
+        auth: {type: oauth2, token_url: https://api.crowdstrike.com/oauth2/token,
+               client_id: 0123abcd, secret: FALCON_CLIENT_SECRET}
+        poll: true
+        grant: [edr.contain_host]    # the same entry may also respond
+        options: {page_size: 500, lookback_minutes: 30}
 
 ``auth.type`` is ``none``, ``bearer``, ``basic`` (``username`` +
 ``secret``), ``header`` (``header``, ``prefix``, ``secret``) or ``oauth2``
@@ -46,7 +62,7 @@ from soc_agent.types import ProposedAction
 
 __all__ = [
     "CONNECTORS_ENV", "ConnectorSpec", "ConnectorsConfig", "GrantedResponder", "build_enrichers",
-    "build_responders", "configured_connectors", "load_connectors_config",
+    "build_responders", "build_sources", "configured_connectors", "configured_sources", "load_connectors_config",
 ]
 
 CONNECTORS_ENV = "SOC_AGENT_CONNECTORS"
@@ -81,6 +97,8 @@ class ConnectorSpec(_Strict):
     auth: AuthSpec = Field(default_factory=AuthSpec)
     enrich: bool = False
     grant: list[str] = Field(default_factory=list)
+    poll: bool = False
+    """Poll the vendor's alert API (``soc-agent poll``); only vendors with an alert source."""
     options: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     verify_tls: bool = True
@@ -100,6 +118,7 @@ class ConnectorsConfig(_Strict):
 class _Vendor:
     enricher: Callable[[], type] | None = None
     responder: Callable[[], type] | None = None
+    source: Callable[[], type] | None = None
 
 
 def _okta_e():
@@ -142,6 +161,26 @@ def _crowdstrike():
     return CrowdStrikeResponder
 
 
+def _elastic_source():
+    from connectors.elastic.client import ElasticAlertSource
+    return ElasticAlertSource
+
+
+def _splunk_source():
+    from connectors.splunk.client import SplunkNotableSource
+    return SplunkNotableSource
+
+
+def _graph_source():
+    from connectors.sentinel.client import GraphAlertSource
+    return GraphAlertSource
+
+
+def _crowdstrike_source():
+    from connectors.crowdstrike.client import FalconAlertSource
+    return FalconAlertSource
+
+
 def _defender():
     from connectors.defender import DefenderResponder
     return DefenderResponder
@@ -170,18 +209,21 @@ def _webhook():
 # Imports are deferred so a vendor module's bug cannot break unrelated connectors.
 VENDORS: dict[str, _Vendor] = {
     "cmdb": _Vendor(enricher=_cmdb),
-    "crowdstrike": _Vendor(responder=_crowdstrike),
+    "crowdstrike": _Vendor(responder=_crowdstrike, source=_crowdstrike_source),
     "defender": _Vendor(responder=_defender),
+    "elastic": _Vendor(source=_elastic_source),
     "entra": _Vendor(enricher=_entra_e, responder=_entra_r),
     "jira": _Vendor(responder=_jira),
     "misp": _Vendor(enricher=_misp),
     "okta": _Vendor(enricher=_okta_e, responder=_okta_r),
+    "sentinel": _Vendor(source=_graph_source),
     "servicenow": _Vendor(responder=_servicenow),
+    "splunk": _Vendor(source=_splunk_source),
     "stix": _Vendor(enricher=_stix),
     "thehive": _Vendor(responder=_thehive),
     "webhook": _Vendor(responder=_webhook),
 }
-"""Vendor type → its enricher and responder classes."""
+"""Vendor type → its enricher, responder and alert source classes."""
 
 
 def load_connectors_config(path: Path) -> ConnectorsConfig:
@@ -242,9 +284,10 @@ def _accepts(cls: type) -> set[str]:
 
 def _construct(cls: type, vendor: _Vendor, name: str, client: ConnectorClient | None,
                options: dict[str, Any]) -> Any:
-    # One `options` block serves a vendor's enricher and responder: each takes the keys it
+    # One `options` block serves a vendor's enricher, responder and source: each takes the keys it
     # declares, and a key neither declares is a typo worth failing on.
-    known = set().union(*(_accepts(f()) for f in (vendor.enricher, vendor.responder) if f is not None))
+    known = set().union(*(_accepts(f()) for f in (vendor.enricher, vendor.responder, vendor.source)
+                          if f is not None))
     unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(name, f"unknown options {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -330,6 +373,35 @@ def build_responders(config: ConnectorsConfig, secrets: SecretStore | None = Non
                               f"{spec.type or name} does not implement ({', '.join(sorted(inner.capabilities))})")
         built.append(GrantedResponder(inner, frozenset(spec.grant)))
     return built
+
+
+def build_sources(config: ConnectorsConfig, secrets: SecretStore | None = None,
+                  transport: Any = None) -> list:
+    """The alert sources (``connectors.base.AlertSource``) of enabled connectors with ``poll: true``."""
+    secrets = _secrets(config, secrets)
+    built = []
+    for name, spec in config.connectors.items():
+        if not spec.enabled or not spec.poll:
+            continue
+        vendor = VENDORS[spec.type or name]
+        if vendor.source is None:
+            polled = sorted(v for v, known in VENDORS.items() if known.source is not None)
+            raise ConfigError(name, f"{config.source}: {spec.type or name} has no alert source to poll; "
+                              f"pollable: {', '.join(polled)}")
+        client = _client(name, spec, secrets, transport)
+        if client is None:
+            raise ConfigError(name, f"{config.source}: poll needs a base_url")
+        built.append(_construct(vendor.source(), vendor, name, client, _options(name, spec, secrets)))
+    return built
+
+
+def configured_sources(environ: dict[str, str] | None = None) -> list:
+    """The alert sources from ``$SOC_AGENT_CONNECTORS``; empty when it is unset."""
+    path = (os.environ if environ is None else environ).get(CONNECTORS_ENV)
+    if not path:
+        return []
+    config = load_connectors_config(Path(path))
+    return build_sources(config, _secrets(config, None))
 
 
 def configured_connectors(environ: dict[str, str] | None = None) -> tuple[list, list[Responder]]:

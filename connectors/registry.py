@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from connectors import authlog, crowdstrike, elastic, native, ocsf, sentinel, splunk, wazuh
+from connectors import authlog, crowdstrike, defender, elastic, native, ocsf, sentinel, splunk, wazuh
 from connectors.base import AlertFormat, MappingError
 from connectors.generic.mapping import as_format, mapping_from_env
 from soc_agent.types import Alert
@@ -20,6 +20,7 @@ FORMATS: dict[str, AlertFormat] = {
     "wazuh": AlertFormat("wazuh", wazuh.detect, wazuh.to_alert),
     "ocsf": AlertFormat("ocsf", ocsf.detect, ocsf.to_alert),
     "authlog": AlertFormat("authlog", authlog.detect, authlog.to_alert),
+    "defender": AlertFormat("defender", defender.detect, defender.to_alert),
     "native": AlertFormat("native", native.detect, native.to_alert),
 }
 """Registered formats in detection order (most specific first)."""

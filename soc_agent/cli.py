@@ -388,6 +388,61 @@ def serve(workdir: Path = WorkdirOpt, host: str = typer.Option("127.0.0.1", "--h
     run_server(_settings(workdir), host=host, port=port)
 
 
+@app.command()
+def poll(
+    workdir: Path = WorkdirOpt,
+    once: bool = typer.Option(False, "--once", help="poll every source once and exit"),
+    interval: float = typer.Option(60.0, "--interval", min=1.0, help="seconds between polls"),
+    connectors_file: Optional[Path] = typer.Option(None, "--connectors",
+                                                   help="connectors file (default: $SOC_AGENT_CONNECTORS)"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="shadow | enforce (default: the policy's)"),
+    reasoner: Optional[str] = ReasonerOpt,
+) -> None:
+    """Poll the alert APIs of connectors with `poll: true` and triage what they return."""
+    import os
+    import signal
+    import threading
+
+    from connectors.errors import ConfigError
+    from connectors.loader import CONNECTORS_ENV, configured_sources
+    from soc_agent.runners.poll import poll_forever, poll_once
+
+    environ = {**os.environ, CONNECTORS_ENV: str(connectors_file)} if connectors_file else None
+    try:
+        sources = configured_sources(environ)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if not sources:
+        err.print(f"no connector has poll: true (set {CONNECTORS_ENV} or --connectors)")
+        raise typer.Exit(2)
+
+    def report(outcomes) -> None:
+        for outcome in outcomes:
+            print(json.dumps(outcome.as_dict()), flush=True)
+
+    pipeline = _pipeline(_settings(workdir, mode, reasoner))
+    try:
+        if once:
+            outcomes = poll_once(pipeline, sources)
+            report(outcomes)
+        else:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            try:
+                poll_forever(pipeline, sources, interval, stop, report)
+            except KeyboardInterrupt:
+                pass
+            outcomes = []
+        summary = pipeline.summary.as_dict(pipeline.store)
+    finally:
+        pipeline.close()
+    err.print(f"alerts in {summary['alerts_in']}, processed {summary['processed']}, "
+              f"dead-lettered {summary['dead_lettered']}, duplicates {summary['duplicates']}, cases {summary['cases']}")
+    if any(o.error for o in outcomes):
+        raise typer.Exit(1)
+
+
 @app.command("eval")
 def eval_cmd(
     workdir: Path = typer.Option(Path("./soc-agent-eval"), "--workdir"),
@@ -620,6 +675,18 @@ def learn(
               f"{len(suggestions)} tuning suggestion(s) in {path}")
     for reason, item in data["skipped"].items():
         err.print(f"skipped {item['count']}: {reason}")
+
+
+@app.command("llm-server")
+def llm_server(port: int = typer.Option(8080, "--port"), threads: Optional[int] = typer.Option(None, "--threads")) -> None:
+    """Serve the bundled Gemma 3 270M on 127.0.0.1 as an OpenAI-compatible endpoint (needs the llm extra)."""
+    import subprocess
+
+    from soc_agent.llm.local_server import server_command
+
+    err.print(f"serving on http://127.0.0.1:{port}/v1 — use it with: SOC_AGENT_LLM_BASE_URL=http://127.0.0.1:"
+              f"{port}/v1 SOC_AGENT_LLM_FOLD_SYSTEM=true soc-agent demo --reasoner llm")
+    raise typer.Exit(subprocess.call(server_command(port, threads)))
 
 
 def main() -> None:  # pragma: no cover

@@ -75,6 +75,17 @@ class _Verdicts:
         self.reasons.append(f"{outcome}: {reason}" if outcome is not Outcome.ALLOW else reason)
 
 
+_PROGRAMS: dict[str, object] = {}
+
+
+def _program(source: str):
+    """Policy rules compile once; decide() runs thousands of times a minute."""
+    program = _PROGRAMS.get(source)
+    if program is None:
+        program = _PROGRAMS[source] = cel.compile(source)
+    return program
+
+
 def _never_block_reason(value: str, policy: Policy) -> str | None:
     try:
         address = ipaddress.ip_address(value)
@@ -151,7 +162,7 @@ def decide(action: ProposedAction, ctx: GuardContext, policy: Policy) -> Decisio
     for rule in policy.rules:
         cel_ctx = cel_ctx or _cel_context(action, tier, ctx)
         try:
-            hit = bool(cel.evaluate(rule.when, cel_ctx))
+            hit = bool(_program(rule.when).execute(cel_ctx))
         except Exception:  # a rule that cannot be evaluated on this case must not let it through
             hit = True
         if hit:

@@ -22,6 +22,8 @@ class Enricher(Protocol):
 
     name: str
     kinds: frozenset[EntityKind]
+    # Optional: ``in_memory = True`` runs the lookup inline (no timeout thread); only for
+    # enrichers that read local memory and cannot block.
 
     def lookup(self, entity: Entity, rules: frozenset[str]) -> list[Evidence]:
         """Evidence about ``entity`` (empty when nothing is known). May raise; the runner contains it."""
@@ -38,6 +40,7 @@ class EnrichmentResult:
 
 class _Intel:
     name = "threat_intel"
+    in_memory = True
     kinds = frozenset({EntityKind.IP, EntityKind.DOMAIN, EntityKind.URL, EntityKind.FILE_HASH, EntityKind.EMAIL})
 
     def __init__(self, knowledge: LocalKnowledge) -> None:
@@ -63,6 +66,7 @@ class _Intel:
 
 class _Assets:
     name = "asset_inventory"
+    in_memory = True
     kinds = frozenset({EntityKind.HOST, EntityKind.IP})
 
     def __init__(self, knowledge: LocalKnowledge) -> None:
@@ -82,6 +86,7 @@ class _Assets:
 
 class _Identities:
     name = "identity_directory"
+    in_memory = True
     kinds = frozenset({EntityKind.USER})
 
     def __init__(self, knowledge: LocalKnowledge) -> None:
@@ -101,6 +106,7 @@ class _Identities:
 
 class _Allowlist:
     name = "allowlist"
+    in_memory = True
     kinds = frozenset(EntityKind)
 
     def __init__(self, knowledge: LocalKnowledge) -> None:
@@ -163,18 +169,21 @@ def enrich_case(
             if entity.kind not in enricher.kinds:
                 continue
             key = (enricher.name, entity.key, rules)
-            cached = cache.get(key) if cache else None
+            cached = cache.get(key) if cache is not None else None
             if cached is None:
-                future = _POOL.submit(enricher.lookup, entity, rules)
                 try:
-                    cached = future.result(timeout=timeout_s)
+                    if getattr(enricher, "in_memory", False):
+                        # Dictionary lookups cannot hang: a thread hop would cost more than the lookup.
+                        cached = enricher.lookup(entity, rules)
+                    else:
+                        cached = _POOL.submit(enricher.lookup, entity, rules).result(timeout=timeout_s)
                 except FutureTimeout:
                     result.degraded.append(f"{enricher.name}: timed out after {timeout_s:.2f}s on {entity.key}")
                     continue
                 except Exception as exc:  # any enricher bug degrades evidence, never the run
                     result.degraded.append(f"{enricher.name}: {type(exc).__name__} on {entity.key}")
                     continue
-                if cache:
+                if cache is not None:
                     cache.put(key, cached)
             for item in cached:
                 if item.id not in seen:

@@ -59,7 +59,9 @@ class ChatClient:
             # max_tokens, not max_completion_tokens: llama.cpp's server ignores the newer name.
             "max_tokens": self.settings.max_tokens,
         }
-        if schema is not None:
+        if schema is not None and self.settings.schema_style == "llama_cpp":
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        elif schema is not None:
             kwargs["response_format"] = {"type": "json_schema",
                                          "json_schema": {"name": "triage_answer", "schema": schema, "strict": True}}
         started = time.perf_counter()

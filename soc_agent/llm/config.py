@@ -18,6 +18,9 @@ class LLMSettings(BaseModel):
     temperature: float = 0.0
     schema_mode: str = Field(default="server", pattern="^(server|prompt)$",
                              description="server: json_schema response format; prompt: parse + one repair retry")
+    schema_style: str = Field(default="openai", pattern="^(openai|llama_cpp)$",
+                              description="openai: response_format json_schema; llama_cpp: json_object + schema "
+                              "(llama-cpp-python's server)")
     fold_system: bool = Field(default=False, description="put the system text in the first user turn "
                               "(chat templates that drop system messages)")
     max_field_chars: int = Field(default=400, description="cap on each untrusted field shown to the model")

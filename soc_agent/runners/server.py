@@ -16,6 +16,7 @@ pool, so they queue on the lock. Endpoints:
 ``GET  /api/cases/{id}``                    viewer     case, notes, evidence, comments
 ``POST /api/alerts``                        analyst    one alert (JSON) to triage; caller = requester
 ``POST /webhooks/{provider}``               HMAC       jira | servicenow | thehive (see webhooks)
+``POST /services/collector[/event]``        HEC token  Splunk HEC envelopes to triage (see hec)
 ``GET  /ui``, ``/ui/approvals/{id}``,       cookie     the web page (sign in at ``/ui/login``)
 ``/ui/cases/{id}``
 ==========================================  =========  ==========================================
@@ -124,6 +125,9 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
 
     app = FastAPI(title="soc-agent", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.soc = state
+    from soc_agent.runners.hec import hec_router
+
+    app.include_router(hec_router(state))
 
     # ---- auth -------------------------------------------------------------
 

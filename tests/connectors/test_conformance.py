@@ -25,7 +25,8 @@ ALL_FORMATS: dict[str, AlertFormat] = {**FORMATS, "generic": GENERIC}
 
 # Which format owns each shared sample folder (a glob narrows a folder shared with other shapes).
 OWNERS = [("elastic", "*", "elastic"), ("splunk", "*", "splunk"), ("sentinel", "*", "sentinel"),
-          ("defender", "graph_*", "sentinel"), ("crowdstrike", "*", "crowdstrike"), ("wazuh", "*", "wazuh"),
+          ("defender", "graph_*", "sentinel"), ("defender", "mde_*", "defender"),
+          ("crowdstrike", "*", "crowdstrike"), ("wazuh", "*", "wazuh"),
           ("ocsf", "*", "ocsf"), ("auth_logs", "*", "authlog")]
 # Shapes in those folders that are not single alerts: no format may claim them.
 NOT_ALERTS = {"arm_incident_alerts_list.json", "arm_incident_entities.json",
@@ -62,7 +63,7 @@ def _claimants(record: dict) -> list[str]:
 
 def test_native_stays_last_so_vendor_records_are_never_read_as_native():
     assert list(FORMATS)[-1] == "native"
-    assert {"elastic", "splunk", "sentinel", "crowdstrike", "wazuh", "ocsf", "authlog"} <= set(FORMATS)
+    assert {"elastic", "splunk", "sentinel", "crowdstrike", "defender", "wazuh", "ocsf", "authlog"} <= set(FORMATS)
 
 
 @pytest.mark.parametrize("name", list(ALL_FORMATS))

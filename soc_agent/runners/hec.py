@@ -1,0 +1,164 @@
+"""Splunk HTTP Event Collector style push: ``POST /services/collector[/event]``.
+
+Anything that can forward to Splunk HEC (a Splunk heavy forwarder, Vector,
+Fluent Bit, Cribl, an ES alert action) can send alerts here unchanged. The
+body is one or more concatenated HEC envelopes::
+
+    {"event": {...notable...}, "time": 1714557600, "sourcetype": "stash"}
+    {"event": "Jan  1 00:00:01 web1 sshd[1]: Failed password for root from 192.0.2.7 port 22 ssh2"}
+
+Each ``event`` (an object, or a string line) is triaged like one input line
+with format auto-detection; an event no format recognises is dead-lettered,
+as ``soc-agent triage`` would. Envelopes are all checked before any is
+triaged, so a malformed batch is refused whole and the sender can resend it.
+
+Auth is ``Authorization: Splunk <token>`` compared in constant time with
+``SOC_AGENT_HEC_TOKEN``; with no token configured the endpoints answer
+``403 Token disabled``. Responses use HEC's JSON body and codes:
+
+====  ====================================  ======
+code  text                                  HTTP
+====  ====================================  ======
+0     Success                               200
+1     Token disabled                        403
+2     Token is required                     401
+3     Invalid authorization                 401
+4     Invalid token                         403
+5     No data                               400
+6     Invalid data format                   400
+12    Event field is required               400
+13    Event field cannot be blank           400
+27    Request entity too large              413
+====  ====================================  ======
+
+Codes 0-13 are Splunk's; HEC documents no code for an oversize body (Splunk
+itself answers a bare HTTP 413), so 27 is ours, chosen outside its range.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+__all__ = ["HEC_MAX_BYTES_ENV", "HEC_TOKEN_ENV", "hec_router"]
+
+HEC_TOKEN_ENV = "SOC_AGENT_HEC_TOKEN"
+"""Environment variable holding the one accepted HEC token."""
+HEC_MAX_BYTES_ENV = "SOC_AGENT_HEC_MAX_BYTES"
+"""Environment variable capping a request body (default 1 MiB, Splunk's ``max_content_length`` scale)."""
+_DEFAULT_MAX_BYTES = 1024 * 1024
+
+
+class _Refused(Exception):
+    def __init__(self, http: int, code: int, text: str, **extra: Any) -> None:
+        super().__init__(text)
+        self.http, self.code, self.text, self.extra = http, code, text, extra
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"text": self.text, "code": self.code, **self.extra}, status_code=self.http)
+
+
+def _check_token(header: str | None, expected: str | None) -> None:
+    if not expected:
+        raise _Refused(403, 1, "Token disabled")
+    if not header:
+        raise _Refused(401, 2, "Token is required")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "splunk" or not token.strip():
+        raise _Refused(401, 3, "Invalid authorization")
+    # compare_digest on bytes: constant time whatever the (attacker-chosen) length and characters.
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise _Refused(403, 4, "Invalid token")
+
+
+def parse_envelopes(body: bytes) -> list[tuple[bytes, str]]:
+    """(event line, sourcetype) per concatenated HEC envelope, or ``_Refused`` naming the bad one.
+
+    HEC numbers events from 0 in ``invalid-event-number``, so a sender can find the bad one.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Refused(400, 6, "Invalid data format", **{"invalid-event-number": 0}) from None
+    decoder, events, at = json.JSONDecoder(), [], 0
+    while True:
+        while at < len(text) and text[at] in " \t\r\n":
+            at += 1
+        if at >= len(text):
+            break
+        number = len(events)
+        try:
+            envelope, at = decoder.raw_decode(text, at)
+        except (ValueError, RecursionError):
+            raise _Refused(400, 6, "Invalid data format", **{"invalid-event-number": number}) from None
+        if not isinstance(envelope, dict):
+            raise _Refused(400, 6, "Invalid data format", **{"invalid-event-number": number})
+        if "event" not in envelope:
+            raise _Refused(400, 12, "Event field is required", **{"invalid-event-number": number})
+        event = envelope["event"]
+        if event is None or event == "" or event == {} or (isinstance(event, str) and not event.strip()):
+            raise _Refused(400, 13, "Event field cannot be blank", **{"invalid-event-number": number})
+        if isinstance(event, dict):
+            line = json.dumps(event, separators=(",", ":")).encode()
+        elif isinstance(event, str):
+            line = event.encode()  # a raw line: a syslog record, or JSON text the forwarder left as a string
+        else:
+            raise _Refused(400, 6, "Invalid data format", **{"invalid-event-number": number})
+        sourcetype = envelope.get("sourcetype")
+        events.append((line, sourcetype if isinstance(sourcetype, str) and sourcetype else "hec"))
+    if not events:
+        raise _Refused(400, 5, "No data")
+    return events
+
+
+def hec_router(state: Any, token: str | None = None, max_bytes: int | None = None) -> APIRouter:
+    """The HEC endpoints on ``state`` (the server's ``App``: its ``lock`` and ``pipeline``).
+
+    ``token`` and ``max_bytes`` default to ``SOC_AGENT_HEC_TOKEN`` and
+    ``SOC_AGENT_HEC_MAX_BYTES``, read once when the app is built.
+    """
+    expected = token if token is not None else os.environ.get(HEC_TOKEN_ENV) or None
+    limit = max_bytes if max_bytes is not None else int(os.environ.get(HEC_MAX_BYTES_ENV) or _DEFAULT_MAX_BYTES)
+    router = APIRouter()
+
+    async def read_limited(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _Refused(413, 27, "Request entity too large")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:  # a chunked upload has no Content-Length to refuse up front
+                raise _Refused(413, 27, "Request entity too large")
+        return bytes(body)
+
+    def triage(events: list[tuple[bytes, str]]) -> None:
+        with state.lock:
+            for line, sourcetype in events:
+                state.pipeline.process_line(line, source=f"hec:{sourcetype}"[:200])
+            state.pipeline.store.commit()
+
+    async def collect(request: Request) -> JSONResponse:
+        try:
+            _check_token(request.headers.get("authorization"), expected)  # before reading a byte of the body
+            events = parse_envelopes(await read_limited(request))
+        except _Refused as refused:
+            return refused.response()
+        await run_in_threadpool(triage, events)
+        return JSONResponse({"text": "Success", "code": 0})
+
+    router.add_api_route("/services/collector/event", collect, methods=["POST"])
+    router.add_api_route("/services/collector", collect, methods=["POST"])
+    router.add_api_route("/services/collector/event/1.0", collect, methods=["POST"])
+
+    @router.get("/services/collector/health")
+    def health() -> JSONResponse:
+        return JSONResponse({"text": "HEC is healthy", "code": 17})
+
+    return router
