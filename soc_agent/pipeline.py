@@ -24,7 +24,7 @@ from sqlmodel import select
 
 from connectors import MappingError, parse_record
 from soc_agent.audit import AuditLog
-from soc_agent.checkpoint import sqlite_checkpointer
+from soc_agent.checkpoint import make_checkpointer
 from soc_agent.config import Settings
 from soc_agent.correlate import Correlator
 from soc_agent.dedupe import Deduper, fingerprint
@@ -117,11 +117,17 @@ def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Serv
 class Pipeline:
     """One embedded triage process: intake, the graph, and the store behind them."""
 
-    def __init__(self, settings: Settings, reasoner: Reasoner | None = None, durability: str = "exit") -> None:
+    def __init__(self, settings: Settings, reasoner: Reasoner | None = None, durability: str = "exit",
+                 expire_on_start: bool = True) -> None:
+        """Build services, checkpointer and graph, and restore the open cases.
+
+        ``expire_on_start=False`` is for fleet workers: there TTL expiry is the
+        scheduler leader's job alone (``soc_agent.fleet.scheduler``).
+        """
         self.settings = settings
         self.services = build_services(settings, reasoner)
         self.store = self.services.store
-        self.checkpointer = sqlite_checkpointer(settings.checkpoint_path)
+        self.checkpointer = make_checkpointer(settings)
         self.graph = build_graph(self.checkpointer)
         self.durability = durability
         self.deduper = Deduper()
@@ -134,7 +140,8 @@ class Pipeline:
         self._case_rows: dict[str, CaseRow] = {}
         self._pending = 0
         self._restore()
-        self.services.executor.expire()
+        if expire_on_start:
+            self.services.executor.expire()
 
     # ---- intake -------------------------------------------------------
 
@@ -278,7 +285,8 @@ class Pipeline:
         self.store.session.flush()
         config = {"configurable": {"thread_id": f"{case.id}:{index.runs}"}}
         state = self.graph.invoke(
-            {"case_id": case.id, "run": index.runs, "alert": alert, "material": material, "trace": []},
+            {"case_id": case.id, "run": index.runs, "alert": alert.model_copy(update={"raw": {}}),
+             "material": material, "trace": []},
             config, context=self.services, durability=self.durability,
         )
         self.summary.graph_runs += 1
@@ -342,6 +350,45 @@ class Pipeline:
         session = self.store.session
         horizon = to_db_time(utcnow() - self.correlator.window)
         for case in session.exec(select(CaseRow).where(CaseRow.updated_at >= horizon)):
+            keys = set(session.exec(select(CaseEntityRow.key).where(CaseEntityRow.case_id == case.id)))
+            rules = set(session.exec(select(AlertRow.rule_id).where(AlertRow.case_id == case.id,
+                                                                     AlertRow.kind == "alert")))
+            last = session.exec(select(AlertRow.ts).where(AlertRow.case_id == case.id)
+                                .order_by(AlertRow.ts.desc())).first()
+            last_seen = (last or case.updated_at).replace(tzinfo=timezone.utc)
+            self.correlator.restore(case.id, rules, keys, Severity(case.severity), last_seen, case.runs)
+            self.correlator.cases[case.id].stored_keys = set(keys)
+            for payload in session.exec(select(AlertRow.payload).where(AlertRow.case_id == case.id,
+                                                                       AlertRow.source == "detector")):
+                group_key = json.loads(payload).get("attributes", {}).get("group_key")
+                if group_key:
+                    self.correlator.remember_group(group_key, case.id)
+
+    def rebuild_intake(self, case_ids: Iterable[str], seen: Iterable[tuple[str, str, Any, str | None]] = ()) -> None:
+        """Fresh intake state that knows only ``case_ids`` and the ``seen`` alerts.
+
+        For fleet workers, which keep one intake state per partition: the
+        correlator must hold only the cases of the partition being processed
+        (another worker may own the rest), so it is rebuilt from the store
+        when a worker takes a partition over. ``seen`` is ``(key, fingerprint,
+        ts, case_id)`` of the partition's recent first-seen alerts, so
+        re-sends stay duplicates across a handover. Threshold windows start
+        empty: a burst split by a handover needs its threshold's count again.
+        """
+        self.deduper = Deduper()
+        self.detector = ThresholdDetector.from_file(self.settings.playbooks_dir / "detectors.yml")
+        self.correlator = Correlator(timedelta(seconds=self.settings.correlation_window_s))
+        self._case_of_key = {}
+        self._case_rows = {}
+        for key, fp, ts, case_id in seen:
+            self.deduper.check(key, fp, ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts)
+            self._case_of_key[key] = case_id
+        wanted = set(case_ids)
+        if not wanted:
+            return
+        session = self.store.session
+        horizon = to_db_time(utcnow() - self.correlator.window)
+        for case in session.exec(select(CaseRow).where(CaseRow.id.in_(wanted), CaseRow.updated_at >= horizon)):
             keys = set(session.exec(select(CaseEntityRow.key).where(CaseEntityRow.case_id == case.id)))
             rules = set(session.exec(select(AlertRow.rule_id).where(AlertRow.case_id == case.id,
                                                                      AlertRow.kind == "alert")))

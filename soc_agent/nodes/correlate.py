@@ -23,7 +23,9 @@ def load_case(store: Store, case_id: str) -> Case:
                                AlertRow.duplicate_of == None)  # noqa: E711
         .order_by(AlertRow.ts.desc()).limit(_MAX_ALERTS)
     ).all()
-    alerts = [Alert.model_validate_json(r.payload) for r in reversed(alerts_rows)]
+    # The raw vendor payloads stay in the store as evidence; the run (and its checkpoint) carries
+    # only the normalised fields, which is all any node reads.
+    alerts = [Alert.model_validate_json(r.payload).model_copy(update={"raw": {}}) for r in reversed(alerts_rows)]
     entity_rows = session.exec(select(CaseEntityRow).where(CaseEntityRow.case_id == case_id)).all()
     entities = [Entity(kind=EntityKind(r.kind), value=r.value, role=r.role) for r in entity_rows]
     return Case(

@@ -1,0 +1,30 @@
+"""Checkpoints revive only this project's own types."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from soc_agent.checkpoint import serializer
+from soc_agent.types import Alert, Decision, Entity, EntityKind, Outcome, utcnow
+
+
+@dataclasses.dataclass
+class Smuggled:
+    """A type a tampered checkpoint might try to construct."""
+
+    command: str = "rm -rf /"
+
+
+def test_project_types_round_trip():
+    serde = serializer()
+    state = {"alert": Alert(id="a", source="native", rule_id="r", title="t", timestamp=utcnow(),
+                            entities=[Entity(kind=EntityKind.IP, value="203.0.113.9")]),
+             "decision": Decision(outcome=Outcome.DENY, reasons=["deny: test"])}
+    assert serde.loads_typed(serde.dumps_typed(state)) == state
+
+
+def test_a_foreign_type_is_not_revived():
+    serde = serializer()
+    revived = serde.loads_typed(serde.dumps_typed({"x": Smuggled()}))
+    assert not isinstance(revived["x"], Smuggled)
+    assert revived["x"] == {"command": "rm -rf /"}, "the data survives as inert values"
