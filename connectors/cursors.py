@@ -28,7 +28,7 @@ class SourceCursorRow(SQLModel, table=True):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(timezone.utc)
 
 
 def load_cursor(session: Session, name: str) -> str | None:

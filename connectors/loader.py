@@ -31,6 +31,10 @@ and per-vendor filters; see each vendor's ``client.py``)::
         grant: [edr.contain_host]    # the same entry may also respond
         options: {page_size: 500, lookback_minutes: 30}
 
+The local kernel firewall needs no URL: ``nftables: {grant: [firewall.block],
+options: {table: soc_agent, netns: null}}`` blocks through an nftables set
+whose elements expire by themselves.
+
 ``auth.type`` is ``none``, ``bearer``, ``basic`` (``username`` +
 ``secret``), ``header`` (``header``, ``prefix``, ``secret``) or ``oauth2``
 (``token_url``, ``client_id``, ``secret``, ``scope``). ``secret`` and every
@@ -206,6 +210,21 @@ def _webhook():
     return WebhookResponder
 
 
+def _nftables():
+    from connectors.nftables import NftablesResponder
+
+    class ConfiguredNftables(NftablesResponder):
+        """The kernel firewall as a configured responder: no HTTP client; its table is set up at start."""
+
+        def __init__(self, client: Any = None, *, netns: str | None = None, table: str = "soc_agent",
+                     hooks: list[str] | None = None, mode: str = "auto", name: str = "nftables") -> None:
+            super().__init__(netns=netns, table=table, hooks=tuple(hooks or ("input",)), mode=mode)
+            self.name = name
+            self.setup()
+
+    return ConfiguredNftables
+
+
 # Imports are deferred so a vendor module's bug cannot break unrelated connectors.
 VENDORS: dict[str, _Vendor] = {
     "cmdb": _Vendor(enricher=_cmdb),
@@ -215,6 +234,7 @@ VENDORS: dict[str, _Vendor] = {
     "entra": _Vendor(enricher=_entra_e, responder=_entra_r),
     "jira": _Vendor(responder=_jira),
     "misp": _Vendor(enricher=_misp),
+    "nftables": _Vendor(responder=_nftables),
     "okta": _Vendor(enricher=_okta_e, responder=_okta_r),
     "sentinel": _Vendor(source=_graph_source),
     "servicenow": _Vendor(responder=_servicenow),

@@ -20,6 +20,7 @@ from sqlmodel import select
 from evals.dataset import load_demo_stream, load_labels
 from soc_agent.config import Settings
 from soc_agent.enrich import LocalKnowledge
+from soc_agent.runners.shadow import per_label_scores
 from soc_agent.store import ActionRow, AlertRow, CaseRow
 from soc_agent.types import Entity, EntityKind
 
@@ -27,17 +28,11 @@ LABELS = ("true_positive", "benign_positive", "false_positive")
 
 
 def _prf(pairs: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
-    out = {}
-    for label in LABELS:
-        tp = sum(1 for t, p in pairs if t == label and p == label)
-        fp = sum(1 for t, p in pairs if t != label and p == label)
-        fn = sum(1 for t, p in pairs if t == label and p != label)
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out[label] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-                      "support": sum(1 for t, _ in pairs if t == label)}
-    return out
+    """Per-label precision/recall/F1 of ``(truth, predicted)`` pairs (shared with the shadow runner)."""
+    confusion: dict[str, Counter] = {label: Counter() for label in LABELS}
+    for truth, predicted in pairs:
+        confusion.setdefault(truth, Counter())[predicted] += 1
+    return per_label_scores(confusion)
 
 
 def guardrail_violations(session, knowledge: LocalKnowledge) -> list[str]:

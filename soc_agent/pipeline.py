@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta, timezone
@@ -101,6 +101,10 @@ def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Serv
     from connectors.loader import configured_connectors
 
     remote_enrichers, remote_responders = configured_connectors()
+    # Priors and calibration learned from analysts' dispositions; ([], None) until something was learned.
+    from soc_agent.learning import load_learning
+
+    evidence_sources, calibrator = load_learning(settings, store)
     return Services(
         settings=settings, store=store, audit=audit, knowledge=knowledge,
         enrichers=local_enrichers(knowledge) + remote_enrichers,
@@ -111,6 +115,7 @@ def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Serv
         # Remote responders first: the executor uses the first responder holding a capability,
         # so the local one only covers what no configured connector was granted.
         executor=ActionExecutor(store, audit, [*remote_responders, LocalResponder(store)]),
+        evidence_sources=evidence_sources, calibrator=calibrator,
     )
 
 
@@ -134,7 +139,8 @@ class Pipeline:
         self.detector = ThresholdDetector.from_file(settings.playbooks_dir / "detectors.yml")
         self.correlator = Correlator(timedelta(seconds=settings.correlation_window_s))
         self.summary = RunSummary()
-        self._case_of_key: dict[str, str | None] = {}
+        # source key -> case, for duplicates; bounded like the deduper (oldest forgotten first).
+        self._case_of_key: OrderedDict[str, str | None] = OrderedDict()
         # Strong references keep open cases in the session's (weak) identity map:
         # without them every follow-up re-reads its case from the database.
         self._case_rows: dict[str, CaseRow] = {}
@@ -236,6 +242,8 @@ class Pipeline:
                       duplicate_of: str | None = None) -> None:
         if duplicate_of is None:
             self._case_of_key[key] = case_id
+            if len(self._case_of_key) > self.deduper.max_entries:
+                self._case_of_key.popitem(last=False)
         self.store.buffer(AlertRow, dict(
             key=key, alert_id=alert.id, source=alert.source, kind=alert.kind, rule_id=alert.rule_id,
             case_id=case_id, fingerprint=fp, duplicate_of=duplicate_of, ts=to_db_time(alert.timestamp),

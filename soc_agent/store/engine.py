@@ -12,6 +12,7 @@ from sqlmodel import Session, SQLModel, create_engine
 
 from soc_agent import audit as _audit  # noqa: F401  (registers the audit table)
 from soc_agent.store import tables as _tables  # noqa: F401  (registers the tables)
+from soc_agent.learning import tables as _learning_tables  # noqa: F401
 from soc_agent.runners import tables as _runner_tables  # noqa: F401
 from connectors import cursors as _cursor_tables  # noqa: F401  (the polled sources' cursors)
 

@@ -147,3 +147,39 @@ def saved_cursor(pipeline, name: str) -> Any:
 
     with pipeline.store.reader() as session:
         return session.get(SourceCursorRow, name)
+
+
+# ---- fixtures (imported by the test modules that use them) -------------------------------
+
+import pytest  # noqa: E402
+import tenacity  # noqa: E402
+
+from connectors import http as _http  # noqa: E402
+
+
+@pytest.fixture
+def waits(monkeypatch) -> list[float]:
+    """Retries sleep into this list instead of the clock."""
+    recorded: list[float] = []
+    monkeypatch.setattr(_http, "sleep", recorded.append)
+    monkeypatch.setattr(_http, "backoff", tenacity.wait_none())
+    return recorded
+
+
+@pytest.fixture
+def open_pipeline(settings):
+    """Open a pipeline on the test's workdir; all are closed after the test (a restart is close + open)."""
+    from soc_agent.pipeline import Pipeline
+
+    opened = []
+
+    def make():
+        opened.append(Pipeline(settings))
+        return opened[-1]
+
+    yield make
+    for p in opened:
+        try:
+            p.close()
+        except Exception:  # noqa: BLE001  (already closed by the test's restart)
+            pass

@@ -1,0 +1,49 @@
+"""A brute force triaged by the pipeline blocks through the configured kernel firewall (in a netns)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import make_alert
+
+ATTACKER = "203.0.113.45"
+
+
+@pytest.fixture
+def netns():
+    if shutil.which("ip") is None or shutil.which("nft") is None:
+        pytest.skip("iproute2 or nftables (nft) is not installed")
+    name = f"socagent-loader-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot create a network namespace (needs root and netns support): {made.stderr.strip()}")
+    yield name
+    subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+def test_a_configured_nftables_responder_takes_the_block(settings, netns, tmp_path, monkeypatch):
+    config = tmp_path / "connectors.yml"
+    config.write_text(f"connectors:\n  firewall:\n    type: nftables\n    grant: [firewall.block]\n"
+                      f"    options: {{netns: {netns}, mode: cli}}\n")
+    monkeypatch.setenv("SOC_AGENT_CONNECTORS", str(config))
+    from soc_agent.pipeline import Pipeline
+
+    pipeline = Pipeline(settings)
+    try:
+        for i in range(5):
+            result = pipeline.process_line(make_alert(
+                "auth_failure", [("ip", ATTACKER, "src"), ("user", "root", "target"),
+                                 ("host", "web01.corp.example", "dst")],
+                alert_id=f"nf-{i}", kind="event", severity="low", minutes_ago=(5 - i) / 12,
+                service="ssh", outcome="failure"))[0]
+        assert result.action == "block_ip" and result.decision == "allow"
+    finally:
+        pipeline.close()
+    listed = subprocess.run(["ip", "netns", "exec", netns, "nft", "list", "set", "inet", "soc_agent", "blocked_v4"],
+                            capture_output=True, text=True)
+    assert ATTACKER in listed.stdout, listed.stdout + listed.stderr
+    assert "expires" in listed.stdout, "the kernel holds the TTL"
