@@ -12,6 +12,7 @@ reason: ``alerts_in == processed + dead_lettered``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
@@ -35,6 +36,7 @@ from soc_agent.playbooks import PlaybookSet, load_playbooks
 from soc_agent.policy import load_policy
 from soc_agent.reasoner import Reasoner, make_reasoner
 from soc_agent.responders import ActionExecutor, LocalResponder
+from soc_agent.responders.local import CASE_CAPABILITIES
 from soc_agent.scoring import RuleBook
 from soc_agent.services import Services
 from soc_agent.store import AlertRow, ApprovalRow, CaseEntityRow, CaseRow, DeadLetterRow, Store
@@ -114,7 +116,10 @@ def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Serv
         reasoner=reasoner or make_reasoner(settings.reasoner),
         # Remote responders first: the executor uses the first responder holding a capability,
         # so the local one only covers what no configured connector was granted.
-        executor=ActionExecutor(store, audit, [*remote_responders, LocalResponder(store)]),
+        # With a connectors file, an action no connector was granted is denied rather than simulated
+        # by the store-only responder (which then keeps just the case's own capabilities).
+        executor=ActionExecutor(store, audit, [*remote_responders, LocalResponder(
+            store, CASE_CAPABILITIES if os.environ.get("SOC_AGENT_CONNECTORS") else None)]),
         evidence_sources=evidence_sources, calibrator=calibrator,
     )
 

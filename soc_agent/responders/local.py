@@ -28,6 +28,10 @@ _EFFECTS = {
 }
 
 
+CASE_CAPABILITIES = frozenset({"case.annotate", "case.close"})
+"""What stays local when real connectors are configured: the case itself lives in the store."""
+
+
 class LocalResponder:
     """Implements every catalog capability against the store's tables."""
 
@@ -39,8 +43,12 @@ class LocalResponder:
         "edr.delete_file",
     })
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, capabilities: frozenset[str] | None = None) -> None:
         self.store = store
+        if capabilities is not None:
+            # Beside real connectors the store-only effects would be make-believe: only what is
+            # granted here stays local (e.g. case annotations and closure).
+            self.capabilities = LocalResponder.capabilities & capabilities
 
     def execute(self, action: ProposedAction, case_id: str, action_id: int, now: datetime) -> dict[str, Any]:
         session = self.store.session

@@ -47,3 +47,25 @@ def test_a_configured_nftables_responder_takes_the_block(settings, netns, tmp_pa
                             capture_output=True, text=True)
     assert ATTACKER in listed.stdout, listed.stdout + listed.stderr
     assert "expires" in listed.stdout, "the kernel holds the TTL"
+
+
+def test_with_connectors_configured_an_ungranted_capability_is_denied_not_simulated(settings, tmp_path,
+                                                                                     monkeypatch):
+    """Only the firewall is granted: isolating a host must be denied, not recorded as if done."""
+    config = tmp_path / "connectors.yml"
+    config.write_text("connectors:\n  hooks:\n    type: webhook\n    base_url: http://127.0.0.1:9\n"
+                      "    grant: [notify.send]\n    options: {signing_secret: HOOK_KEY}\n")
+    monkeypatch.setenv("SOC_AGENT_CONNECTORS", str(config))
+    monkeypatch.setenv("HOOK_KEY", "k" * 32)
+    from soc_agent.pipeline import Pipeline
+
+    pipeline = Pipeline(settings)
+    try:
+        result = pipeline.process_line(make_alert(
+            "shadow_copy_deletion", [("host", "wks-fin-02.corp.example", "dst"),
+                                     ("process", "vssadmin.exe:1", "process")],
+            alert_id="rw-1", severity="critical", command_line="vssadmin delete shadows /all /quiet"))[0]
+        assert result.action == "isolate_host" and result.decision == "deny"
+        assert any("no configured responder holds capability edr.isolate" in r for r in result.reasons)
+    finally:
+        pipeline.close()
