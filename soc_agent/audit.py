@@ -19,6 +19,13 @@ hash chain cannot catch, and what covers them:
 
 The table is registered on ``SQLModel.metadata`` and is created by whoever
 calls ``SQLModel.metadata.create_all(engine)``.
+
+Several writers (a fleet of workers on Postgres): every transaction that
+appends takes ``pg_advisory_xact_lock(AUDIT_LOCK_KEY)`` before its first
+record and re-reads the head inside that transaction, so appends from
+different processes are serialised into one chain; the lock is released by
+the transaction's commit or rollback. On SQLite the database itself allows
+one writer, and the in-memory head is kept.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, Text, event, select
+from sqlalchemy import Engine, Text, event, select, text
 from sqlalchemy.orm import Session as SASession
 from sqlmodel import Field, Session, SQLModel
 
@@ -50,6 +57,9 @@ __all__ = [
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of record 1."""
+
+AUDIT_LOCK_KEY = 0x50C_A0D1
+"""Postgres advisory lock that serialises appends to the chain across processes."""
 
 # Bounded memory for verify()/records() on million-record logs.
 _BATCH = 1000
@@ -105,9 +115,13 @@ def compute_mac(key: bytes, record_hash: str) -> str:
 
 def _read_head(engine: Engine) -> tuple[int, str]:
     with engine.connect() as conn:
-        row = conn.execute(
-            select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
-        ).first()
+        return _read_head_on(conn)
+
+
+def _read_head_on(conn: Any) -> tuple[int, str]:
+    row = conn.execute(
+        select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+    ).first()
     return (row.seq, row.hash) if row else (0, GENESIS_HASH)
 
 
@@ -122,6 +136,12 @@ class AuditLog:
     which this instance re-reads the head before its next append.
 
     Appends are serialised by a lock, so one instance may be shared by threads.
+
+    On Postgres there may be many writers (one per worker): each appending
+    transaction first takes the advisory lock ``AUDIT_LOCK_KEY`` and re-reads
+    the head under it, and keeps the lock (and trusts its in-memory head)
+    until that transaction ends. The cost is that appending transactions of
+    different processes run one after another.
     """
 
     def __init__(self, engine: Engine, hmac_key: bytes | None = None) -> None:
@@ -130,6 +150,9 @@ class AuditLog:
         self._key = hmac_key
         self._lock = threading.Lock()
         self._head: tuple[int, str] | None = _read_head(engine)
+        self._multi_writer = engine.dialect.name == "postgresql"
+        # The session whose open transaction holds the advisory lock (Postgres only).
+        self._lock_holder: SASession | None = None
 
     def head(self) -> tuple[int, str]:
         """``(seq, hash)`` of the newest record, ``(0, GENESIS_HASH)`` when empty.
@@ -167,16 +190,20 @@ class AuditLog:
         if session is not None:
             with self._lock:
                 self._watch_rollback(session)
+                if self._multi_writer and self._lock_holder is not session:
+                    self._lock_chain(session)
                 built = self._build(records)
                 session.add_all(built)
             return built
 
         with self._lock:
-            built = self._build(records)
             try:
                 # expire_on_commit=False: the returned records stay readable
                 # after their session has closed.
                 with Session(self._engine, expire_on_commit=False) as own:
+                    if self._multi_writer:
+                        self._lock_chain(own, hold=False)
+                    built = self._build(records)
                     own.add_all(built)
                     own.commit()
             except BaseException:
@@ -214,14 +241,32 @@ class AuditLog:
         self._head = (seq, prev)
         return built
 
+    def _lock_chain(self, session: SASession, hold: bool = True) -> None:
+        # Another process may have appended since our head was read: wait for the
+        # chain, then read its head in this transaction (READ COMMITTED sees their commit).
+        conn = session.connection()
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+        self._head = _read_head_on(conn)
+        if hold:
+            self._lock_holder = session
+            if not event.contains(session, "after_commit", self._on_commit):
+                event.listen(session, "after_commit", self._on_commit)
+
     def _watch_rollback(self, session: SASession) -> None:
         # If the caller's transaction rolls back, our in-memory head points at
         # records that never landed; forget it so the next append re-reads.
         if not event.contains(session, "after_rollback", self._on_rollback):
             event.listen(session, "after_rollback", self._on_rollback)
 
+    def _on_commit(self, session: SASession) -> None:
+        # The commit released the advisory lock: the next transaction must take it again.
+        if self._lock_holder is session:
+            self._lock_holder = None
+
     def _on_rollback(self, session: SASession) -> None:
         self._head = None
+        if self._lock_holder is session:
+            self._lock_holder = None
 
 
 def verify(

@@ -126,10 +126,23 @@ def triage(
     out_file: Optional[Path] = typer.Option(None, "--out", help="write result lines here instead of stdout"),
     as_json: bool = typer.Option(False, "--json", help="print only the summary, as one JSON object"),
     reasoner: Optional[str] = ReasonerOpt,
+    to_broker: bool = typer.Option(False, "--to-broker", help="publish to the Redis Streams broker "
+                                   "(SOC_AGENT_REDIS_URL) for `soc-agent worker`s instead of triaging here"),
 ) -> None:
     """Triage alerts; one JSON line per processed alert, then a summary."""
     settings = _settings(workdir, mode, reasoner)
     stream = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
+    if to_broker:
+        from soc_agent.fleet.broker import Broker, BrokerConfig
+
+        try:
+            published = Broker(BrokerConfig.from_env()).publish(stream, source, fmt)
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+        print(json.dumps({"queued": published.queued, "shed": published.shed,
+                          "waited_s": round(published.waited_s, 3)}))
+        return
     pipeline = _pipeline(settings)
     sink = open(out_file, "w") if out_file else None  # noqa: SIM115
     try:
@@ -377,6 +390,44 @@ def approvals_show(approval_id: int, workdir: Path = WorkdirOpt,
     out.print("evidence:")
     for ev in case["evidence"]:
         out.print(f"  {ev['id']} ({ev['kind']}, {ev['weight']:+.1f}): {ev['summary']}", markup=False)
+
+
+db_app = typer.Typer(help="The database schema (Alembic).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(workdir: Path = WorkdirOpt, revision: str = typer.Argument("head")) -> None:
+    """Migrate the store's database (SOC_AGENT_DATABASE_URL) to ``revision``."""
+    from soc_agent.fleet.postgres import upgrade_schema
+
+    settings = _settings(workdir)
+    upgrade_schema(settings.db_url, revision)
+    out.print(f"database at {revision}")
+
+
+@app.command()
+def worker(
+    workdir: Path = WorkdirOpt,
+    mode: Optional[str] = typer.Option(None, "--mode", help="shadow | enforce (default: the policy's)"),
+    reasoner: Optional[str] = ReasonerOpt,
+    batch: int = typer.Option(200, "--batch", help="messages per read and commit"),
+    idle_exit: Optional[float] = typer.Option(None, "--idle-exit", help="stop after this many idle seconds"),
+) -> None:
+    """Consume alerts from the broker (SOC_AGENT_REDIS_URL, SOC_AGENT_BROKER_*) as one worker of a fleet."""
+    import logging
+    import signal
+    import threading
+
+    from soc_agent.fleet.broker import BrokerConfig
+    from soc_agent.fleet.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stats = run_worker(_settings(workdir, mode, reasoner), BrokerConfig.from_env(), idle_exit_s=idle_exit,
+                       stop=stop, batch=batch)
+    print(json.dumps(stats.__dict__))
 
 
 @app.command()
@@ -635,6 +686,7 @@ def learn(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Import analysts' dispositions into the priors; write tuning suggestions for noisy rules."""
+    import connectors  # noqa: F401  (before the store: importing the store first is an import cycle)
     from soc_agent.learning import (LabelIndex, default_suggestions_path, learn_from_file, learn_from_store,
                                     suggest_tuning, write_suggestions)
     from soc_agent.store import Store
@@ -685,8 +737,69 @@ def llm_server(port: int = typer.Option(8080, "--port"), threads: Optional[int] 
     from soc_agent.llm.local_server import server_command
 
     err.print(f"serving on http://127.0.0.1:{port}/v1 — use it with: SOC_AGENT_LLM_BASE_URL=http://127.0.0.1:"
-              f"{port}/v1 SOC_AGENT_LLM_FOLD_SYSTEM=true soc-agent demo --reasoner llm")
+              f"{port}/v1 SOC_AGENT_LLM_MODEL=gemma-3-270m SOC_AGENT_LLM_FOLD_SYSTEM=true "
+              f"SOC_AGENT_LLM_SCHEMA_STYLE=llama_cpp SOC_AGENT_LLM_MAX_TOKENS=400 soc-agent demo --reasoner llm")
     raise typer.Exit(subprocess.call(server_command(port, threads)))
+
+
+@app.command("edge", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def edge(ctx: typer.Context,
+         log: Optional[Path] = typer.Option(None, "--log", help="sshd syslog file to follow"),
+         journal: Optional[str] = typer.Option(None, "--journal", help="journald JSON export, or - for stdin"),
+         state_dir: Path = typer.Option(Path("./soc-agent-edge"), "--state-dir", help="queue, cursor, policy"),
+         server: Optional[str] = typer.Option(None, "--server", help="soc-agent serve URL"),
+         sensor_id: str = typer.Option("edge", "--sensor-id"),
+         key_file: Optional[Path] = typer.Option(None, "--key-file", help="this sensor's signing key (hex)"),
+         netns: Optional[str] = typer.Option(None, "--netns", help="block inside this network namespace"),
+         mode: Optional[str] = typer.Option(None, "--mode", help="shadow | enforce (default: the policy's)"),
+         dry_run: bool = typer.Option(False, "--dry-run", help="judge, never touch nftables")) -> None:
+    """Run the edge sensor: local sshd brute-force blocking through nftables, signed reports, shared intel.
+
+    Compiles the guard policy (playbooks/policy.yml, data/allowlists.yml), sets up the nftables
+    responder's table, then replaces this process with the lean sensor (python -m
+    soc_agent.edge.sensor; further options such as --base-ttl or --from-start pass through).
+    """
+    import os
+    import sys
+
+    from soc_agent.edge.guardlite import compile_policy, write_compiled
+
+    if (log is None) == (journal is None):
+        err.print("give exactly one of --log or --journal")
+        raise typer.Exit(2)
+    settings = _settings(Path("./soc-agent-work"))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    compiled = state_dir / "policy.compiled.json"
+    write_compiled(compile_policy(settings.playbooks_dir / "policy.yml", settings.data_dir / "allowlists.yml",
+                                  mode=mode), compiled)
+    if not dry_run:
+        from connectors.nftables import NftablesResponder
+
+        with NftablesResponder(netns=netns) as responder:
+            responder.setup()
+    argv = [sys.executable, "-m", "soc_agent.edge.sensor", "--compiled", str(compiled), "--state-dir", str(state_dir),
+            "--sensor-id", sensor_id]
+    argv += ["--log", str(log)] if log is not None else ["--journal", journal]
+    for flag, value in (("--server", server), ("--key-file", key_file), ("--netns", netns)):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += ["--dry-run"] if dry_run else []
+    sys.stdout.flush()
+    os.execv(sys.executable, argv + list(ctx.args))
+
+
+@app.command("edge-key")
+def edge_key(sensor_id: str = typer.Argument(..., help="the sensor to derive a signing key for")) -> None:
+    """Print a sensor's signing key (hex), derived from the master key in $SOC_AGENT_EDGE_FILE."""
+    import os
+
+    from soc_agent.runners.edge_api import EDGE_FILE_ENV, EdgeConfig
+
+    config = EdgeConfig.from_file(os.environ.get(EDGE_FILE_ENV))
+    if not config.master_key:
+        err.print(f"set {EDGE_FILE_ENV} to the edge configuration (master_key_file, sensors)")
+        raise typer.Exit(2)
+    print(config.sensor_key(sensor_id).hex())
 
 
 def main() -> None:  # pragma: no cover

@@ -76,4 +76,4 @@ def local_llm_settings(base_url: str) -> LLMSettings:
     """Reasoner settings that suit the bundled small model."""
     return LLMSettings(base_url=base_url, model=MODEL_ALIAS, fold_system=True, schema_mode="server",
                        schema_style="llama_cpp",
-                       max_tokens=256, timeout_s=120.0, retries=1, max_field_chars=240)
+                       max_tokens=400, timeout_s=240.0, retries=1, max_field_chars=240)

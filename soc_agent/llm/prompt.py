@@ -45,11 +45,13 @@ def answer_schema(evidence_ids: list[str], menu: list[str]) -> dict[str, Any]:
         "properties": {
             "verdict": {"type": "string", "enum": [v.value for v in Verdict]},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "narrative": {"type": "string", "maxLength": 600},
+            # Tight bounds keep a grammar-constrained answer inside the token budget: a cut-off
+            # answer is no answer.
+            "narrative": {"type": "string", "maxLength": 280},
             "evidence_ids": {"type": "array", "items": {"type": "string", "enum": evidence_ids or ["none"]},
-                             "maxItems": 8},
+                             "maxItems": 4},
             "action": {"type": "string", "enum": menu + ["none"]},
-            "open_questions": {"type": "array", "items": {"type": "string", "maxLength": 200}, "maxItems": 3},
+            "open_questions": {"type": "array", "items": {"type": "string", "maxLength": 120}, "maxItems": 2},
         },
         "required": ["verdict", "confidence", "narrative", "evidence_ids", "action", "open_questions"],
         "additionalProperties": False,

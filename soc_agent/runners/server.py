@@ -44,6 +44,7 @@ from soc_agent.config import Settings
 from soc_agent.runners import metrics
 from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, QueuePolicy
 from soc_agent.runners.auth import Identity, Role, TokenStore
+from soc_agent.runners.edge_api import edge_router
 from soc_agent.runners.webhooks import (
     LocalTicketSink,
     TicketPoster,
@@ -128,6 +129,7 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
     from soc_agent.runners.hec import hec_router
 
     app.include_router(hec_router(state))
+    app.include_router(edge_router(state.pipeline.store.engine, state.tokens))
 
     # ---- auth -------------------------------------------------------------
 

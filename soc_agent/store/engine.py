@@ -14,6 +14,7 @@ from soc_agent import audit as _audit  # noqa: F401  (registers the audit table)
 from soc_agent.store import tables as _tables  # noqa: F401  (registers the tables)
 from soc_agent.learning import tables as _learning_tables  # noqa: F401
 from soc_agent.runners import tables as _runner_tables  # noqa: F401
+from soc_agent.edge import tables as _edge_tables  # noqa: F401  (edge sensors, federated watchlist)
 from connectors import cursors as _cursor_tables  # noqa: F401  (the polled sources' cursors)
 
 
@@ -33,9 +34,29 @@ def make_engine(url: str) -> Engine:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif url.startswith("postgresql"):
+        return _postgres_engine(url)
     else:
         engine = create_engine(url, pool_pre_ping=True)
     SQLModel.metadata.create_all(engine)
+    return engine
+
+
+_SCHEMA_LOCK_KEY = 0x50C_5C4E
+"""Advisory lock that lets one of several starting workers create the tables."""
+
+
+def _postgres_engine(url: str) -> Engine:
+    # pre_ping and recycle: a worker survives a Postgres restart by getting a
+    # fresh connection instead of failing on a dead one from the pool.
+    engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=5,
+                           connect_args={"connect_timeout": 10, "application_name": "soc-agent"})
+    # Alembic owns the schema (``soc-agent db upgrade``); its baseline is this same
+    # idempotent create_all, so a process started before the upgrade still finds its
+    # tables. The lock keeps workers that start together from racing on CREATE TABLE.
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})")
+        SQLModel.metadata.create_all(conn)
     return engine
 
 

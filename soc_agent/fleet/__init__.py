@@ -1,0 +1,29 @@
+"""Past one machine: Postgres for the store and checkpoints, Redis Streams between intake and workers.
+
+``broker`` partitions alerts by correlation key over Redis Streams consumer
+groups (leases, XAUTOCLAIM, dead letters, backpressure); ``worker`` is the
+``soc-agent worker`` loop; ``scheduler`` runs TTL expiry from one leader;
+``postgres`` builds the checkpointer and throwaway databases; ``tables``
+holds the inbox that makes intake exactly-once.
+"""
+
+from soc_agent.fleet.broker import Broker, BrokerConfig, Message, PublishResult, correlation_key, partition_of
+from soc_agent.fleet.scheduler import LeaderLock, Scheduler
+from soc_agent.fleet.tables import InboxRow
+from soc_agent.fleet.worker import IntakeState, Worker, WorkerStats, run_worker
+
+__all__ = [
+    "Broker",
+    "BrokerConfig",
+    "InboxRow",
+    "IntakeState",
+    "LeaderLock",
+    "Message",
+    "PublishResult",
+    "Scheduler",
+    "Worker",
+    "WorkerStats",
+    "correlation_key",
+    "partition_of",
+    "run_worker",
+]

@@ -1,0 +1,437 @@
+"""Server side of the edge: signed report ingestion, cross-site correlation, the federated watchlist.
+
+Sensor endpoints (HMAC-signed, see ``soc_agent.edge.signing``; the sensor's
+tenant comes from the server's configuration, never from the request):
+
+==================================  ============================================================
+``POST /edge/v1/events``            a batch of judged events, idempotent by event id
+``GET  /edge/v1/watchlist?since=N`` watchlist changes after version N (no tenant identities)
+``GET  /edge/v1/events``            this tenant's own events
+``GET  /edge/v1/sensors``           this tenant's own sensors
+==================================  ============================================================
+
+Analyst endpoints (``Authorization: Bearer``, the tokens file of ``soc-agent serve``):
+``GET /api/edge/indicators`` (viewer: full provenance), ``POST
+/api/edge/indicators/{ip}/publish | retract | allowlist`` (analyst).
+
+Rejected with 401: unsigned, unknown sensor, bad signature, a timestamp more
+than ``max_skew_s`` away, a nonce already used. With 403: a body naming
+another sensor or tenant.
+
+Correlation: every threshold crossing is a sighting of its source address by
+(tenant, sensor). An indicator's confidence grows with independent tenants
+and, less, with further sites of one tenant, and halves every ``half_life_s``
+after the last sighting; it expires ``indicator_ttl_s`` after it. Sensors see
+it only once ``quorum`` distinct tenants sighted it or an analyst published
+it; a retraction or an allowlist entry is a change like any other, so it
+reaches every sensor on its next pull.
+
+Configuration: ``SOC_AGENT_EDGE_FILE`` (YAML)::
+
+    master_key_file: /etc/soc-agent/edge.key   # hex; sensor keys derive from it
+    quorum: 2
+    sensors:
+      - {id: edge-a1, tenant: acme}
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from sqlalchemy import delete, func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from soc_agent.edge import signing
+from soc_agent.edge.tables import (
+    EdgeEventRow,
+    EdgeNonceRow,
+    EdgeSensorRow,
+    IndicatorRow,
+    IndicatorSightingRow,
+)
+from soc_agent.runners.auth import Identity, Role, TokenStore
+
+EDGE_FILE_ENV = "SOC_AGENT_EDGE_FILE"
+_MAX_BODY = 1 << 20
+_PAGE = 500
+
+
+@dataclass
+class EdgeConfig:
+    """Who the sensors are and how the watchlist behaves."""
+
+    master_key: bytes = b""
+    sensors: dict[str, str] = field(default_factory=dict)
+    """sensor id -> tenant."""
+    quorum: int = 2
+    """Distinct tenants whose sightings publish an indicator without an analyst."""
+    max_skew_s: int = 300
+    half_life_s: float = 6 * 3600
+    indicator_ttl_s: int = 24 * 3600
+    block_ttl_s: int = 3600
+    """TTL sensors are asked to block a published indicator for (their guard caps it)."""
+
+    @classmethod
+    def from_file(cls, path: str | Path | None) -> EdgeConfig:
+        """Load ``SOC_AGENT_EDGE_FILE``; no file means no sensor can authenticate."""
+        if not path:
+            return cls()
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        key_hex = data.get("master_key") or Path(data["master_key_file"]).read_text().strip()
+        return cls(master_key=bytes.fromhex(key_hex),
+                   sensors={str(s["id"]): str(s["tenant"]) for s in data.get("sensors") or []},
+                   **{k: data[k] for k in ("quorum", "max_skew_s", "half_life_s", "indicator_ttl_s", "block_ttl_s")
+                      if k in data})
+
+    def sensor_key(self, sensor_id: str) -> bytes:
+        """The key a sensor signs with (give it to the sensor as hex)."""
+        return signing.derive_key(self.master_key, sensor_id)
+
+
+class EdgeRejected(Exception):
+    """A request refused, with its HTTP status."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _epoch(value: datetime) -> float:
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def _canon_ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+class EdgeService:
+    """The edge's server-side state on a store engine; every method is its own transaction."""
+
+    def __init__(self, engine, config: EdgeConfig, clock=time.time) -> None:
+        self.engine, self.config, self.clock = engine, config, clock
+        self._lock = threading.Lock()  # watchlist versions are allocated one at a time
+
+    # ---- authentication -----------------------------------------------------------------------
+
+    def verify(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[str, str]:
+        """(sensor id, tenant) of a correctly signed, fresh, first-use request; else ``EdgeRejected``."""
+        sensor = headers.get(signing.SENSOR)
+        ts, nonce, sig = headers.get(signing.TIMESTAMP), headers.get(signing.NONCE), headers.get(signing.SIGNATURE)
+        if not (sensor and ts and nonce and sig) or not self.config.master_key:
+            raise EdgeRejected(401, "unsigned request")
+        tenant = self.config.sensors.get(sensor)
+        if tenant is None:
+            raise EdgeRejected(401, "unknown sensor")
+        expected = signing.signature(self.config.sensor_key(sensor), method, path, ts, nonce, body)
+        if not hmac.compare_digest(expected, sig):
+            raise EdgeRejected(401, "bad signature")
+        now = self.clock()
+        if not ts.isdigit() or abs(now - int(ts)) > self.config.max_skew_s:
+            raise EdgeRejected(401, "stale timestamp")
+        if not (8 <= len(nonce) <= 64):
+            raise EdgeRejected(401, "bad nonce")
+        with Session(self.engine) as s:
+            if int(now) % 64 == 0:
+                s.exec(delete(EdgeNonceRow).where(EdgeNonceRow.seen_at < _utc(now - 2 * self.config.max_skew_s)))
+            s.add(EdgeNonceRow(sensor_id=sensor, nonce=nonce, seen_at=_utc(now)))
+            try:
+                s.commit()
+            except IntegrityError:
+                raise EdgeRejected(401, "replayed request (nonce already used)") from None
+        return sensor, tenant
+
+    # ---- ingestion and correlation ------------------------------------------------------------
+
+    def ingest(self, sensor: str, tenant: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Store a batch of events in order; threshold crossings become sightings."""
+        if payload.get("sensor", sensor) != sensor or payload.get("tenant", tenant) != tenant:
+            raise EdgeRejected(403, "a sensor reports for itself and its own tenant only")
+        events = payload.get("events")
+        if not isinstance(events, list):
+            raise EdgeRejected(422, "events must be a list")
+        now = self.clock()
+        accepted = duplicates = 0
+        with self._lock, Session(self.engine) as s:
+            ids = [str(e.get("id", "")) for e in events if isinstance(e, dict)]
+            if not all(i.startswith(f"{sensor}:") for i in ids) or len(ids) != len(events):
+                raise EdgeRejected(403, "event ids must belong to the sending sensor")
+            known = set(s.exec(select(EdgeEventRow.event_id).where(EdgeEventRow.event_id.in_(ids))).all())
+            for event in events:
+                if event.get("tenant", tenant) != tenant:
+                    raise EdgeRejected(403, "an event names another tenant")
+                if event["id"] in known:
+                    duplicates += 1
+                    continue
+                known.add(event["id"])
+                ip = _canon_ip(str(event.get("ip", ""))) or str(event.get("ip", ""))[:64]
+                log_time = event.get("log_time")
+                s.add(EdgeEventRow(
+                    event_id=event["id"], tenant=tenant, sensor_id=sensor, seq=int(event.get("seq", 0)),
+                    kind=str(event.get("kind", ""))[:32], ip=ip, outcome=str(event.get("outcome", ""))[:200],
+                    ttl_s=int(event.get("ttl_s") or 0), received_at=_utc(now),
+                    log_time=_utc(log_time) if isinstance(log_time, (int, float)) else None,
+                    body=json.dumps(event)[:8192]))
+                accepted += 1
+                if event.get("kind") == "threshold" and _canon_ip(ip):
+                    self._sighting(s, ip, tenant, sensor, now)
+            row = s.get(EdgeSensorRow, sensor)
+            if row is None:
+                row = EdgeSensorRow(sensor_id=sensor, tenant=tenant, first_seen=_utc(now), last_seen=_utc(now))
+            row.last_seen, row.events = _utc(now), row.events + accepted
+            row.shed_total = max(row.shed_total, int(payload.get("shed_total") or 0))
+            s.add(row)
+            s.commit()
+        return {"accepted": accepted, "duplicates": duplicates}
+
+    def _sighting(self, s: Session, ip: str, tenant: str, sensor: str, now: float) -> None:
+        sight = s.exec(select(IndicatorSightingRow).where(IndicatorSightingRow.value == ip,
+                                                          IndicatorSightingRow.sensor_id == sensor)).first()
+        if sight is None:
+            sight = IndicatorSightingRow(value=ip, tenant=tenant, sensor_id=sensor, first_seen=_utc(now),
+                                         last_seen=_utc(now))
+        sight.count += 1
+        sight.last_seen = _utc(now)
+        s.add(sight)
+        s.flush()
+        rows = s.exec(select(IndicatorSightingRow).where(IndicatorSightingRow.value == ip)).all()
+        ind = s.get(IndicatorRow, ip)
+        if ind is None:
+            ind = IndicatorRow(value=ip, first_seen=_utc(now), last_seen=_utc(now), expires_at=_utc(now))
+        ind.tenants = len({r.tenant for r in rows})
+        ind.sensors = len(rows)
+        ind.sightings = sum(r.count for r in rows)
+        ind.last_seen = _utc(now)
+        ind.expires_at = _utc(now + self.config.indicator_ttl_s)
+        ind.base_confidence = confidence(ind.tenants, ind.sensors)
+        if ind.status == "candidate" and ind.tenants >= self.config.quorum:
+            ind.status, ind.published_by = "published", "quorum"
+            ind.reason = f"sighted by {ind.tenants} independent tenants"
+            ind.version = self._next_version(s)
+        s.add(ind)
+
+    def _next_version(self, s: Session) -> int:
+        return int(s.exec(select(func.max(IndicatorRow.version))).one() or 0) + 1
+
+    # ---- analyst decisions --------------------------------------------------------------------
+
+    def decide(self, ip: str, status: str, who: str, reason: str) -> dict[str, Any]:
+        """Publish, retract or allowlist an indicator (creating it if never sighted)."""
+        value = _canon_ip(ip)
+        if value is None and not (status == "allowlisted" and "/" in ip):
+            raise EdgeRejected(422, f"{ip!r} is not an IP address")
+        value = value or str(ipaddress.ip_network(ip, strict=False))
+        now = self.clock()
+        with self._lock, Session(self.engine) as s:
+            ind = s.get(IndicatorRow, value)
+            if ind is None:
+                ind = IndicatorRow(value=value, first_seen=_utc(now), last_seen=_utc(now),
+                                   expires_at=_utc(now + self.config.indicator_ttl_s), base_confidence=0.9)
+            if status == "published":
+                ind.expires_at = _utc(max(_epoch(ind.expires_at), now + self.config.indicator_ttl_s))
+                ind.base_confidence = max(ind.base_confidence, 0.9)
+            ind.status, ind.published_by, ind.reason = status, f"analyst:{who}", reason[:500]
+            ind.version = self._next_version(s)
+            s.add(ind)
+            s.commit()
+            return self._public(ind, now) | {"status": ind.status, "published_by": ind.published_by}
+
+    # ---- views --------------------------------------------------------------------------------
+
+    def watchlist(self, since: int, limit: int = _PAGE) -> dict[str, Any]:
+        """Changes after version ``since`` that sensors act on; no tenant or sensor identities."""
+        now = self.clock()
+        with Session(self.engine) as s:
+            rows = s.exec(select(IndicatorRow).where(IndicatorRow.version > since,
+                                                     IndicatorRow.status != "candidate")
+                          .order_by(IndicatorRow.version).limit(limit + 1)).all()
+            cursor = int(s.exec(select(func.max(IndicatorRow.version))).one() or 0)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if more:
+            cursor = rows[-1].version
+        return {"cursor": cursor, "more": more, "entries": [self._public(r, now) for r in rows]}
+
+    def _public(self, row: IndicatorRow, now: float) -> dict[str, Any]:
+        expires = _epoch(row.expires_at)
+        if row.status == "allowlisted":
+            action = "allow"
+        elif row.status == "published" and expires > now:
+            action = "block"
+        else:
+            action = "remove"
+        return {"value": row.value, "kind": row.kind, "action": action, "version": row.version,
+                "confidence": round(decayed(row.base_confidence, row.last_seen, now, self.config.half_life_s), 3),
+                "ttl_s": max(0, min(self.config.block_ttl_s, int(expires - now))) if action == "block" else 0,
+                "expires_at": row.expires_at.isoformat(), "tenants": row.tenants, "sightings": row.sightings,
+                "sites": row.sensors, "reason": row.reason if row.published_by == "quorum" else "analyst decision"}
+
+    def tenant_events(self, tenant: str, limit: int = 500) -> list[dict[str, Any]]:
+        """A tenant's own events, newest first."""
+        with Session(self.engine) as s:
+            rows = s.exec(select(EdgeEventRow).where(EdgeEventRow.tenant == tenant)
+                          .order_by(EdgeEventRow.id.desc()).limit(limit)).all()
+        return [{"event_id": r.event_id, "sensor_id": r.sensor_id, "kind": r.kind, "ip": r.ip, "outcome": r.outcome,
+                 "ttl_s": r.ttl_s, "received_at": r.received_at.isoformat()} for r in rows]
+
+    def tenant_sensors(self, tenant: str) -> list[dict[str, Any]]:
+        """A tenant's own sensors."""
+        with Session(self.engine) as s:
+            rows = s.exec(select(EdgeSensorRow).where(EdgeSensorRow.tenant == tenant)).all()
+        return [{"sensor_id": r.sensor_id, "last_seen": r.last_seen.isoformat(), "events": r.events,
+                 "shed_total": r.shed_total} for r in rows]
+
+    def indicators(self) -> list[dict[str, Any]]:
+        """Every indicator with full provenance (tenants by name): for the provider's analysts."""
+        now = self.clock()
+        with Session(self.engine) as s:
+            rows = s.exec(select(IndicatorRow).order_by(IndicatorRow.last_seen.desc())).all()
+            sights = s.exec(select(IndicatorSightingRow)).all()
+        by_value: dict[str, list] = {}
+        for x in sights:
+            by_value.setdefault(x.value, []).append({"tenant": x.tenant, "sensor_id": x.sensor_id, "count": x.count})
+        return [self._public(r, now) | {"status": r.status, "published_by": r.published_by,
+                                        "provenance": by_value.get(r.value, [])} for r in rows]
+
+
+def confidence(tenants: int, sensors: int) -> float:
+    """Independent tenants weigh most (each halves the doubt); more sites of one tenant add a little."""
+    return round(min(0.99, 1 - 0.5 ** max(tenants, 0) * 0.8 ** max(sensors - tenants, 0)), 4)
+
+
+def decayed(base: float, last_seen: datetime, now: float, half_life_s: float) -> float:
+    """``base`` halved for every ``half_life_s`` since the last sighting."""
+    age = max(0.0, now - _epoch(last_seen))
+    return base * 0.5 ** (age / half_life_s)
+
+
+def edge_router(engine, tokens: TokenStore, config: EdgeConfig | None = None, clock=time.time) -> APIRouter:
+    """The edge endpoints on ``engine``; ``config`` defaults to ``$SOC_AGENT_EDGE_FILE``."""
+    service = EdgeService(engine, config or EdgeConfig.from_file(os.environ.get(EDGE_FILE_ENV)), clock)
+    router = APIRouter()
+    router.edge_service = service  # type: ignore[attr-defined]  (tests and the CLI reach it here)
+
+    async def signed(request: Request) -> tuple[str, str, bytes]:
+        body = await request.body()
+        if len(body) > _MAX_BODY:
+            raise HTTPException(413, "body too large")
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            sensor, tenant = service.verify(request.method, path, {k.lower(): v for k, v in request.headers.items()},
+                                            body)
+        except EdgeRejected as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return sensor, tenant, body
+
+    def call(fn, *args):
+        try:
+            return fn(*args)
+        except EdgeRejected as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+
+    def analyst(request: Request, role: Role) -> Identity:
+        header = request.headers.get("authorization", "")
+        who = tokens.authenticate(header[7:].strip() if header[:7].lower() == "bearer " else None)
+        if who is None:
+            raise HTTPException(401, "missing or unknown token", headers={"WWW-Authenticate": "Bearer"})
+        if not who.at_least(role):
+            raise HTTPException(403, f"{who.name} is a {who.role}; this needs {role} or higher")
+        return who
+
+    @router.post("/edge/v1/events")
+    async def post_events(request: Request) -> dict[str, Any]:
+        sensor, tenant, body = await signed(request)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise HTTPException(400, "body is not JSON") from None
+        if not isinstance(payload, dict):
+            raise HTTPException(400, "body is not a JSON object")
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(call, service.ingest, sensor, tenant, payload)
+
+    @router.get("/edge/v1/watchlist")
+    async def get_watchlist(request: Request, since: int = 0) -> dict[str, Any]:
+        await signed(request)
+        return service.watchlist(since)
+
+    @router.get("/edge/v1/events")
+    async def get_events(request: Request, tenant: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        _, own, _ = await signed(request)
+        if tenant is not None and tenant != own:
+            raise HTTPException(403, "a tenant sees its own events only")
+        return service.tenant_events(own, max(1, min(limit, 5000)))
+
+    @router.get("/edge/v1/sensors")
+    async def get_sensors(request: Request, tenant: str | None = None) -> list[dict[str, Any]]:
+        _, own, _ = await signed(request)
+        if tenant is not None and tenant != own:
+            raise HTTPException(403, "a tenant sees its own sensors only")
+        return service.tenant_sensors(own)
+
+    @router.get("/api/edge/indicators")
+    def list_indicators(request: Request) -> list[dict[str, Any]]:
+        analyst(request, Role.VIEWER)
+        return service.indicators()
+
+    @router.post("/api/edge/indicators/{value:path}/{verb}")
+    async def decide_indicator(value: str, verb: str, request: Request) -> dict[str, Any]:
+        who = analyst(request, Role.ANALYST)
+        status = {"publish": "published", "retract": "retracted", "allowlist": "allowlisted"}.get(verb)
+        if status is None:
+            raise HTTPException(404, "publish, retract or allowlist")
+        raw = await request.body()
+        reason = ""
+        if raw:
+            try:
+                reason = str((json.loads(raw) or {}).get("reason", ""))
+            except (ValueError, AttributeError):
+                raise HTTPException(400, "body is not a JSON object") from None
+        return call(service.decide, value, status, who.name, reason)
+
+    return router
+
+
+def serve_standalone(db_url: str, port: int, config: EdgeConfig, tokens: TokenStore,
+                     host: str = "127.0.0.1") -> None:
+    """Only the edge endpoints on a store, with uvicorn (tests, and small deployments)."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from soc_agent.store.engine import make_engine
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(edge_router(make_engine(db_url), tokens, config))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+if __name__ == "__main__":  # python -m soc_agent.runners.edge_api DB_URL PORT  (config from the environment)
+    import sys
+
+    serve_standalone(sys.argv[1], int(sys.argv[2]), EdgeConfig.from_file(os.environ.get(EDGE_FILE_ENV)),
+                     TokenStore.from_file(os.environ.get("SOC_AGENT_TOKENS_FILE")))
