@@ -168,5 +168,8 @@ def test_build_services_keeps_local_defaults_and_adds_configured_connectors(sett
     assert [e.name for e in svc.enrichers] == [*local_names, "okta", "intel"]
     by_cap = svc.executor._by_capability
     assert by_cap["idp.revoke_sessions"].name == "okta" and by_cap["ticket.create"].name == "tickets"
-    assert by_cap["idp.disable_user"].name == "local"  # not granted to okta: the embedded default keeps it
+    # Not granted to any connector: with a connectors file the store-only responder does not pretend to
+    # hold it, so the guard denies the action instead of simulating it.
+    assert "idp.disable_user" not in by_cap
+    assert by_cap["case.close"].name == "local"
     svc.store.close()
