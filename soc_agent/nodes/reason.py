@@ -10,6 +10,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from soc_agent.context import case_context
+from soc_agent.llm.injection import scan_case
 from soc_agent.reasoner import DeterministicReasoner, ReasoningInput
 from soc_agent.services import Services
 from soc_agent.state import TriageState
@@ -31,6 +32,10 @@ def reason_verdict(state: TriageState, runtime: Runtime[Services]) -> dict:
                          state["case_id"], session=svc.store.session)
         assessment = DeterministicReasoner().reason(data)
         note += f"; rejected (cited unknown evidence {bogus}), deterministic verdict stands"
+    # The injection detector runs whatever the reasoner: the guard's "never closed as benign without a
+    # person" rule must hold for the deterministic reasoner too.
+    if "injection_suspected" not in assessment.flags and scan_case(case.alerts):
+        assessment = assessment.model_copy(update={"flags": [*assessment.flags, "injection_suspected"]})
     if svc.calibrator is not None:
         raw = assessment.confidence
         assessment = svc.calibrator(assessment)
