@@ -363,19 +363,24 @@ class Pipeline:
         session = self.store.session
         horizon = to_db_time(utcnow() - self.correlator.window)
         for case in session.exec(select(CaseRow).where(CaseRow.updated_at >= horizon)):
-            keys = set(session.exec(select(CaseEntityRow.key).where(CaseEntityRow.case_id == case.id)))
-            rules = set(session.exec(select(AlertRow.rule_id).where(AlertRow.case_id == case.id,
-                                                                     AlertRow.kind == "alert")))
-            last = session.exec(select(AlertRow.ts).where(AlertRow.case_id == case.id)
-                                .order_by(AlertRow.ts.desc())).first()
-            last_seen = (last or case.updated_at).replace(tzinfo=timezone.utc)
-            self.correlator.restore(case.id, rules, keys, Severity(case.severity), last_seen, case.runs)
-            self.correlator.cases[case.id].stored_keys = set(keys)
-            for payload in session.exec(select(AlertRow.payload).where(AlertRow.case_id == case.id,
-                                                                       AlertRow.source == "detector")):
-                group_key = json.loads(payload).get("attributes", {}).get("group_key")
-                if group_key:
-                    self.correlator.remember_group(group_key, case.id)
+            self._restore_case(case)
+
+    def _restore_case(self, case: CaseRow) -> None:
+        """Re-index one open case (entities, rules, last activity, detector group) in the correlator."""
+        session = self.store.session
+        keys = set(session.exec(select(CaseEntityRow.key).where(CaseEntityRow.case_id == case.id)))
+        rules = set(session.exec(select(AlertRow.rule_id).where(AlertRow.case_id == case.id,
+                                                                 AlertRow.kind == "alert")))
+        last = session.exec(select(AlertRow.ts).where(AlertRow.case_id == case.id)
+                            .order_by(AlertRow.ts.desc())).first()
+        last_seen = (last or case.updated_at).replace(tzinfo=timezone.utc)
+        self.correlator.restore(case.id, rules, keys, Severity(case.severity), last_seen, case.runs)
+        self.correlator.cases[case.id].stored_keys = set(keys)
+        for payload in session.exec(select(AlertRow.payload).where(AlertRow.case_id == case.id,
+                                                                   AlertRow.source == "detector")):
+            group_key = json.loads(payload).get("attributes", {}).get("group_key")
+            if group_key:
+                self.correlator.remember_group(group_key, case.id)
 
     def rebuild_intake(self, case_ids: Iterable[str], seen: Iterable[tuple[str, str, Any, str | None]] = ()) -> None:
         """Fresh intake state that knows only ``case_ids`` and the ``seen`` alerts.
@@ -391,7 +396,7 @@ class Pipeline:
         self.deduper = Deduper()
         self.detector = ThresholdDetector.from_file(self.settings.playbooks_dir / "detectors.yml")
         self.correlator = Correlator(timedelta(seconds=self.settings.correlation_window_s))
-        self._case_of_key = {}
+        self._case_of_key = OrderedDict()
         self._case_rows = {}
         for key, fp, ts, case_id in seen:
             self.deduper.check(key, fp, ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts)
@@ -402,19 +407,7 @@ class Pipeline:
         session = self.store.session
         horizon = to_db_time(utcnow() - self.correlator.window)
         for case in session.exec(select(CaseRow).where(CaseRow.id.in_(wanted), CaseRow.updated_at >= horizon)):
-            keys = set(session.exec(select(CaseEntityRow.key).where(CaseEntityRow.case_id == case.id)))
-            rules = set(session.exec(select(AlertRow.rule_id).where(AlertRow.case_id == case.id,
-                                                                     AlertRow.kind == "alert")))
-            last = session.exec(select(AlertRow.ts).where(AlertRow.case_id == case.id)
-                                .order_by(AlertRow.ts.desc())).first()
-            last_seen = (last or case.updated_at).replace(tzinfo=timezone.utc)
-            self.correlator.restore(case.id, rules, keys, Severity(case.severity), last_seen, case.runs)
-            self.correlator.cases[case.id].stored_keys = set(keys)
-            for payload in session.exec(select(AlertRow.payload).where(AlertRow.case_id == case.id,
-                                                                       AlertRow.source == "detector")):
-                group_key = json.loads(payload).get("attributes", {}).get("group_key")
-                if group_key:
-                    self.correlator.remember_group(group_key, case.id)
+            self._restore_case(case)
 
     def run_lines(self, lines: Iterable[bytes], source: str, fmt: str = "auto") -> Iterable[TriageResult]:
         """Process a stream of lines, yielding each result as it is decided."""
