@@ -432,11 +432,16 @@ def worker(
 
 @app.command()
 def serve(workdir: Path = WorkdirOpt, host: str = typer.Option("127.0.0.1", "--host"),
-          port: int = typer.Option(8080, "--port")) -> None:
+          port: int = typer.Option(8080, "--port"),
+          to_broker: Optional[bool] = typer.Option(
+              None, "--to-broker/--in-process", help="queue submitted alerts (API, ticket webhooks, HEC) on the "
+              "Redis Streams broker (SOC_AGENT_REDIS_URL, SOC_AGENT_BROKER_*) for `soc-agent worker`s instead of "
+              "triaging them here; 429/503 with Retry-After when it refuses (default: SOC_AGENT_TO_BROKER, off)")
+          ) -> None:
     """Serve the approval queue (API and web page), the ticketing webhook and /metrics."""
     from soc_agent.runners.server import serve as run_server
 
-    run_server(_settings(workdir), host=host, port=port)
+    run_server(Settings.from_env(workdir=workdir, to_broker=to_broker), host=host, port=port)
 
 
 @app.command()

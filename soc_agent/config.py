@@ -38,6 +38,9 @@ class Settings(BaseModel):
     reasoner: str = Field(default="deterministic", pattern="^(deterministic|llm)$",
                           description="llm uses the SOC_AGENT_LLM_* endpoint settings, with the deterministic "
                           "reasoner as fallback and check")
+    to_broker: bool = Field(default=False, description="`soc-agent serve` publishes submitted alerts to the Redis "
+                            "Streams broker (SOC_AGENT_REDIS_URL, SOC_AGENT_BROKER_*) for `soc-agent worker`s "
+                            "instead of triaging them in the server")
     audit_hmac_key: str | None = Field(default=None, description="optional key; set from SOC_AGENT_AUDIT_HMAC_KEY")
     max_alert_bytes: int = Field(default=256 * 1024, description="larger input lines are dead-lettered")
     max_clock_skew_s: int = Field(default=300, description="alerts further in the future are dead-lettered")

@@ -26,6 +26,12 @@ dead-letter stream with its reason. Acknowledged entries are deleted, so a
 partition's XLEN is its backlog, which is what the publisher's backpressure
 watches: above ``high_water`` it waits, and after ``max_wait_s`` it sheds the
 alert to the dead-letter stream with the reason. Nothing is dropped silently.
+
+A publisher that can hand an alert back to its sender (the HTTP intake of
+``soc-agent serve --to-broker``) uses ``offer`` instead: all of a request's
+alerts are queued in one transaction or none is, and a full partition or an
+unreachable Redis raises :class:`Refused`, which the server answers with
+429 / 503 and ``Retry-After`` so the sender keeps the alert and retries.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import redis
 from connectors import MappingError, parse_record
 from soc_agent.types import Alert
 
-__all__ = ["Broker", "BrokerConfig", "Message", "PublishResult", "correlation_key", "partition_of"]
+__all__ = ["Broker", "BrokerConfig", "Message", "PublishResult", "Refused", "correlation_key", "partition_of"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,22 @@ class PublishResult:
     shed: int = 0
     waited_s: float = 0.0
     per_partition: dict[int, int] = field(default_factory=dict)
+    entries: list[tuple[int, str]] = field(default_factory=list)
+    """(partition, stream entry id) of each queued line; filled by ``offer`` only (``publish`` streams)."""
+
+
+class Refused(Exception):
+    """``offer`` queued nothing: a partition stayed over its high-water mark, or Redis did not answer.
+
+    ``overloaded`` tells the two apart (429 versus 503 for an HTTP sender);
+    ``retry_after_s`` is a hint for the sender's ``Retry-After``.
+    """
+
+    def __init__(self, reason: str, *, overloaded: bool, retry_after_s: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.overloaded = overloaded
+        self.retry_after_s = retry_after_s
 
 
 def correlation_key(alert: Alert) -> str:
@@ -163,6 +185,10 @@ class Broker:
 
     # ---- publishing --------------------------------------------------------
 
+    def partition(self, alert: Alert) -> int:
+        """The partition of a parsed alert: the one of its correlation key."""
+        return partition_of(correlation_key(alert), self.config.partitions)
+
     def route(self, line: bytes, fmt: str = "auto", max_bytes: int = 256 * 1024) -> int:
         """The partition of one input line (unparseable lines go where their bytes hash)."""
         try:
@@ -170,7 +196,7 @@ class Broker:
         except MappingError:
             # The worker dead-letters it with the parse error; any partition will do.
             return partition_of(hashlib.sha1(line).hexdigest(), self.config.partitions)
-        return partition_of(correlation_key(alert), self.config.partitions)
+        return self.partition(alert)
 
     def publish(self, lines: Iterable[bytes], source: str = "stdin", fmt: str = "auto",
                 chunk: int = 500) -> PublishResult:
@@ -208,8 +234,45 @@ class Broker:
         result.queued += queued
         result.shed += shed
 
-    def _wait_for_room(self, partitions: set[int], result: PublishResult) -> set[int]:
-        """Partitions still over the high-water mark after waiting up to ``max_wait_s``."""
+    def offer(self, entries: list[tuple[int, bytes, str]], max_wait_s: float = 1.0,
+              retry_after_s: int = 5) -> PublishResult:
+        """Queue ``(partition, line, source)`` entries all together, or raise :class:`Refused` having queued none.
+
+        Waits up to ``max_wait_s`` (short: a request is waiting) for a full
+        partition to drain below ``high_water``. Refusals are counted in the
+        ``refused`` stat; the alerts themselves stay with the sender.
+        """
+        result = PublishResult()
+        if not entries:
+            return result
+        try:
+            full = self._wait_for_room({p for p, _, _ in entries}, result, max_wait_s)
+            if full:
+                self.redis.hincrby(self._k("stats"), "refused", len(entries))
+                raise Refused(f"backpressure: partition {min(full)} backlog over {self.config.high_water} "
+                              f"entries for {max_wait_s}s; retry later", overloaded=True,
+                              retry_after_s=retry_after_s)
+            # MULTI/EXEC: a request's alerts are queued together or not at all, so a retried
+            # request never queues half of itself twice.
+            pipe = self.redis.pipeline(transaction=True)
+            for partition, line, source in entries:
+                pipe.xadd(self.stream(partition), {"raw": line, "source": source})
+            pipe.hincrby(self._k("stats"), "queued", len(entries))
+            ids = pipe.execute()[:-1]
+        except redis.RedisError as exc:
+            # Not the message text: it can carry the URL, and the sender needs only "try again".
+            raise Refused(f"broker unavailable ({type(exc).__name__}); retry later", overloaded=False,
+                          retry_after_s=retry_after_s) from None
+        for (partition, _, _), entry_id in zip(entries, ids):
+            result.entries.append((partition, entry_id.decode() if isinstance(entry_id, bytes) else entry_id))
+            result.per_partition[partition] = result.per_partition.get(partition, 0) + 1
+        result.queued = len(entries)
+        return result
+
+    def _wait_for_room(self, partitions: set[int], result: PublishResult,
+                       max_wait_s: float | None = None) -> set[int]:
+        """Partitions still over the high-water mark after waiting up to ``max_wait_s`` (default: the config's)."""
+        limit = self.config.max_wait_s if max_wait_s is None else max_wait_s
         started = time.monotonic()
         delay = 0.05
         while True:
@@ -219,10 +282,10 @@ class Broker:
                 pipe.xlen(self.stream(p))
             full = {p for p, n in zip(ordered, pipe.execute()) if n >= self.config.high_water}
             waited = time.monotonic() - started
-            if not full or waited >= self.config.max_wait_s:
+            if not full or waited >= limit:
                 result.waited_s += waited
                 return full
-            time.sleep(min(delay, self.config.max_wait_s - waited))
+            time.sleep(min(delay, limit - waited))
             delay = min(delay * 2, 1.0)
 
     # ---- consuming ---------------------------------------------------------
@@ -331,13 +394,14 @@ class Broker:
     # ---- accounting ------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """Counters for the whole prefix: queued, shed, dead-letter length, backlog."""
+        """Counters for the whole prefix: queued, shed, refused (by ``offer``), dead-letter length, backlog."""
         raw = self.redis.hgetall(self._k("stats"))
         pipe = self.redis.pipeline(transaction=False)
         for p in range(self.config.partitions):
             pipe.xlen(self.stream(p))
         backlog = sum(pipe.execute())
         return {"queued": int(raw.get(b"queued", 0)), "shed": int(raw.get(b"shed", 0)),
+                "refused": int(raw.get(b"refused", 0)),
                 "dead_letter_stream": self.redis.xlen(self.dlq), "backlog": backlog}
 
     def pending(self) -> int:
