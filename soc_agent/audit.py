@@ -20,11 +20,11 @@ hash chain cannot catch, and what covers them:
 The table is registered on ``SQLModel.metadata`` and is created by whoever
 calls ``SQLModel.metadata.create_all(engine)``.
 
-Several writers (a fleet of workers on Postgres): every transaction that
-appends takes ``pg_advisory_xact_lock(AUDIT_LOCK_KEY)`` before its first
-record and re-reads the head inside that transaction, so appends from
-different processes are serialised into one chain; the lock is released by
-the transaction's commit or rollback. On SQLite the database itself allows
+Several writers (a fleet of workers on Postgres): a transaction's records
+are chained at its commit, which first takes
+``pg_advisory_xact_lock(AUDIT_LOCK_KEY)`` and re-reads the head inside that
+transaction, so appends from different processes are serialised into one
+chain; the commit releases the lock. On SQLite the database itself allows
 one writer, and the in-memory head is kept.
 """
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, Text, event, select, text
+from sqlalchemy import Engine, Text, event, insert, select, text
 from sqlalchemy.orm import Session as SASession
 from sqlmodel import Field, Session, SQLModel
 
@@ -129,19 +129,19 @@ class AuditLog:
     """Appends records to the chain.
 
     The chain head (last seq, last hash) is read from the database once, at
-    construction, and then kept in memory so ``append`` costs one hash and one
+    construction, and then kept in memory so an append costs one hash and one
     INSERT. That is only correct while this instance is the sole writer: in
     embedded mode run exactly one ``AuditLog`` per database. A second writer
     makes appends fail with a primary-key ``IntegrityError`` on ``seq``, after
     which this instance re-reads the head before its next append.
 
-    Appends are serialised by a lock, so one instance may be shared by threads.
+    Appends into a caller's session are staged and chained when that session
+    commits, in one multi-row INSERT: a graph run's eight records cost one
+    statement, and on Postgres (many writers, one per worker) the advisory
+    lock ``AUDIT_LOCK_KEY`` is held only for that commit, not for the whole
+    transaction, so workers' runs overlap and only their commits queue.
 
-    On Postgres there may be many writers (one per worker): each appending
-    transaction first takes the advisory lock ``AUDIT_LOCK_KEY`` and re-reads
-    the head under it, and keeps the lock (and trusts its in-memory head)
-    until that transaction ends. The cost is that appending transactions of
-    different processes run one after another.
+    Appends are serialised by a lock, so one instance may be shared by threads.
     """
 
     def __init__(self, engine: Engine, hmac_key: bytes | None = None) -> None:
@@ -151,14 +151,11 @@ class AuditLog:
         self._lock = threading.Lock()
         self._head: tuple[int, str] | None = _read_head(engine)
         self._multi_writer = engine.dialect.name == "postgresql"
-        # The session whose open transaction holds the advisory lock (Postgres only).
-        self._lock_holder: SASession | None = None
 
     def head(self) -> tuple[int, str]:
-        """``(seq, hash)`` of the newest record, ``(0, GENESIS_HASH)`` when empty.
+        """``(seq, hash)`` of the newest committed record, ``(0, GENESIS_HASH)`` when empty.
 
-        Includes records added to a caller's session that is not committed
-        yet; take an anchor for ``verify(expected_head=...)`` after commit.
+        Take an anchor for ``verify(expected_head=...)`` after commit.
         """
         with self._lock:
             return self._current_head()
@@ -169,104 +166,108 @@ class AuditLog:
         payload: dict[str, Any],
         case_id: str | None = None,
         session: Session | None = None,
-    ) -> AuditRecord:
-        """Append one record and return it.
+    ) -> AuditRecord | None:
+        """Append one record.
 
-        With ``session`` the record is added to the caller's transaction and
-        not committed, so it lands (or vanishes) together with the caller's own
-        writes. Without one, the record is committed in a session of its own.
+        With ``session`` the record is staged in the caller's transaction and
+        chained when it commits, so it lands (or vanishes) together with the
+        caller's own writes; nothing is returned because its seq is not known
+        yet. Without one, the record is committed in a session of its own and
+        returned.
         """
-        return self.append_many([(kind, payload, case_id)], session)[0]
+        built = self.append_many([(kind, payload, case_id)], session)
+        return built[0] if built else None
 
     def append_many(
         self,
         records: Iterable[tuple[str, dict[str, Any], str | None]],
-        session: Session | None = None,
+        session: SASession | None = None,
     ) -> list[AuditRecord]:
-        """Append ``(kind, payload, case_id)`` tuples in order, in one transaction.
+        """Append ``(kind, payload, case_id)`` tuples in order.
 
-        ``session`` behaves as in ``append``.
+        ``session`` behaves as in ``append`` (and ``[]`` is returned for it).
         """
+        # The payload is frozen to its canonical text now: a caller mutating the
+        # dict before its commit must not change what was audited.
+        staged = [(_now(), kind, case_id, canonical_json(payload)) for kind, payload, case_id in records]
         if session is not None:
-            with self._lock:
-                self._watch_rollback(session)
-                if self._multi_writer and self._lock_holder is not session:
-                    self._lock_chain(session)
-                built = self._build(records)
-                session.add_all(built)
-            return built
+            pending = session.info.get(_PENDING_KEY)
+            if pending is None:
+                pending = session.info[_PENDING_KEY] = []
+                self._watch(session)
+            pending.extend(staged)
+            # Begin the caller's transaction, so closing the session without a commit
+            # rolls back (and the rollback drops what was staged).
+            session.connection()
+            return []
 
         with self._lock:
             try:
-                # expire_on_commit=False: the returned records stay readable
-                # after their session has closed.
                 with Session(self._engine, expire_on_commit=False) as own:
-                    if self._multi_writer:
-                        self._lock_chain(own, hold=False)
-                    built = self._build(records)
-                    own.add_all(built)
+                    built = self._chain(own.connection(), staged)
                     own.commit()
             except BaseException:
                 # The head already advanced past rows that never landed.
                 self._head = None
                 raise
-        return built
+        return [AuditRecord(**row) for row in built]
+
+    def _watch(self, session: SASession) -> None:
+        if not event.contains(session, "before_commit", self._before_commit):
+            event.listen(session, "before_commit", self._before_commit)
+            event.listen(session, "after_rollback", self._after_rollback)
+            event.listen(session, "after_transaction_end", self._after_transaction_end)
+
+    def _before_commit(self, session: SASession) -> None:
+        pending = session.info.pop(_PENDING_KEY, None)
+        if not pending:
+            return
+        with self._lock:
+            self._chain(session.connection(), pending)
+
+    def _after_rollback(self, session: SASession) -> None:
+        # A head advanced by a commit that then failed points at rows that never landed.
+        self._head = None
+
+    @staticmethod
+    def _after_transaction_end(session: SASession, transaction: Any) -> None:
+        # Staged records belong to the transaction: a rollback or a close without
+        # commit drops them (a commit has already chained them).
+        if transaction.parent is None:
+            session.info.pop(_PENDING_KEY, None)
+
+    def _chain(self, conn: Any, staged: list[tuple[str, str, str | None, str]]) -> list[dict[str, Any]]:
+        """Chain ``staged`` records after the head and INSERT them on ``conn`` (lock held)."""
+        if self._multi_writer:
+            # Another process may have appended since our head was read: wait for the
+            # chain, then read its head in this transaction. The commit releases the lock.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+            self._head = _read_head_on(conn)
+        seq, prev = self._current_head()
+        rows = []
+        for ts, kind, case_id, payload in staged:
+            seq += 1
+            digest = compute_hash(prev, seq, ts, kind, case_id, payload)
+            rows.append({"seq": seq, "ts": ts, "kind": kind, "case_id": case_id, "payload": payload,
+                         "prev_hash": prev, "hash": digest,
+                         "mac": compute_mac(self._key, digest) if self._key is not None else None})
+            prev = digest
+        conn.execute(insert(AuditRecord.__table__), rows)
+        self._head = (seq, prev)
+        return rows
 
     def _current_head(self) -> tuple[int, str]:
         if self._head is None:
             self._head = _read_head(self._engine)
         return self._head
 
-    def _build(self, records: Iterable[tuple[str, dict[str, Any], str | None]]) -> list[AuditRecord]:
-        seq, prev = self._current_head()
-        built: list[AuditRecord] = []
-        for kind, payload, case_id in records:
-            seq += 1
-            ts = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-            text = canonical_json(payload)
-            digest = compute_hash(prev, seq, ts, kind, case_id, text)
-            built.append(
-                AuditRecord(
-                    seq=seq,
-                    ts=ts,
-                    kind=kind,
-                    case_id=case_id,
-                    payload=text,
-                    prev_hash=prev,
-                    hash=digest,
-                    mac=compute_mac(self._key, digest) if self._key is not None else None,
-                )
-            )
-            prev = digest
-        self._head = (seq, prev)
-        return built
 
-    def _lock_chain(self, session: SASession, hold: bool = True) -> None:
-        # Another process may have appended since our head was read: wait for the
-        # chain, then read its head in this transaction (READ COMMITTED sees their commit).
-        conn = session.connection()
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
-        self._head = _read_head_on(conn)
-        if hold:
-            self._lock_holder = session
-            if not event.contains(session, "after_commit", self._on_commit):
-                event.listen(session, "after_commit", self._on_commit)
+_PENDING_KEY = "soc_agent.audit.pending"
+"""Where a session keeps its staged records until it commits."""
 
-    def _watch_rollback(self, session: SASession) -> None:
-        # If the caller's transaction rolls back, our in-memory head points at
-        # records that never landed; forget it so the next append re-reads.
-        if not event.contains(session, "after_rollback", self._on_rollback):
-            event.listen(session, "after_rollback", self._on_rollback)
 
-    def _on_commit(self, session: SASession) -> None:
-        # The commit released the advisory lock: the next transaction must take it again.
-        if self._lock_holder is session:
-            self._lock_holder = None
-
-    def _on_rollback(self, session: SASession) -> None:
-        self._head = None
-        if self._lock_holder is session:
-            self._lock_holder = None
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def verify(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
@@ -130,3 +131,30 @@ def render_markdown(notes: CaseNotes) -> str:
     lines += [f"- {inert(q, 400)}" for q in notes.open_questions] or ["none"]
     lines += ["", f"_Trace: {' → '.join(notes.trace)}_", ""]
     return "\n".join(lines)
+
+
+class NoteFiles:
+    """The markdown files that mirror the notes rows, one per case.
+
+    Staged by the write_notes node and written after the commit that stored
+    the rows (``Store.after_commit``): a file never shows a decision the store
+    does not hold, and a case decided several times between commits is
+    written once.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._staged: dict[str, str] = {}
+
+    def stage(self, case_id: str, markdown: str) -> None:
+        """Keep the newest markdown of ``case_id`` until the next commit."""
+        self._staged[case_id] = markdown
+
+    def write(self) -> None:
+        """Write what was staged (called after a commit)."""
+        if not self._staged:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        staged, self._staged = self._staged, {}
+        for case_id, markdown in staged.items():
+            (self.directory / f"{case_id}.md").write_text(markdown)

@@ -15,6 +15,7 @@ from typing import Protocol
 from soc_agent.audit import AuditLog
 from soc_agent.config import Settings
 from soc_agent.enrich import Enricher, EnrichmentCache, LocalKnowledge
+from soc_agent.notes import NoteFiles
 from soc_agent.playbooks import PlaybookSet
 from soc_agent.policy import Policy
 from soc_agent.reasoner import Reasoner
@@ -59,6 +60,12 @@ class Services:
     """Case-level evidence added by the assess node (learned priors...)."""
     calibrator: Calibrator | None = None
     """Applied to every assessment the reason node settles on."""
+    note_files: NoteFiles = field(init=False)
+    """The notes' markdown files, written after each commit of the store."""
+
+    def __post_init__(self) -> None:
+        self.note_files = NoteFiles(self.settings.notes_dir)
+        self.store.after_commit(self.note_files.write)
 
     @property
     def mode(self) -> RunMode:

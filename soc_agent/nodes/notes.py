@@ -89,6 +89,8 @@ def persist_notes(svc: Services, state: TriageState) -> None:
         note = NoteRow(case_id=case.id, notes_json="", markdown="", updated_at=now)
         session.add(note)
     note.notes_json, note.markdown, note.updated_at = notes.model_dump_json(), markdown, now
+    # Flushed so a lookup by key finds it before the commit (the session does not autoflush).
+    session.flush()
     row = session.get(CaseRow, case.id)
     if row is not None:
         row.title, row.incident_class, row.playbook = title[:500], notes.incident_class, notes.playbook
@@ -98,8 +100,8 @@ def persist_notes(svc: Services, state: TriageState) -> None:
         row.action = decision.action.name if decision and decision.action else None
         row.decision = str(decision.outcome) if decision else None
         row.reasons = json.dumps(decision.reasons if decision else [])
-    svc.settings.notes_dir.mkdir(parents=True, exist_ok=True)
-    (svc.settings.notes_dir / f"{case.id}.md").write_text(markdown)
+    svc.note_files.stage(case.id, markdown)
     svc.audit.append("notes", {"run": state["run"], "verdict": assessment.verdict, "status": row.status if row else None},
                      case.id, session=session)
-    svc.store.commit()
+    # No commit here: the run's rows land with the caller's next commit (a paused run's at once,
+    # see Pipeline._run_graph), so a stream of decisions shares its commits.

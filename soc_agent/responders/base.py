@@ -17,6 +17,8 @@ class Responder(Protocol):
 
     name: str
     capabilities: frozenset[str]
+    # Optional: ``transactional = True`` when every effect is a row in the pipeline's own store
+    # transaction; its intent, effect and result then commit together (exactly once by atomicity).
 
     def execute(self, action: ProposedAction, case_id: str, action_id: int, now: datetime) -> dict[str, Any]:
         """Apply the action; idempotent on (effect, target). Returns a JSON-able result."""

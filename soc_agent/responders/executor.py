@@ -60,8 +60,10 @@ class ActionExecutor:
             session.flush()
             self.audit.append("action.intent", {"action_id": row.id, "key": key, "approved_by": approved_by},
                               case_id, session=session)
-            # The intent must be durable before the outside world changes.
-            self.store.commit()
+            if not getattr(responder, "transactional", False):
+                # The intent must be durable before the outside world changes. A transactional
+                # responder changes only rows in this same transaction, which commit all or nothing.
+                self.store.commit()
         if responder is None:
             return self._fail(row, case_id, f"no responder holds capability {action.capability}", now)
         try:

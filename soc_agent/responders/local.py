@@ -36,6 +36,8 @@ class LocalResponder:
     """Implements every catalog capability against the store's tables."""
 
     name = "local"
+    transactional = True
+    """Effects are rows in the store's transaction: they commit with the intent and the result."""
     capabilities = frozenset({
         "case.annotate", "notify.send", "ticket.create", "ticket.close", "case.close",
         "firewall.block", "dns.block", "idp.revoke_sessions", "idp.force_mfa", "email.quarantine",
@@ -90,6 +92,8 @@ class LocalResponder:
             session.add(row)
         row.active, row.action_id, row.expires_at, row.created_at = True, action_id, expires, now
         row.detail = json.dumps({"case_id": case_id, "params": action.params})
+        # Flushed so lookups by key (verify, a second block of the target) see it before the commit.
+        session.flush()
         return {"effect": effect, "target": action.target.value,
                 "expires_at": expires.isoformat() if expires else None}
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-
 from typing import Any
 
 from sqlalchemy import event, insert
@@ -75,6 +75,7 @@ class Store:
         self.session = Session(self.engine, expire_on_commit=False, autoflush=False)
 
         self._buffers: dict[type[SQLModel], list[dict[str, Any]]] = {}
+        self._after_commit: list[Callable[[], None]] = []
 
     def buffer(self, table: type[SQLModel], row: dict[str, Any]) -> None:
         """Queue an insert-only row (alerts, case entities); written in one batch at the next flush.
@@ -94,10 +95,16 @@ class Store:
                 connection.execute(insert(table.__table__), rows)
         self._buffers.clear()
 
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` after every commit of the writer session (e.g. files mirroring rows)."""
+        self._after_commit.append(hook)
+
     def commit(self) -> None:
-        """Make everything added and queued so far durable."""
+        """Make everything added and queued so far durable, then run the after-commit hooks."""
         self.flush_buffers()
         self.session.commit()
+        for hook in self._after_commit:
+            hook()
 
     def reader(self) -> Session:
         """A fresh session for read-only queries (CLI, reports)."""
@@ -105,6 +112,6 @@ class Store:
 
     def close(self) -> None:
         """Commit what is pending and release the connection."""
-        self.session.commit()
+        self.commit()
         self.session.close()
         self.engine.dispose()

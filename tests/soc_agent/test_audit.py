@@ -1,5 +1,6 @@
 """The audit chain verifies when intact and names the first bad record otherwise."""
 
+import json
 import tempfile
 
 import pytest
@@ -320,3 +321,23 @@ def test_forger_with_the_key_is_only_caught_by_the_anchor(engine):
     rechain(engine, key=key)
     assert verify(engine, hmac_key=key).ok
     assert verify(engine, hmac_key=key, expected_head=anchor).first_bad_seq == 4
+
+
+def test_records_staged_in_a_session_closed_without_commit_are_dropped(engine):
+    log = fill(engine, 1)
+    session = Session(engine)
+    log.append("action.intent", {"action": "block_ip"}, session=session)
+    session.close()
+    session.commit()  # the same session object used again must not carry the dropped record
+    assert [r.seq for r in records(engine)] == [1]
+    assert verify(engine).ok
+
+
+def test_staged_payload_is_frozen_when_appended(engine):
+    log = AuditLog(engine)
+    payload = {"status": "intent"}
+    with Session(engine) as session:
+        log.append("action.intent", payload, session=session)
+        payload["status"] = "rewritten"
+        session.commit()
+    assert json.loads(next(records(engine)).payload) == {"status": "intent"}
