@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import cel
+
 from soc_agent.enrich import LocalKnowledge
 from soc_agent.types import Assessment, Case, EntityKind, Evidence, Verdict
 
@@ -44,3 +46,13 @@ def case_context(case: Case, evidence: list[Evidence], knowledge: LocalKnowledge
         "identity_roles": sorted({str(i.role) for i in identities}),
         "privileged": any(i.privileged for i in identities),
     }
+
+
+def cel_context(variables: dict[str, Any] | cel.Context) -> cel.Context:
+    """``variables`` converted for CEL once.
+
+    A program executed against a plain dict converts the whole dict on every
+    call (tens of microseconds for a case); a case is judged by dozens of
+    conditions, so each caller converts once and passes the Context around.
+    """
+    return variables if isinstance(variables, cel.Context) else cel.Context(variables)

@@ -160,7 +160,7 @@ def decide(action: ProposedAction, ctx: GuardContext, policy: Policy) -> Decisio
 
     cel_ctx = None
     for rule in policy.rules:
-        cel_ctx = cel_ctx or _cel_context(action, tier, ctx)
+        cel_ctx = cel_ctx or cel.Context(_cel_context(action, tier, ctx))
         try:
             hit = bool(_program(rule.when).execute(cel_ctx))
         except Exception:  # a rule that cannot be evaluated on this case must not let it through

@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from soc_agent.actions import CATALOG, TTL_ACTIONS
+from soc_agent.context import cel_context
 from soc_agent.types import Entity, EntityKind
 
 __all__ = [
@@ -341,7 +342,7 @@ class PlaybookSet:
         """The playbook with this name, if any."""
         return next((p for p in self._playbooks if p.name == name), None)
 
-    def holds(self, source: str, ctx: dict[str, Any]) -> bool:
+    def holds(self, source: str, ctx: dict[str, Any] | cel.Context) -> bool:
         """Whether a CEL condition is exactly ``true`` for ``ctx``; never raises."""
         program = self._programs.get(source)
         try:
@@ -355,12 +356,13 @@ class PlaybookSet:
         except BaseException:
             return False
 
-    def match(self, ctx: dict[str, Any]) -> Playbook | None:
+    def match(self, ctx: dict[str, Any] | cel.Context) -> Playbook | None:
         """The first playbook (by priority, then name) whose ``when`` holds."""
+        ctx = cel_context(ctx)
         return next((p for p in self._playbooks if self.holds(p.when, ctx)), None)
 
     def menu(
-        self, playbook: Playbook, ctx: dict[str, Any], entities: Sequence[Entity] | None = None
+        self, playbook: Playbook, ctx: dict[str, Any] | cel.Context, entities: Sequence[Entity] | None = None
     ) -> list[Response]:
         """Every response whose ``when`` holds, in playbook order.
 
@@ -370,14 +372,15 @@ class PlaybookSet:
         return list(self._eligible(playbook, ctx, entities))
 
     def choose(
-        self, playbook: Playbook, ctx: dict[str, Any], entities: Sequence[Entity] | None = None
+        self, playbook: Playbook, ctx: dict[str, Any] | cel.Context, entities: Sequence[Entity] | None = None
     ) -> Response | None:
         """The first response whose ``when`` holds (and, with ``entities``, whose target resolves)."""
         return next(self._eligible(playbook, ctx, entities), None)
 
     def _eligible(
-        self, playbook: Playbook, ctx: dict[str, Any], entities: Sequence[Entity] | None
+        self, playbook: Playbook, ctx: dict[str, Any] | cel.Context, entities: Sequence[Entity] | None
     ) -> Iterator[Response]:
+        ctx = cel_context(ctx)
         for response in playbook.responses:
             if not self.holds(response.when, ctx):
                 continue

@@ -16,6 +16,7 @@ import cel
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from soc_agent.context import cel_context
 from soc_agent.types import Alert, Case, Evidence, Severity, Verdict
 
 _SEVERITY_WEIGHT = {
@@ -67,10 +68,12 @@ class RuleBook:
         rules = {name: RuleWeight.model_validate(body or {}) for name, body in (data.get("rules") or {}).items()}
         return cls(rules, float(data.get("unknown_rule_weight", 0.0)))
 
-    def evidence(self, case: Case, ctx: dict) -> list[Evidence]:
+    def evidence(self, case: Case, ctx: dict | cel.Context) -> list[Evidence]:
         """Rule, severity, signal and correlation evidence for a case (enrichment comes separately)."""
         items: list[Evidence] = []
         seen_rules: list[str] = []
+        if any(self.rules.get(a.rule_id) and self.rules[a.rule_id].signals for a in case.alerts):
+            ctx = cel_context(ctx)  # converted once for all the signals
         for alert in case.alerts:
             if alert.rule_id in seen_rules:
                 continue
@@ -89,7 +92,7 @@ class RuleBook:
             ))
         return items
 
-    def _rule_evidence(self, alert: Alert, ctx: dict) -> list[Evidence]:
+    def _rule_evidence(self, alert: Alert, ctx: dict | cel.Context) -> list[Evidence]:
         rule = self.rules.get(alert.rule_id)
         kind = "threshold" if alert.source == "detector" else "rule"
         if rule is None:

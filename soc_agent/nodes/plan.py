@@ -5,7 +5,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from soc_agent.actions import action_spec
-from soc_agent.context import case_context
+from soc_agent.context import case_context, cel_context
 from soc_agent.services import Services
 from soc_agent.state import TriageState
 from soc_agent.types import ProposedAction
@@ -15,7 +15,7 @@ def plan_action(state: TriageState, runtime: Runtime[Services]) -> dict:
     """Pick the playbook and, within it, the first response whose condition holds."""
     svc = runtime.context
     case, assessment = state["case"], state["assessment"]
-    ctx = case_context(case, state["evidence"], svc.knowledge, assessment)
+    ctx = cel_context(case_context(case, state["evidence"], svc.knowledge, assessment))
     playbook = svc.playbooks.match(ctx)
     if playbook is None:
         return {"incident_class": "unclassified", "playbook": None, "menu": [], "proposed": None,
