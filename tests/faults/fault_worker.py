@@ -10,6 +10,10 @@ hooks, by environment:
   is recorded: the crash that exactly-once effects are about.
 * ``FAULT_FAIL_MOD``: blocks of targets whose last octet is divisible by it
   fail with a ``ResponderError`` (a responder that is down for some calls).
+
+``SOC_AGENT_REASONER=llm`` with ``SOC_AGENT_LLM_*`` points the reasoner at
+the test's fake OpenAI-compatible endpoint (``tests/fake_llm.py``), which the
+test breaks for part of the run.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s {sys.argv[1]} %(message)s")
     url = os.environ["SOC_AGENT_DATABASE_URL"]
     settings = Settings(workdir=Path(os.environ["FAULT_WORKDIR"]) / sys.argv[1], database_url=url,
-                        mode=RunMode.ENFORCE)
+                        mode=RunMode.ENFORCE, reasoner=os.environ.get("SOC_AGENT_REASONER", "deterministic"))
     worker = Worker(settings, BrokerConfig.from_env(), worker_id=sys.argv[1], batch=50)
     firewall = ExternalFirewall(url, int(os.environ.get("FAULT_FAIL_MOD", "0")), os.environ.get("FAULT_CRASH_FLAG"))
     worker.pipeline.services.executor._by_capability["firewall.block"] = firewall
