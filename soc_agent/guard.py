@@ -11,8 +11,9 @@ Order of precedence, strictest wins:
 * deny: capability not granted; kill switch; a block of a never-block
   address; containment on a benign or false-positive verdict; a policy rule.
 * needs_approval: destructive tier; allowlisted target; crown-jewel asset;
-  executive or privileged identity; confidence or independent evidence
-  below the tier's bar; block-rate limit exceeded; a policy rule.
+  executive or privileged identity; an incident class that has not earned
+  autonomy (when ``autonomy.yml`` exists); confidence or independent
+  evidence below the tier's bar; block-rate limit exceeded; a policy rule.
 * allow: everything else. An approval turns needs_approval into allow.
 
 Shadow mode does not change the outcome, only whether it executes
@@ -62,6 +63,8 @@ class GuardContext:
     """Extra facts for policy rules, e.g. ``injection_suspected``."""
     responder_capabilities: frozenset[str] | None = None
     """Capabilities some configured responder was granted; None when not known (pure policy checks)."""
+    incident_class: str | None = None
+    """The matched playbook's incident class, for earned autonomy (``Policy.autonomy``)."""
 
 
 class _Verdicts:
@@ -124,6 +127,7 @@ def _cel_context(action: ProposedAction, tier: Tier, ctx: GuardContext) -> dict:
         "privileged": ctx.privileged_identity,
         "flags": sorted(ctx.flags),
         "mode": str(ctx.mode),
+        "incident_class": ctx.incident_class or "",
     }
 
 
@@ -196,6 +200,10 @@ def _check_containment(action: ProposedAction, tier: Tier, ctx: GuardContext, po
         out.add(Outcome.NEEDS_APPROVAL, f"{', '.join(sensitive)} identity involved")
     if ctx.privileged_identity:
         out.add(Outcome.NEEDS_APPROVAL, "privileged identity involved")
+    if policy.autonomy is not None and policy.autonomy.get(ctx.incident_class or "") != "autonomous":
+        # Autonomy is earned per class in shadow mode; a class the file does not list has not earned it.
+        out.add(Outcome.NEEDS_APPROVAL, f"incident class {ctx.incident_class or 'unclassified'} has not earned "
+                                        f"autonomy (autonomy.yml)")
 
     rule = policy.tier_rule(tier)
     if tier is Tier.CONTAIN_HARD:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 import cel
 import yaml
@@ -88,16 +89,50 @@ class Policy(_Strict):
     )
     block: BlockPolicy = Field(default_factory=BlockPolicy)
     rules: list[PolicyRule] = Field(default_factory=list)
+    autonomy: dict[str, Literal["autonomous", "approval"]] | None = Field(
+        default=None,
+        description="earned autonomy per incident class (``autonomy.yml`` beside the policy, reviewed from "
+        "the shadow runner's suggestion); when set, a class not autonomous needs approval above observe. "
+        "None when there is no such file: the tier rules alone apply",
+    )
 
     def tier_rule(self, tier: Tier) -> TierRule:
         """The tier's rule, or a strict default for a tier the file leaves out."""
         return self.tiers.get(tier) or TierRule(min_confidence=1.0, min_independent_evidence=2)
 
 
+AUTONOMY_FILE = "autonomy.yml"
+"""Earned autonomy per incident class, beside ``policy.yml`` (see ``soc_agent.runners.shadow``)."""
+
+
 def load_policy(path: Path) -> Policy:
-    """Load and validate ``policy.yml``; errors name the file."""
+    """Load and validate ``policy.yml`` and, when present, the ``autonomy.yml`` beside it; errors name the file."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except (OSError, yaml.YAMLError, ValidationError, ValueError) as exc:
         raise ValueError(f"{path}: invalid policy: {exc}") from exc
+    autonomy_path = path.parent / AUTONOMY_FILE
+    if autonomy_path.exists():
+        policy = policy.model_copy(update={"autonomy": read_autonomy(autonomy_path)})
+    return policy
+
+
+def read_autonomy(path: Path | None) -> dict[str, str]:
+    """Autonomy per class (``autonomous`` | ``approval``) from an autonomy file; {} when absent.
+
+    Anything but an explicit ``autonomous`` is read as ``approval``: a typo never grants autonomy.
+    """
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: invalid autonomy file: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: invalid autonomy file: expected a mapping")
+    out = {}
+    for name, body in (data.get("autonomy") or {}).items():
+        mode = body.get("mode") if isinstance(body, dict) else body
+        out[str(name)] = "autonomous" if mode == "autonomous" else "approval"
+    return out

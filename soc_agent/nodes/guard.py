@@ -63,6 +63,7 @@ def guard_context(svc: Services, state: TriageState, action: ProposedAction,
         allowlisted_target=allow.reason if allow else None,
         recent_blocks=len(svc.block_times), mode=svc.mode, approved_by=approved_by,
         flags=frozenset(assessment.flags), responder_capabilities=svc.executor.capabilities,
+        incident_class=state.get("incident_class"),
     )
 
 

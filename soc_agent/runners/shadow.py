@@ -33,9 +33,10 @@ its agreement drops. The outcome is a policy suggestion, ``autonomy.yml``::
 Autonomy per class lives in that file: the runner reads the current one
 (``--autonomy``, default ``playbooks/autonomy.yml`` when it exists) and
 writes its suggestion next to the results; a person reviews it and copies it
-to ``playbooks/autonomy.yml``, which a guard rule can read (a class not
-``autonomous`` → ``needs_approval`` for anything above observe). Nothing here
-changes the live policy.
+to ``playbooks/autonomy.yml``, which the guard reads beside ``policy.yml``
+(``soc_agent.policy.load_policy``): once that file exists, a class not
+``autonomous`` there → ``needs_approval`` for anything above observe. Nothing
+here changes the live policy.
 
 Memory stays bounded whatever the input size: alerts are streamed (a first
 pass only finds the newest timestamp for re-basing), labels live in a
@@ -62,6 +63,7 @@ from soc_agent.actions import CATALOG
 from soc_agent.config import Settings
 from soc_agent.learning import CalibrationFitter, LabelIndex, ReliabilityBins, Skipped
 from soc_agent.learning.labels import LABEL_VALUES
+from soc_agent.policy import read_autonomy
 from soc_agent.types import RunMode, Tier
 
 PREDICTED = (*LABEL_VALUES, "undetermined")
@@ -138,19 +140,6 @@ class GateConfig:
         if unknown:
             raise ValueError(f"{path}: unknown gate setting(s): {', '.join(sorted(unknown))}")
         return cls(**data)
-
-
-def read_autonomy(path: Path | None) -> dict[str, str]:
-    """Current autonomy per class (``autonomous`` | ``approval``) from an autonomy file; {} when absent."""
-    if path is None or not path.exists():
-        return {}
-    data = yaml.safe_load(path.read_text()) or {}
-    out = {}
-    for name, body in (data.get("autonomy") or {}).items():
-        mode = body.get("mode") if isinstance(body, dict) else body
-        if mode in ("autonomous", "approval"):
-            out[str(name)] = mode
-    return out
 
 
 # ---- the scorer ---------------------------------------------------------------------------------
@@ -346,7 +335,7 @@ def write_autonomy(path: Path, classes: dict[str, dict[str, Any]], gate: GateCon
         "# mode: autonomous = may act within the guard's tier rules without a person;\n"
         "#       approval   = every action above observe needs a person.\n"
         "# Nothing is applied: review, then copy to playbooks/autonomy.yml (read by the next shadow run\n"
-        "# as the current state, and by a guard rule: a class not autonomous needs approval).\n")
+        "# as the current state, and by the guard: a class not autonomous there needs approval).\n")
     doc = {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "gate": {k: getattr(gate, k) for k in gate.__dataclass_fields__},
            "autonomy": classes}

@@ -557,3 +557,47 @@ def test_property_decide_is_deterministic_and_total(ctx: GuardContext, ttl: Any,
         assert first.action is not None
         kept = first.action.params["ttl_seconds"]
         assert type(kept) is int and 0 < kept <= policy.block.max_ttl_s
+
+
+# --- earned autonomy (autonomy.yml beside the policy) ---------------------------------
+
+
+def test_without_an_autonomy_file_the_tier_rules_alone_decide() -> None:
+    assert SHIPPED.autonomy is None
+    decision = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=600), good_ctx(incident_class="phishing"),
+                      SHIPPED)
+    assert decision.outcome is Outcome.ALLOW
+
+
+@pytest.mark.parametrize("incident_class", ["phishing", "brute_force", None])
+def test_a_class_that_has_not_earned_autonomy_needs_approval_above_observe(incident_class: str | None) -> None:
+    policy = policy_with(autonomy={"brute_force": "approval", "malware": "autonomous"})
+    ctx = good_ctx(incident_class=incident_class)
+    decision = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=600), ctx, policy)
+    assert decision.outcome is Outcome.NEEDS_APPROVAL
+    assert has_reason(decision, "has not earned autonomy"), decision.reasons
+    # Observing (annotating, notifying) needs no earned autonomy.
+    assert decide(proposal("annotate_case"), ctx, policy).outcome is Outcome.ALLOW
+
+
+def test_an_autonomous_class_acts_within_the_tier_rules_and_never_past_them() -> None:
+    policy = policy_with(autonomy={"malware": "autonomous"})
+    allowed = decide(proposal("isolate_host", host()), good_ctx(incident_class="malware"), policy)
+    assert allowed.outcome is Outcome.ALLOW, allowed.reasons
+    # Autonomy never lifts the tier table: a crown jewel still needs a person, a benign verdict is still denied.
+    crown = decide(proposal("isolate_host", host()), good_ctx(incident_class="malware", asset_tier=0), policy)
+    assert crown.outcome is Outcome.NEEDS_APPROVAL
+    benign = decide(proposal("isolate_host", host()),
+                    good_ctx(incident_class="malware", verdict=Verdict.FALSE_POSITIVE), policy)
+    assert benign.outcome is Outcome.DENY
+
+
+def test_the_autonomy_file_is_read_beside_the_policy_and_a_typo_grants_nothing(tmp_path: Path) -> None:
+    (tmp_path / "policy.yml").write_text(POLICY_FILE.read_text())
+    (tmp_path / "autonomy.yml").write_text(
+        "autonomy:\n  brute_force: {mode: autonomous}\n  phishing: {mode: autonomus}\n  malware: approval\n")
+    policy = load_policy(tmp_path / "policy.yml")
+    assert policy.autonomy == {"brute_force": "autonomous", "phishing": "approval", "malware": "approval"}
+    (tmp_path / "autonomy.yml").write_text("- not a mapping\n")
+    with pytest.raises(ValueError, match="autonomy.yml"):
+        load_policy(tmp_path / "policy.yml")

@@ -138,3 +138,25 @@ def test_instruction_like_alert_text_keeps_a_benign_close_with_a_person(pipeline
     assert result.verdict == "benign_positive" and result.action == "close_case"
     assert result.decision == "needs_approval"
     assert any("instruction-like text" in r for r in result.reasons)
+
+
+def test_an_autonomy_file_holds_back_a_class_that_has_not_earned_it(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from soc_agent.config import Settings
+    from soc_agent.pipeline import Pipeline
+
+    playbooks = tmp_path / "playbooks"
+    shutil.copytree(Path(__file__).parents[2] / "playbooks", playbooks)
+    (playbooks / "autonomy.yml").write_text("autonomy:\n  brute_force: {mode: approval}\n")
+    pipeline = Pipeline(Settings(workdir=tmp_path / "work", playbooks_dir=playbooks))
+    try:
+        results = [r for line in _failures(5) for r in pipeline.process_line(line)]
+        fifth = results[4]
+        assert fifth.action == "block_ip" and fifth.decision == "needs_approval"
+        assert fifth.status == "pending_approval"
+        assert any("brute_force has not earned autonomy" in r for r in fifth.reasons), fifth.reasons
+        assert pipeline.store.session.get(ContainmentRow, ("blocked_ip", ATTACKER)) is None
+    finally:
+        pipeline.close()
