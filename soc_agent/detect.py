@@ -62,6 +62,10 @@ class ThresholdDetector:
         self.rules = rules
         self.max_keys = max_keys
         self._windows: dict[str, OrderedDict[str, _Window]] = {r.name: OrderedDict() for r in rules}
+        # Connections (``attributes.connection``) whose attempts were counted, until their closing line.
+        self._open_connections: OrderedDict[str, None] = OrderedDict()
+        self.epilogues = 0
+        """Closing lines not counted because their connection's attempts already were."""
 
     @classmethod
     def from_file(cls, path: Path) -> "ThresholdDetector":
@@ -71,6 +75,8 @@ class ThresholdDetector:
 
     def observe(self, event: Alert) -> list[Alert]:
         """Count one event; the synthetic alerts it makes cross, if any."""
+        if self._is_epilogue(event):
+            return []
         fired = []
         for rule in self.rules:
             if event.rule_id != rule.match_rule:
@@ -82,6 +88,29 @@ class ThresholdDetector:
             if alert is not None:
                 fired.append(alert)
         return fired
+
+    def _is_epilogue(self, event: Alert) -> bool:
+        """Whether ``event`` only closes a connection whose attempts were already counted.
+
+        An attempt counts once per connection: sshd's ``Connection closed by
+        authenticating user ... [preauth]`` after ``Failed password`` lines is
+        the same attempt's last line, while on its own (a key probe) it is an
+        attempt. Connectors that know the connection say so with
+        ``attributes.connection`` and ``attributes.closes_connection``.
+        """
+        connection = event.attributes.get("connection")
+        if not isinstance(connection, str) or not connection:
+            return False
+        if event.attributes.get("closes_connection") is True:
+            counted = connection in self._open_connections
+            self._open_connections.pop(connection, None)  # the connection is over either way
+            self.epilogues += counted
+            return counted
+        self._open_connections[connection] = None
+        self._open_connections.move_to_end(connection)
+        if len(self._open_connections) > self.max_keys:
+            self._open_connections.popitem(last=False)
+        return False
 
     def _count(self, rule: ThresholdRule, group: Entity, event: Alert) -> Alert | None:
         windows = self._windows[rule.name]

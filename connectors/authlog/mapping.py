@@ -118,6 +118,10 @@ def to_alert(record: dict[str, Any]) -> Alert:
             "service": "ssh", "outcome": attempt.outcome, "auth_method": attempt.method,
             "invalid_user": attempt.invalid_user, "src_port": attempt.port,
             "program": program, "pid": pid, "time_inferred": inferred or None,
+            # One sshd connection is one process on one host: the threshold detector counts an
+            # attempt once per connection (a [preauth] close after failures is not another one).
+            "connection": f"{host or '-'}/sshd[{pid}]" if pid else None,
+            "closes_connection": attempt.method == "preauth_close" or None,
         },
     )
 
