@@ -61,6 +61,21 @@ def guardrail_violations(session, knowledge: LocalKnowledge) -> list[str]:
     return problems
 
 
+def median(values: list[float]) -> float | None:
+    """The middle value (upper middle for an even count), None for no values."""
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else None
+
+
+def llm_usage(reasoner: Any, prefix: str = "") -> dict[str, Any]:
+    """What the model did for a run: cases it did not decide (and why), cache hits, call latency."""
+    fallbacks = dict(getattr(reasoner, "fallbacks", {}) or {})
+    return {f"{prefix}llm_fallbacks": sum(fallbacks.values()),
+            f"{prefix}llm_fallback_reasons": dict(sorted(fallbacks.items())),
+            f"{prefix}llm_cache_hits": getattr(reasoner, "cache_hits", 0),
+            f"{prefix}p50_llm_call_ms": median(getattr(reasoner, "call_latencies_ms", []))}
+
+
 def run_eval(settings: Settings) -> dict[str, Any]:
     """Run the demo stream into a fresh workdir and score it."""
     from soc_agent.pipeline import Pipeline
@@ -119,6 +134,7 @@ def run_eval(settings: Settings) -> dict[str, Any]:
     results["tokens"] = getattr(reasoner, "tokens", 0)
     results["llm_calls_per_100_alerts"] = round(100 * results["llm_calls"] / len(labels), 2)
     results["tokens_per_100_alerts"] = round(100 * results["tokens"] / len(labels), 1)
+    results.update(llm_usage(reasoner))
     pipeline.close()
     return results
 

@@ -43,20 +43,26 @@ def free_port() -> int:
 
 
 def server_command(port: int, threads: int | None = None) -> list[str]:
-    """The llama.cpp server command line for the bundled model."""
+    """The llama.cpp server command line for the bundled model.
+
+    ``threads`` bounds both generation and prompt (batch) processing: the
+    server's own default for the batch threads is every core, which a
+    thread limit that only set ``--n_threads`` would not stop.
+    """
+    count = str(threads or max(1, os.cpu_count() or 1))
     return [
         sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()), "--model_alias", MODEL_ALIAS,
         "--host", "127.0.0.1", "--port", str(port), "--chat_format", "gemma", "--n_ctx", "4096",
-        "--n_threads", str(threads or max(1, os.cpu_count() or 1)),
+        "--n_threads", count, "--n_threads_batch", count,
     ]
 
 
-def start_local_server(port: int | None = None, timeout_s: float = 180.0,
-                       log: Path | None = None) -> tuple[subprocess.Popen, str]:
+def start_local_server(port: int | None = None, timeout_s: float = 180.0, log: Path | None = None,
+                       threads: int | None = None) -> tuple[subprocess.Popen, str]:
     """Start the server and wait until it answers; returns (process, base_url)."""
     port = port or free_port()
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(server_command(port), stdout=out, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(server_command(port, threads), stdout=out, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
+import re
+from collections import Counter, OrderedDict
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -34,6 +35,12 @@ from soc_agent.types import Assessment, Verdict
 _SEVERITY = {Verdict.TRUE_POSITIVE: 2, Verdict.UNDETERMINED: 1, Verdict.BENIGN_POSITIVE: 0,
              Verdict.FALSE_POSITIVE: 0}
 _STRONG = 0.7
+
+
+def fallback_kind(why: str | None) -> str:
+    """A reason the model's answer was not used, without the case-specific details (ids, counts, names)."""
+    text = re.sub(r"\[[^\]]*\]|'[^']*'|\([^)]*\)", "", why or "no answer").strip()
+    return re.sub(r"\s+", " ", text).rstrip(",;: ")
 
 
 class LLMAnswer(BaseModel):
@@ -63,6 +70,10 @@ class LLMReasoner:
         self._cache_size = cache_size
         self.calls = 0
         self.tokens = 0
+        self.cache_hits = 0
+        self.call_latencies_ms: list[float] = []
+        self.fallbacks: Counter[str] = Counter()
+        """Cases decided by the deterministic assessment, by kind of reason (see ``fallback_kind``)."""
 
     def reason(self, data: ReasoningInput) -> Assessment:
         """The model's grounded verdict, or the deterministic one with the reason it stands."""
@@ -78,6 +89,7 @@ class LLMReasoner:
         answer, call, why_not = self._cache.get(key), None, None
         if answer is not None:
             self._cache.move_to_end(key)
+            self.cache_hits += 1
         elif not self.breaker.allows():
             why_not = "circuit open: the endpoint has been failing"
         elif (refusal := self.budget.refusal(self._estimate(messages))) is not None:
@@ -91,6 +103,7 @@ class LLMReasoner:
         if answer is not None and why_not is None:
             why_not = self._ungrounded(answer, set(ids), data.menu)
         if answer is None or why_not is not None:
+            self.fallbacks[fallback_kind(why_not)] += 1
             return baseline.model_copy(update={
                 "flags": flags + ["llm_fallback"], "llm": call,
                 "rationale": f"{baseline.rationale}; the model's answer was not used ({why_not}), "
@@ -118,6 +131,7 @@ class LLMReasoner:
             self.budget.spend(tokens)
             self.calls += 1
             self.tokens += tokens
+            self.call_latencies_ms.append(result.latency_ms)
             call = {"model": result.model, "prompt_tokens": result.prompt_tokens,
                     "completion_tokens": result.completion_tokens, "latency_ms": result.latency_ms,
                     "attempts": attempt + 1}
@@ -144,7 +158,7 @@ class LLMReasoner:
         if unknown:
             return f"cited evidence the case does not have: {unknown[:3]}"
         if answer.action != "none" and answer.action not in menu:
-            return f"proposed {answer.action!r}, which is not on the menu"
+            return f"proposed an action that is not on the menu: {answer.action!r}"
         return None
 
     def _merge(self, answer: LLMAnswer, baseline: Assessment, flags: list[str], injection: list[str],

@@ -128,3 +128,26 @@ def test_budget_exhaustion_falls_back(settings, fake_model):
         assert "budget" in notes["reasoning"] and reasoner.calls == 0
     finally:
         pipeline.close()
+
+
+def test_fallbacks_are_counted_by_kind_of_reason(llm_pipeline):
+    pipeline, model, reasoner = llm_pipeline
+    model.mode = "off_menu"
+    pipeline.process_line(PHISH)
+    model.mode = "bogus_evidence"
+    pipeline.process_line(PHISH.replace(b'"ph-1"', b'"ph-f2"').replace(b"/verify", b"/v2"))
+    model.mode = "ok"
+    pipeline.process_line(PHISH.replace(b'"ph-1"', b'"ph-f3"').replace(b"/verify", b"/v3"))
+    assert dict(reasoner.fallbacks) == {"proposed an action that is not on the menu": 1,
+                                        "cited evidence the case does not have": 1}
+    assert reasoner.calls == 3 and len(reasoner.call_latencies_ms) == 3
+
+
+def test_fallback_kinds_drop_case_details():
+    from soc_agent.llm.reasoner import fallback_kind
+
+    assert fallback_kind("run token budget spent (10/200000)") == "run token budget spent"
+    assert fallback_kind("cited evidence the case does not have: ['intel:ip:6.6.6.6']") == \
+        "cited evidence the case does not have"
+    assert fallback_kind("endpoint unreachable: APITimeoutError") == "endpoint unreachable: APITimeoutError"
+    assert fallback_kind(None) == "no answer"
