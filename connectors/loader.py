@@ -347,6 +347,9 @@ class GrantedResponder:
         self.inner = inner
         self.name = inner.name
         self.capabilities = frozenset(inner.capabilities & granted)
+        # Posting the agent's notes to a linked ticket is commenting, so it needs case.annotate like
+        # annotate_case does; without that grant the ticket sink does not see this responder at all.
+        self.provider = getattr(inner, "provider", None) if "case.annotate" in self.capabilities else None
 
     def _check(self, action: ProposedAction) -> None:
         if action.capability not in self.capabilities:
@@ -369,6 +372,12 @@ class GrantedResponder:
     def expire(self, now: datetime) -> list[tuple[str, str, int | None]]:
         """Lift the responder's due effects."""
         return self.inner.expire(now)
+
+    def post_to_ticket(self, ticket_id: str, body: str) -> None:
+        """Comment on a linked ticket, when case.annotate is granted and the responder can."""
+        if self.provider is None or not hasattr(self.inner, "post_to_ticket"):
+            raise ResponderError(f"{self.name}: capability case.annotate is not granted")
+        self.inner.post_to_ticket(ticket_id, body)
 
     def __repr__(self) -> str:
         return f"GrantedResponder({self.name!r}, {sorted(self.capabilities)!r})"

@@ -5,6 +5,8 @@
 * ``annotate_case`` (``case.annotate``): ``POST .../issue/{key}/comment``.
 * ``close_ticket`` (``ticket.close``): the transition named
   ``close_transition``, else the first into the *done* status category.
+* ``post_to_ticket``: the agent's notes on an issue the ticketing webhook
+  linked to a case (``ResponderTicketSink``).
 
 Auth: basic (account email + API token) or bearer. The account needs the
 *Browse*, *Create issues*, *Add comments* and *Transition issues* project
@@ -23,6 +25,10 @@ from soc_agent.responders.base import ResponderError
 from soc_agent.types import ProposedAction
 
 
+_ISSUE_REF = re.compile(r"[A-Z][A-Z0-9_]{0,49}-\d{1,12}|\d{1,18}")
+"""An issue key (``SOC-42``) or id: the only shapes that go into a URL path."""
+
+
 def _adf(text: str) -> dict[str, Any]:
     """Plain text as an Atlassian Document Format document (v3 requires ADF)."""
     return {"type": "doc", "version": 1,
@@ -37,6 +43,8 @@ class JiraResponder:
     """Tickets for cases in one Jira project."""
 
     capabilities = frozenset({"ticket.create", "ticket.close", "case.annotate"})
+    provider = "jira"
+    """The ticketing webhook's provider whose tickets this responder can post to."""
 
     def __init__(self, client: ConnectorClient, *, project: str, name: str = "jira", issue_type: str = "Task",
                  close_transition: str | None = None) -> None:
@@ -99,6 +107,13 @@ class JiraResponder:
             self._close(key, _text(action, case_id, "Closed by soc-agent."))
             return {"ticket": key, "closed": True}
         raise ResponderError(f"{self.name} cannot run {action.name}")
+
+    def post_to_ticket(self, ticket_id: str, body: str) -> None:
+        """Comment ``body`` on issue ``ticket_id`` (a key or numeric id from the ticketing webhook)."""
+        if not _ISSUE_REF.fullmatch(ticket_id):
+            raise ResponderError(f"{self.name}: {ticket_id[:40]!r} is not an issue key or id")
+        self.client.call("POST", f"/rest/api/3/issue/{ticket_id}/comment", permission="Add comments",
+                         json={"body": _adf(body[:30000])})
 
     def verify(self, action: ProposedAction) -> bool:
         """Cannot tell without the case id; the executor's re-run is idempotent."""

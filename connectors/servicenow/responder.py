@@ -15,6 +15,7 @@ Incident Response). The integration user needs the ``itil`` role (or
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -24,10 +25,17 @@ from soc_agent.responders.base import ResponderError
 from soc_agent.types import ProposedAction
 
 
+_SYS_ID = re.compile(r"[0-9a-f]{32}")
+_NUMBER = re.compile(r"[A-Z]{2,10}\d{3,12}")
+"""A record number (``INC0010001``): the only other shape allowed into a query."""
+
+
 class ServiceNowResponder:
     """Incidents for cases in one ServiceNow table."""
 
     capabilities = frozenset({"ticket.create", "ticket.close", "case.annotate"})
+    provider = "servicenow"
+    """The ticketing webhook's provider whose tickets this responder can post to."""
 
     def __init__(self, client: ConnectorClient, *, name: str = "servicenow", table: str = "incident",
                  close_state: str = "6", close_code: str = "Solved (Permanently)",
@@ -88,6 +96,23 @@ class ServiceNowResponder:
                 return {"already_closed": True}
             return self._close(incident, text or "Closed by soc-agent.")
         raise ResponderError(f"{self.name} cannot run {action.name}")
+
+    def post_to_ticket(self, ticket_id: str, body: str) -> None:
+        """Add ``body`` as a work note to record ``ticket_id`` (a sys_id, or a number such as ``INC0010001``)."""
+        if _SYS_ID.fullmatch(ticket_id):
+            sys_id = ticket_id
+        elif _NUMBER.fullmatch(ticket_id):
+            found = self.client.call("GET", f"/api/now/table/{self.table}", permission="itil (read incident)",
+                                     params={"sysparm_query": f"number={ticket_id}", "sysparm_limit": "1",
+                                             "sysparm_fields": "sys_id"})
+            rows = found.get("result")
+            if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict) \
+                    or not _SYS_ID.fullmatch(str(rows[0].get("sys_id", ""))):
+                raise ResponderError(f"{self.name}: no {self.table} record numbered {ticket_id}")
+            sys_id = rows[0]["sys_id"]
+        else:
+            raise ResponderError(f"{self.name}: {ticket_id[:40]!r} is not a sys_id or a record number")
+        self._patch(sys_id, {"work_notes": body[:30000]})
 
     def verify(self, action: ProposedAction) -> bool:
         """Cannot tell without the case id; the executor's re-run is idempotent."""

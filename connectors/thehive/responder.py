@@ -14,6 +14,7 @@ Auth: ``Authorization: Bearer <API key>``; the user needs the
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -23,12 +24,16 @@ from soc_agent.responders.base import ResponderError
 from soc_agent.types import ProposedAction
 
 _OPEN_STATUSES = {"New", "InProgress", "Open"}  # Open: TheHive 4
+_CASE_ID = re.compile(r"~?[A-Za-z0-9_-]{1,64}")
+"""A TheHive object id: the only shape that goes into a URL path."""
 
 
 class TheHiveResponder:
     """TheHive cases for soc-agent cases."""
 
     capabilities = frozenset({"ticket.create", "ticket.close", "case.annotate"})
+    provider = "thehive"
+    """The ticketing webhook's provider whose tickets this responder can post to."""
 
     def __init__(self, client: ConnectorClient, *, name: str = "thehive", severity: int = 2,
                  close_status: str = "Other") -> None:
@@ -84,6 +89,13 @@ class TheHiveResponder:
                 return {"already_closed": True}
             return self._close(case, text or "Closed by soc-agent.")
         raise ResponderError(f"{self.name} cannot run {action.name}")
+
+    def post_to_ticket(self, ticket_id: str, body: str) -> None:
+        """Comment ``body`` on TheHive case ``ticket_id`` (its ``_id``, e.g. ``~41000``)."""
+        if not _CASE_ID.fullmatch(ticket_id):
+            raise ResponderError(f"{self.name}: {ticket_id[:40]!r} is not a TheHive case id")
+        self.client.call("POST", f"/api/v1/case/{ticket_id}/comment", permission="manageCase",
+                         json={"message": body[:30000]}, shape=None)
 
     def verify(self, action: ProposedAction) -> bool:
         """Cannot tell without the case id; the executor's re-run is idempotent."""

@@ -33,6 +33,11 @@ class ActionExecutor:
                 self._by_capability.setdefault(capability, responder)
 
     @property
+    def responders(self) -> list[Responder]:
+        """The responders that hold some capability, in the order they were configured."""
+        return list({id(r): r for r in self._by_capability.values()}.values())
+
+    @property
     def capabilities(self) -> frozenset[str]:
         """Capabilities some configured responder holds."""
         return frozenset(self._by_capability)

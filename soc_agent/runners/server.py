@@ -119,7 +119,7 @@ class App:
     """
 
     def __init__(self, settings: Settings, tokens: TokenStore, queue_policy: QueuePolicy,
-                 webhook_config: WebhookConfig, sink: TicketSink, broker: Broker | None = None) -> None:
+                 webhook_config: WebhookConfig, sink: TicketSink | None, broker: Broker | None = None) -> None:
         from soc_agent.pipeline import Pipeline  # heavy: only when a server is really built
 
         self.settings = settings
@@ -128,6 +128,13 @@ class App:
         # In a fleet, TTL expiry is the scheduler leader's alone (soc_agent.fleet.scheduler).
         self.pipeline = Pipeline(settings, expire_on_start=broker is None)
         self.queue = ApprovalQueue(self.pipeline, queue_policy, self.lock)
+        # The configured ticket responders post the agent's notes back (least privilege: the same
+        # client that opens tickets); with none configured, posts are only recorded.
+        if sink is None:
+            from connectors.ticket_sink import ResponderTicketSink
+
+            configured = ResponderTicketSink(self.pipeline.services.executor.responders)
+            sink = configured if configured.providers else LocalTicketSink()
         self.sink = sink
         self.poster = TicketPoster(sink, self.pipeline.store)
         self.intake: BrokerIntake | None = None
@@ -393,7 +400,7 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
         broker = _server_broker()
     state = App(settings, tokens or TokenStore.from_file(os.environ.get("SOC_AGENT_TOKENS_FILE")),
                 queue_policy or QueuePolicy.from_env(), webhook_config or WebhookConfig.from_env(),
-                sink or LocalTicketSink(), broker)
+                sink, broker)
     sweep = sweep_s if sweep_s is not None else float(os.environ.get("SOC_AGENT_APPROVAL_SWEEP_S", 30))
 
     @asynccontextmanager

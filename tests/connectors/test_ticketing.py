@@ -115,6 +115,9 @@ class FakeServiceNow:
         path, method = request.url.path, request.method
         if path == "/api/now/table/incident" and method == "GET":
             query = request.url.params["sysparm_query"]
+            if query.startswith("number="):
+                hits = [{"sys_id": s} for s, r in self.rows.items() if query == f"number={r['number']}"]
+                return httpx.Response(200, json={"result": hits})
             hits = [{"sys_id": s, "number": r["number"], "state": r["state"]} for s, r in self.rows.items()
                     if query == f"correlation_id={r['correlation_id']}^active=true" and r["state"] not in ("6", "7")]
             return httpx.Response(200, json={"result": hits})

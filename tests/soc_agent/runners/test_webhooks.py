@@ -197,3 +197,60 @@ def test_provider_sample_payloads_are_understood():
     assert webhooks._servicenow(load("servicenow_table_api_incident_create_response.json"), {}).kind == "created"
     assert webhooks._thehive(load("thehive_webhook_v0_case_creation.json"), {}).kind == "created"
     assert webhooks._thehive(load("thehive_webhook_v0_case_update.json"), {}).kind == "ignored"
+
+
+def test_with_a_configured_jira_the_triage_note_reaches_the_real_ticket_api(kit, start_server, tmp_path, monkeypatch):
+    """No sink given: the server posts through the configured Jira responder, over HTTP, to a local Jira API."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[tuple[str, str, dict]] = []
+
+    class JiraApi(BaseHTTPRequestHandler):
+        def _answer(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            self._answer(200, {"issues": [], "isLast": True})
+
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+            received.append((self.path, self.headers.get("Authorization", ""), body))
+            self._answer(201, {"id": "10001", "key": "SOC-99"})
+
+        def log_message(self, *args):  # keep test output quiet
+            pass
+
+    api = ThreadingHTTPServer(("127.0.0.1", 0), JiraApi)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    try:
+        connectors = tmp_path / "connectors.yml"
+        connectors.write_text(f"""
+connectors:
+  tickets:
+    type: jira
+    base_url: http://127.0.0.1:{api.server_address[1]}
+    auth: {{type: basic, username: soc@acme.example, secret: JIRA_TOKEN}}
+    grant: [ticket.create, case.annotate]
+    options: {{project: SOC}}
+""")
+        monkeypatch.setenv("SOC_AGENT_CONNECTORS", str(connectors))
+        monkeypatch.setenv("JIRA_TOKEN", "jira-api-token")
+        server = start_server()
+        response = _post(server, kit, "jira", _jira_created(kit))
+        assert response.status_code == 200, response.text
+        comments = [(path, auth, body) for path, auth, body in received if path == "/rest/api/3/issue/SOC-7/comment"]
+        assert comments, received
+        path, auth, body = comments[0]
+        assert auth.startswith("Basic ") and "jira-api-token" not in auth  # sent encoded, as basic auth
+        assert body["body"]["content"][0]["content"][0]["text"].startswith(MARKER)
+        with Session(server.state.pipeline.store.engine) as session:
+            posts = session.exec(select(TicketPostRow)).all()
+        assert posts and all(p.status == "sent" for p in posts)
+    finally:
+        api.shutdown()
