@@ -47,13 +47,13 @@ def score(log: Path, truth_path: Path) -> dict:
             except MappingError:
                 unmapped += 1  # not a login attempt line (sudo, CRON, session opened...)
                 continue
-            failure_lines += event.rule_id == "auth_failure"
+            failure_lines += event.rule_id in ("auth_failure", "auth_invalid_user")
             for alert in detector.observe(event):
                 if alert.rule_id == _RULE:
                     flagged.add(_canon(alert.attributes["group_key"].split(":", 1)[1]))
     crossing = {_canon(r["ip"]) for r in truth["crossing"]}
     return {
-        "lines": lines, "attempt_lines": lines - unmapped, "failure_lines": failure_lines,
+        "lines": lines, "attempt_lines": lines - unmapped, "failure_lines": failure_lines,  # failed or invalid-user
         "failures_counted": failure_lines - detector.epilogues, "failures_truth": truth["summary"]["failure_events"],
         "sources_flagged": len(flagged), "sources_truth": len(crossing),
         "caught": len(flagged & crossing), "missed": len(crossing - flagged), "extra": len(flagged - crossing),

@@ -38,12 +38,17 @@ class ThresholdRule(BaseModel):
 
     name: str = Field(description="the rule id of the alert it emits")
     title: str
-    match_rule: str = Field(description="rule id of the raw events it counts")
+    match_rule: str | list[str] = Field(description="rule id (or ids) of the raw events it counts")
     group_by: EntitySelector
     count: int = Field(ge=2)
     window_s: int = Field(ge=1)
     distinct: EntitySelector | None = Field(default=None, description="count distinct values of this entity")
     severity: Severity = Severity.HIGH
+
+
+    def matches(self, rule_id: str) -> bool:
+        """Whether events of ``rule_id`` count toward this threshold."""
+        return rule_id == self.match_rule if isinstance(self.match_rule, str) else rule_id in self.match_rule
 
 
 class _Window:
@@ -62,10 +67,11 @@ class ThresholdDetector:
         self.rules = rules
         self.max_keys = max_keys
         self._windows: dict[str, OrderedDict[str, _Window]] = {r.name: OrderedDict() for r in rules}
-        # Connections (``attributes.connection``) whose attempts were counted, until their closing line.
-        self._open_connections: OrderedDict[str, None] = OrderedDict()
+        # Connections (``attributes.connection``) with a counted attempt, until their closing line;
+        # True while an announced attempt (``announces_attempt``) still waits for its own line.
+        self._open_connections: OrderedDict[str, bool] = OrderedDict()
         self.epilogues = 0
-        """Closing lines not counted because their connection's attempts already were."""
+        """Lines not counted because they belong to an attempt already counted."""
 
     @classmethod
     def from_file(cls, path: Path) -> "ThresholdDetector":
@@ -79,7 +85,7 @@ class ThresholdDetector:
             return []
         fired = []
         for rule in self.rules:
-            if event.rule_id != rule.match_rule:
+            if not rule.matches(event.rule_id):
                 continue
             group = rule.group_by.pick(event)
             if group is None:
@@ -90,27 +96,33 @@ class ThresholdDetector:
         return fired
 
     def _is_epilogue(self, event: Alert) -> bool:
-        """Whether ``event`` only closes a connection whose attempts were already counted.
+        """Whether ``event`` is another line of an attempt that was already counted.
 
-        An attempt counts once per connection: sshd's ``Connection closed by
-        authenticating user ... [preauth]`` after ``Failed password`` lines is
-        the same attempt's last line, while on its own (a key probe) it is an
-        attempt. Connectors that know the connection say so with
-        ``attributes.connection`` and ``attributes.closes_connection``.
+        An attempt counts once, whatever lines it writes. In sshd's words: a
+        ``Connection closed by authenticating user ... [preauth]`` after
+        ``Failed password`` lines is the same attempt's last line, while on its
+        own (a key probe) it is an attempt; an ``Invalid user`` line announces
+        an attempt, counted there, so the ``Failed password for invalid user``
+        that follows is not counted again (without one, the probe still
+        counted once). Connectors that know the connection say so with
+        ``attributes.connection``, ``closes_connection`` and ``announces_attempt``.
         """
         connection = event.attributes.get("connection")
         if not isinstance(connection, str) or not connection:
             return False
+        open_connections = self._open_connections
         if event.attributes.get("closes_connection") is True:
-            counted = connection in self._open_connections
-            self._open_connections.pop(connection, None)  # the connection is over either way
+            counted = connection in open_connections
+            open_connections.pop(connection, None)  # the connection is over either way
             self.epilogues += counted
             return counted
-        self._open_connections[connection] = None
-        self._open_connections.move_to_end(connection)
-        if len(self._open_connections) > self.max_keys:
-            self._open_connections.popitem(last=False)
-        return False
+        announced = open_connections.get(connection) is True
+        open_connections[connection] = event.attributes.get("announces_attempt") is True
+        open_connections.move_to_end(connection)
+        if len(open_connections) > self.max_keys:
+            open_connections.popitem(last=False)
+        self.epilogues += announced
+        return announced
 
     def _count(self, rule: ThresholdRule, group: Entity, event: Alert) -> Alert | None:
         windows = self._windows[rule.name]

@@ -122,6 +122,7 @@ def to_alert(record: dict[str, Any]) -> Alert:
             # attempt once per connection (a [preauth] close after failures is not another one).
             "connection": f"{host or '-'}/sshd[{pid}]" if pid else None,
             "closes_connection": attempt.method == "preauth_close" or None,
+            "announces_attempt": attempt.rule_id == "auth_invalid_user" or None,
         },
     )
 

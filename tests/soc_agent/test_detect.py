@@ -73,3 +73,19 @@ def test_events_without_a_connection_are_counted_as_before():
              for a in detector.observe(anonymous.model_copy(update={"id": f"e{i}",
                                                                     "timestamp": base.timestamp + timedelta(seconds=i)}))]
     assert len(fired) == 1 and fired[0].attributes["count"] == 5
+
+
+def _invalid(pid: int, second: int, user: str = "oracle") -> bytes:
+    return _sshd(pid, f"Invalid user {user} from {ATTACKER} port {40000 + pid}", second)
+
+
+def _failed_invalid(pid: int, second: int, user: str = "oracle") -> bytes:
+    return _sshd(pid, f"Failed password for invalid user {user} from {ATTACKER} port {40000 + pid} ssh2", second)
+
+
+def test_an_invalid_user_probe_is_an_attempt_and_its_password_line_is_not_a_second():
+    # Three probes with no password (3 attempts) and one connection with two passwords (2 attempts).
+    probes = [_invalid(500 + i, i) for i in range(3)]
+    with_passwords = [_invalid(510, 4), _failed_invalid(510, 5), _failed_invalid(510, 6)]
+    assert _fired(probes + with_passwords[:2]) == []  # 4 attempts in 5 lines
+    assert _fired(probes + with_passwords) == [(5, 5)]  # the second password is the fifth attempt
