@@ -78,6 +78,10 @@ class Correlator:
         self.window = window
         self.cases: dict[str, CaseIndex] = {}
         self._by_entity: dict[str, str] = {}
+        """strong entity key -> the newest case holding it (joins across rules)"""
+        self._by_rule_entity: dict[tuple[str, str], str] = {}
+        """(rule id, weak entity key) -> the newest case of that rule holding it. Kept apart from
+        ``_by_entity``: a user in a malware case must not hide that user's open travel case."""
         self._by_group: dict[str, str] = {}
         """detector group key (e.g. the source ip) -> the case its threshold opened"""
 
@@ -97,13 +101,11 @@ class Correlator:
                     return case_id
             return None
         for entity in alert.entities:
-            case_id = self._by_entity.get(entity.key)
-            if case_id is None:
-                continue
-            case = self.cases[case_id]
-            if not self._recent(case, alert):
-                continue
-            if is_strong(entity) or alert.rule_id in case.rules:
+            if is_strong(entity):
+                case_id = self._by_entity.get(entity.key)
+            else:
+                case_id = self._by_rule_entity.get((alert.rule_id, entity.key))
+            if case_id is not None and self._recent(self.cases[case_id], alert):
                 return case_id
         return None
 
@@ -147,6 +149,9 @@ class Correlator:
         self.cases[case_id] = case
         for key in entity_keys:
             self._by_entity[key] = case_id
+            # Which rule brought which entity is not stored: every rule of the case may join on it.
+            for rule in rules:
+                self._by_rule_entity[(rule, key)] = case_id
 
     def _index(self, case: CaseIndex, alert: Alert) -> None:
         if alert.source == "detector" and alert.attributes.get("group_key"):
@@ -158,3 +163,5 @@ class Correlator:
         for entity in alert.entities:
             case.entity_keys.add(entity.key)
             self._by_entity[entity.key] = case.case_id
+            if alert.kind == "alert":
+                self._by_rule_entity[(alert.rule_id, entity.key)] = case.case_id

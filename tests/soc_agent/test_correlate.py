@@ -1,0 +1,54 @@
+"""Correlation: strong indicators join across rules, weak entities only within a rule."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from soc_agent.correlate import Correlator
+from soc_agent.types import Alert, Entity, EntityKind, Severity
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+
+
+def _alert(alert_id: str, rule: str, *entities: tuple[str, str], minutes: float = 0) -> Alert:
+    return Alert(id=alert_id, source="test", kind="alert", rule_id=rule, title=rule, severity=Severity.MEDIUM,
+                 timestamp=T0 + timedelta(minutes=minutes),
+                 entities=[Entity(kind=EntityKind(kind), value=value) for kind, value in entities])
+
+
+def test_a_weak_entity_joins_its_rules_case_even_after_another_case_took_it_up():
+    correlator = Correlator(timedelta(hours=1))
+    admin = correlator.attach(_alert("a1", "admin_tool_execution", ("user", "u1"), ("host", "wks-1")))
+    # The same user in another rule's case (a weak entity does not join across rules)...
+    travel = correlator.attach(_alert("a2", "impossible_travel", ("user", "u1"), ("ip", "198.51.100.9"), minutes=1))
+    assert travel.new_case and travel.case_id != admin.case_id
+    # ...must not hide the user's open admin case from the next admin alert on another host.
+    follow = correlator.attach(_alert("a3", "admin_tool_execution", ("user", "u1"), ("host", "wks-9"), minutes=2))
+    assert follow.case_id == admin.case_id and not follow.new_case
+
+
+def test_a_strong_indicator_joins_across_rules_and_a_weak_one_does_not():
+    correlator = Correlator(timedelta(hours=1))
+    first = correlator.attach(_alert("b1", "connection_to_known_bad_ip", ("host", "wks-2"), ("ip", "203.0.113.7")))
+    exfil = correlator.attach(_alert("b2", "exfil_unusual_destination", ("host", "wks-3"), ("ip", "203.0.113.7"),
+                                     minutes=1))
+    assert exfil.case_id == first.case_id and exfil.material  # a new detection on the same external address
+    scan = correlator.attach(_alert("b3", "port_scan", ("host", "wks-2"), ("ip", "10.0.0.5"), minutes=2))
+    assert scan.new_case  # same laptop, other rule, internal address: another case
+
+
+def test_a_case_past_the_window_is_not_joined():
+    correlator = Correlator(timedelta(minutes=30))
+    old = correlator.attach(_alert("c1", "admin_tool_execution", ("user", "u2"), ("host", "wks-4")))
+    late = correlator.attach(_alert("c2", "admin_tool_execution", ("user", "u2"), ("host", "wks-4"), minutes=45))
+    assert late.new_case and late.case_id != old.case_id
+
+
+def test_a_restored_case_joins_on_its_weak_entities_for_each_of_its_rules():
+    correlator = Correlator(timedelta(hours=1))
+    correlator.restore("case-r", {"admin_tool_execution"}, {"user:u3", "host:wks-5"}, Severity.MEDIUM,
+                       T0, runs=1)
+    again = correlator.attach(_alert("d1", "admin_tool_execution", ("user", "u3"), ("host", "wks-8"), minutes=5))
+    assert again.case_id == "case-r"
+    other_rule = correlator.attach(_alert("d2", "impossible_travel", ("user", "u3"), minutes=6))
+    assert other_rule.new_case
