@@ -21,6 +21,7 @@ from datetime import timedelta, timezone
 from typing import Any
 
 from langgraph.types import Command
+from sqlalchemy import func
 from sqlmodel import select
 
 from connectors import MappingError, parse_record
@@ -360,27 +361,35 @@ class Pipeline:
 
     def _restore(self) -> None:
         """Rebuild the correlator's index of open cases after a restart."""
-        session = self.store.session
         horizon = to_db_time(utcnow() - self.correlator.window)
-        for case in session.exec(select(CaseRow).where(CaseRow.updated_at >= horizon)):
-            self._restore_case(case)
+        self._restore_cases(list(self.store.session.exec(select(CaseRow).where(CaseRow.updated_at >= horizon))))
 
-    def _restore_case(self, case: CaseRow) -> None:
-        """Re-index one open case (entities, rules, last activity, detector group) in the correlator."""
+    def _restore_cases(self, cases: list[CaseRow], chunk: int = 500) -> None:
+        """Re-index open cases, a few queries per ``chunk`` of cases (a takeover restores thousands)."""
         session = self.store.session
-        keys = set(session.exec(select(CaseEntityRow.key).where(CaseEntityRow.case_id == case.id)))
-        rules = set(session.exec(select(AlertRow.rule_id).where(AlertRow.case_id == case.id,
-                                                                 AlertRow.kind == "alert")))
-        last = session.exec(select(AlertRow.ts).where(AlertRow.case_id == case.id)
-                            .order_by(AlertRow.ts.desc())).first()
-        last_seen = (last or case.updated_at).replace(tzinfo=timezone.utc)
-        self.correlator.restore(case.id, rules, keys, Severity(case.severity), last_seen, case.runs)
-        self.correlator.cases[case.id].stored_keys = set(keys)
-        for payload in session.exec(select(AlertRow.payload).where(AlertRow.case_id == case.id,
-                                                                   AlertRow.source == "detector")):
-            group_key = json.loads(payload).get("attributes", {}).get("group_key")
-            if group_key:
-                self.correlator.remember_group(group_key, case.id)
+        for start in range(0, len(cases), chunk):
+            batch = {case.id: case for case in cases[start:start + chunk]}
+            ids = list(batch)
+            keys: dict[str, set[str]] = {case_id: set() for case_id in ids}
+            for case_id, key in session.exec(select(CaseEntityRow.case_id, CaseEntityRow.key)
+                                             .where(CaseEntityRow.case_id.in_(ids))):
+                keys[case_id].add(key)
+            rules: dict[str, set[str]] = {case_id: set() for case_id in ids}
+            for case_id, rule_id in session.exec(select(AlertRow.case_id, AlertRow.rule_id).distinct()
+                                                 .where(AlertRow.case_id.in_(ids), AlertRow.kind == "alert")):
+                rules[case_id].add(rule_id)
+            last = dict(session.exec(select(AlertRow.case_id, func.max(AlertRow.ts))
+                                     .where(AlertRow.case_id.in_(ids)).group_by(AlertRow.case_id)).all())
+            for case_id, case in batch.items():
+                last_seen = (last.get(case_id) or case.updated_at).replace(tzinfo=timezone.utc)
+                self.correlator.restore(case_id, rules[case_id], keys[case_id], Severity(case.severity), last_seen,
+                                        case.runs)
+                self.correlator.cases[case_id].stored_keys = set(keys[case_id])
+            for case_id, payload in session.exec(select(AlertRow.case_id, AlertRow.payload)
+                                                 .where(AlertRow.case_id.in_(ids), AlertRow.source == "detector")):
+                group_key = json.loads(payload).get("attributes", {}).get("group_key")
+                if group_key:
+                    self.correlator.remember_group(group_key, case_id)
 
     def rebuild_intake(self, case_ids: Iterable[str], seen: Iterable[tuple[str, str, Any, str | None]] = ()) -> None:
         """Fresh intake state that knows only ``case_ids`` and the ``seen`` alerts.
@@ -404,10 +413,11 @@ class Pipeline:
         wanted = set(case_ids)
         if not wanted:
             return
-        session = self.store.session
         horizon = to_db_time(utcnow() - self.correlator.window)
-        for case in session.exec(select(CaseRow).where(CaseRow.id.in_(wanted), CaseRow.updated_at >= horizon)):
-            self._restore_case(case)
+        wanted_ids = list(wanted)
+        for start in range(0, len(wanted_ids), 500):
+            self._restore_cases(list(self.store.session.exec(select(CaseRow).where(
+                CaseRow.id.in_(wanted_ids[start:start + 500]), CaseRow.updated_at >= horizon))))
 
     def run_lines(self, lines: Iterable[bytes], source: str, fmt: str = "auto") -> Iterable[TriageResult]:
         """Process a stream of lines, yielding each result as it is decided."""

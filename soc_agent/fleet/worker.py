@@ -143,11 +143,7 @@ class Worker:
         """One round: leases, scheduler, one batch. Returns how many messages it handled."""
         now = time.monotonic()
         self.broker.heartbeat(self.id)
-        held = self.broker.renew(list(self.owned), self.id)
-        for lost in set(self.owned) - held:
-            # Someone else owns it now: forget our state, never touch its cases again.
-            log.warning("worker %s: lost partition %d", self.id, lost)
-            self._drop(lost)
+        self._renew_or_drop()
         if now >= self._next_rebalance:
             self._next_rebalance = now + self.rebalance_s
             self._rebalance()
@@ -196,6 +192,9 @@ class Worker:
                 partition = (start + i) % self.config.partitions
                 if partition not in self.owned and self.broker.acquire(partition, self.id):
                     self._take(partition)
+                    # A takeover reads the partition's history: renew at once, so the time it took
+                    # never costs the leases already held (or this one) to a lease timeout.
+                    self._renew_or_drop()
         for partition in list(self.owned):
             # Entries a dead owner had been given; claimable once idle long enough.
             claimed = self.broker.claim(partition, self.id)
@@ -204,6 +203,14 @@ class Worker:
                 # One at a time: a claimed entry may be the one that killed its last owner, and
                 # a failure must cost an attempt to that entry alone, not to its whole batch.
                 self._handle([message])
+
+    def _renew_or_drop(self) -> None:
+        """Renew our leases; forget every partition whose lease someone else holds now."""
+        held = self.broker.renew(list(self.owned), self.id)
+        for lost in set(self.owned) - held:
+            # Someone else owns it now: forget our state, never touch its cases again.
+            log.warning("worker %s: lost partition %d", self.id, lost)
+            self._drop(lost)
 
     def _take(self, partition: int) -> None:
         """Own ``partition``: its group, its intake state from the store, its unsettled intents."""
