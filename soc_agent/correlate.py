@@ -143,15 +143,28 @@ class Correlator:
         self._by_group[group_key] = case_id
 
     def restore(self, case_id: str, rules: set[str], entity_keys: set[str], severity: Severity,
-                last_seen: datetime, runs: int) -> None:
-        """Re-index an open case loaded from the store (process restart)."""
+                last_seen: datetime, runs: int, rule_entities: set[tuple[str, str]] | None = None) -> None:
+        """Re-index an open case loaded from the store (process restart, partition takeover).
+
+        ``rule_entities`` are the (rule, entity key) pairs of the case's own
+        alerts; without them every rule of the case is paired with every
+        entity, which can steal a same-rule join from another open case.
+        Where two restored cases share a key, the one seen last keeps it, as
+        it would have in the live index.
+        """
         case = CaseIndex(case_id, set(rules), set(entity_keys), severity.rank, last_seen, runs)
         self.cases[case_id] = case
+        pairs = rule_entities if rule_entities is not None else {(r, k) for r in rules for k in entity_keys}
         for key in entity_keys:
-            self._by_entity[key] = case_id
-            # Which rule brought which entity is not stored: every rule of the case may join on it.
-            for rule in rules:
-                self._by_rule_entity[(rule, key)] = case_id
+            self._claim(self._by_entity, key, case)
+        for pair in pairs:
+            self._claim(self._by_rule_entity, pair, case)
+
+    def _claim(self, index: dict, key, case: CaseIndex) -> None:
+        holder = self.cases.get(index.get(key, ""))
+        if holder is None or holder is case or holder.last_seen is None or \
+                (case.last_seen is not None and case.last_seen >= holder.last_seen):
+            index[key] = case.case_id
 
     def _index(self, case: CaseIndex, alert: Alert) -> None:
         if alert.source == "detector" and alert.attributes.get("group_key"):

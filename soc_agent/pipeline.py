@@ -375,15 +375,20 @@ class Pipeline:
                                              .where(CaseEntityRow.case_id.in_(ids))):
                 keys[case_id].add(key)
             rules: dict[str, set[str]] = {case_id: set() for case_id in ids}
-            for case_id, rule_id in session.exec(select(AlertRow.case_id, AlertRow.rule_id).distinct()
-                                                 .where(AlertRow.case_id.in_(ids), AlertRow.kind == "alert")):
+            pairs: dict[str, set[tuple[str, str]]] = {case_id: set() for case_id in ids}
+            for case_id, rule_id, payload in session.exec(
+                    select(AlertRow.case_id, AlertRow.rule_id, AlertRow.payload)
+                    .where(AlertRow.case_id.in_(ids), AlertRow.kind == "alert", AlertRow.duplicate_of == None)):  # noqa: E711
                 rules[case_id].add(rule_id)
+                # Which rule came with which entity: a weak entity joins only its own rule's alerts.
+                for entity in json.loads(payload).get("entities", []):
+                    pairs[case_id].add((rule_id, f"{entity['kind']}:{entity['value']}"))
             last = dict(session.exec(select(AlertRow.case_id, func.max(AlertRow.ts))
                                      .where(AlertRow.case_id.in_(ids)).group_by(AlertRow.case_id)).all())
             for case_id, case in batch.items():
                 last_seen = (last.get(case_id) or case.updated_at).replace(tzinfo=timezone.utc)
                 self.correlator.restore(case_id, rules[case_id], keys[case_id], Severity(case.severity), last_seen,
-                                        case.runs)
+                                        case.runs, pairs[case_id])
                 self.correlator.cases[case_id].stored_keys = set(keys[case_id])
             for case_id, payload in session.exec(select(AlertRow.case_id, AlertRow.payload)
                                                  .where(AlertRow.case_id.in_(ids), AlertRow.source == "detector")):

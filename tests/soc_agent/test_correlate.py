@@ -52,3 +52,28 @@ def test_a_restored_case_joins_on_its_weak_entities_for_each_of_its_rules():
     assert again.case_id == "case-r"
     other_rule = correlator.attach(_alert("d2", "impossible_travel", ("user", "u3"), minutes=6))
     assert other_rule.new_case
+
+
+def test_restored_cases_keep_which_rule_came_with_which_entity():
+    # Case X: exfil from wks-0360. Case Y, newer: a known-bad connection from wks-0360 and an exfil
+    # from wks-0743. After a restore, the next exfil from wks-0360 still belongs to X, as it would
+    # have without the restart: Y never had an exfil from wks-0360.
+    correlator = Correlator(timedelta(hours=1))
+    correlator.restore("case-x", {"exfil"}, {"host:wks-0360", "ip:198.51.100.1"}, Severity.HIGH, T0, 1,
+                       {("exfil", "host:wks-0360"), ("exfil", "ip:198.51.100.1")})
+    correlator.restore("case-y", {"known_bad", "exfil"}, {"host:wks-0360", "host:wks-0743", "ip:198.51.100.2"},
+                       Severity.HIGH, T0 + timedelta(minutes=20), 1,
+                       {("known_bad", "host:wks-0360"), ("known_bad", "ip:198.51.100.2"),
+                        ("exfil", "host:wks-0743"), ("exfil", "ip:198.51.100.2")})
+    later = correlator.attach(_alert("e1", "exfil", ("host", "wks-0360"), ("ip", "198.51.100.3"), minutes=40))
+    assert later.case_id == "case-x"
+
+
+def test_the_newest_restored_case_keeps_a_shared_key_whatever_the_restore_order():
+    for order in (("old", "new"), ("new", "old")):
+        correlator = Correlator(timedelta(hours=1))
+        for name in order:
+            seen = T0 + timedelta(minutes=30 if name == "new" else 0)
+            correlator.restore(f"case-{name}", {"admin"}, {"user:u9"}, Severity.LOW, seen, 1, {("admin", "user:u9")})
+        joined = correlator.attach(_alert("f1", "admin", ("user", "u9"), minutes=45))
+        assert joined.case_id == "case-new", order
