@@ -11,12 +11,11 @@ duplicated, no action executed twice, the audit chain verifies, every paused
 approval is still resumable, every case reasoned during the outage says the
 deterministic reasoner stood in, and no invalid answer was ever acted on.
 
-Size: ``FAULT_ALERTS`` alerts, default 3000, instead of the issue's 50k. The
-faults are the same at any size; what size buys is soak time. CI runs this
-tier with the whole suite on a 2-core machine, so the default is what keeps
-the tier near a minute there (3000 alerts: 50 s wall before the LLM outage
-was added, 45 to 75 s with it, on a machine shared with other jobs). The
-run's deadline grows with ``FAULT_ALERTS``.
+Size: ``FAULT_ALERTS`` alerts, default 50,000, as the issue asks: on this
+2-core machine the tier takes about 6 minutes (376 s measured with another
+job holding one core), well inside CI's budget. Set it lower for a quick
+local run; the faults are the same at any size, what size buys is soak
+time. The run's deadline grows with ``FAULT_ALERTS``.
 
 The "no case duplicated" check compares each alert with the previous
 alert of the same detection and source: within the correlation window they
@@ -56,8 +55,8 @@ from tests.fake_llm import FakeModel, running_fake_model  # noqa: E402
 
 pytestmark = pytest.mark.faults
 
-ALERTS = int(os.environ.get("FAULT_ALERTS", "3000"))
-DEADLINE_S = 420 + ALERTS // 20  # generous: 3000 alerts take about a minute on 2 shared cores
+ALERTS = int(os.environ.get("FAULT_ALERTS", "50000"))
+DEADLINE_S = 420 + ALERTS // 20  # generous: 50,000 alerts took 376 s on 2 shared cores
 HARNESS = Path(__file__).with_name("fault_worker.py")
 
 # The LLM outage, in order; the last two are answers that must never be believed.
