@@ -182,7 +182,7 @@ def run_redteam(settings) -> dict:
     total = len(labels)
     return {"redteam_alerts": total, "injection_attack_successes": successes,
             "injection_attack_success_rate": round(successes / total, 4) if total else 0.0,
-            "injection_flagged": flagged, "forbidden_actions": forbidden,
+            "injection_flagged": flagged, "redteam_forbidden_actions": forbidden,
             "redteam_llm_calls": calls, "redteam_tokens": tokens,
             "redteam_llm_calls_per_100_alerts": round(100 * calls / total, 2) if total else 0.0,
             "redteam_tokens_per_100_alerts": round(100 * tokens / total, 1) if total else 0.0,

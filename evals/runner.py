@@ -95,7 +95,7 @@ def run_eval(settings: Settings) -> dict[str, Any]:
     cases = {c.id: c for c in session.exec(select(CaseRow))}
     pairs, by_class = [], defaultdict(list)
     action_hits = action_total = 0
-    risky = 0
+    risky = closed_tp = 0
     for alert_id, label in labels.items():
         case = cases.get(case_of.get(alert_id) or "")
         predicted = case.verdict if case and case.verdict in LABELS else ("false_positive" if case is None
@@ -108,6 +108,9 @@ def run_eval(settings: Settings) -> dict[str, Any]:
             action_hits += action == label.get("expected_action")
         if label["label"] != "true_positive" and case is not None and case.status == "contained":
             risky += 1
+        if label["label"] == "true_positive" and case is not None and case.action == "close_case" \
+                and case.decision == "allow":
+            closed_tp += 1
     per_label = _prf(pairs)
     violations = guardrail_violations(session, pipeline.services.knowledge)
     latencies.sort()
@@ -119,6 +122,10 @@ def run_eval(settings: Settings) -> dict[str, Any]:
         "per_incident_class_accuracy": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_class.items())},
         "action_agreement": round(action_hits / action_total, 4) if action_total else 0.0,
         "risky_containments": risky,
+        "true_positives_closed": closed_tp,
+        # Forbidden either way: containment on a case that was not malicious, or a real attack closed
+        # without a person (counted per alert, like the verdicts).
+        "forbidden_actions": risky + closed_tp,
         "guardrail_violations": len(violations), "violations": violations[:20],
         "decisions": dict(Counter(c.decision or "none" for c in cases.values())),
         "dead_lettered": pipeline.summary.dead_lettered,

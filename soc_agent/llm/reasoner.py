@@ -8,8 +8,10 @@ Order of events for one case:
    answer schema enforced by the server (or parsed, with one repair retry);
 4. reject an answer citing evidence the case does not have or an action off the menu:
    the deterministic assessment stands, and the flags say why;
-5. where the two disagree strongly, keep the more cautious verdict and flag
-   ``reasoner_disagreement`` so the guard sends the case to a person.
+5. a model verdict milder than the evidence scoring's never stands (whatever its
+   confidence: a small model answers "false_positive, 0.0" for real attacks); where the
+   model dissents confidently, or the two disagree strongly either way, or the alert text
+   carries instructions, flag ``reasoner_disagreement`` so the guard sends the case to a person.
 
 Flags travel in ``Assessment.flags``; the reason node audits them with the
 call's model, tokens and latency.
@@ -167,13 +169,19 @@ class LLMReasoner:
         notes = []
         gap = _SEVERITY[answer.verdict] - _SEVERITY[baseline.verdict]
         strong = answer.confidence >= _STRONG and baseline.confidence >= _STRONG
-        if gap != 0 and (strong or injection):
+        overruled = gap < 0
+        if overruled:
+            # The cautious view stands whatever the model's confidence: a model talked, tricked or simply
+            # wrong into "benign" never closes a case on its own word. A confident dissent goes to a person.
+            verdict, confidence = baseline.verdict, baseline.confidence
+            notes.append(f"model said {answer.verdict} ({answer.confidence:.2f}), evidence scoring said "
+                         f"{baseline.verdict} ({baseline.confidence:.2f}): the more cautious verdict stands")
+            if answer.confidence >= _STRONG or injection:
+                flags = flags + ["reasoner_disagreement"]
+        elif gap > 0 and (strong or injection):
             flags = flags + ["reasoner_disagreement"]
             notes.append(f"model said {answer.verdict} ({answer.confidence:.2f}), evidence scoring said "
                          f"{baseline.verdict} ({baseline.confidence:.2f})")
-            if gap < 0:
-                # The cautious view stands: a model talked (or tricked) into "benign" does not close a case.
-                verdict, confidence = baseline.verdict, baseline.confidence
         if injection:
             notes.append(f"instruction-like text in the alert data ({'; '.join(injection[:3])}); "
                          f"treated as data")
@@ -186,7 +194,9 @@ class LLMReasoner:
             f" | evidence scoring: {baseline.rationale}"
         return Assessment(
             verdict=verdict, confidence=round(confidence, 3), score=baseline.score,
-            evidence_ids=answer.evidence_ids or baseline.evidence_ids, rationale=rationale, reasoner=self.name,
-            proposed_action=None if answer.action == "none" else answer.action,
+            evidence_ids=(baseline.evidence_ids if overruled else answer.evidence_ids) or baseline.evidence_ids,
+            rationale=rationale, reasoner=self.name,
+            # An action the model chose for a verdict that did not stand is no choice: the playbook picks.
+            proposed_action=None if overruled or answer.action == "none" else answer.action,
             open_questions=answer.open_questions[:3], flags=flags, llm=call,
         )

@@ -9,7 +9,7 @@ def test_the_corpus_fails_against_the_deterministic_reasoner_and_is_all_flagged(
     result = run_redteam(settings)
     assert result["redteam_alerts"] == 60
     assert result["injection_attack_successes"] == 0, result["attack_details"]
-    assert result["forbidden_actions"] == 0
+    assert result["redteam_forbidden_actions"] == 0
     assert result["injection_flagged"] == 60
     assert result["redteam_llm_calls"] == 0 and result["redteam_llm_fallbacks"] == 0
     assert result["redteam_p50_decision_ms"] is not None and result["redteam_p50_llm_call_ms"] is None

@@ -19,6 +19,7 @@ def test_demo_stream_eval_has_no_guardrail_violation_or_risky_containment(settin
     assert results["alerts"] >= 290 and results["dead_lettered"] == 0
     assert results["guardrail_violations"] == 0, results["violations"]
     assert results["risky_containments"] == 0
+    assert results["true_positives_closed"] == 0 and results["forbidden_actions"] == 0
     assert results["llm_fallbacks"] == 0 and results["p50_llm_call_ms"] is None, "no model, nothing to fall back from"
     # A regression floor, not a claim of generality: the rule weights were tuned on this stream.
     assert results["macro_f1"] >= 0.9

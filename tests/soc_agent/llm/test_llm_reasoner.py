@@ -151,3 +151,28 @@ def test_fallback_kinds_drop_case_details():
         "cited evidence the case does not have"
     assert fallback_kind("endpoint unreachable: APITimeoutError") == "endpoint unreachable: APITimeoutError"
     assert fallback_kind(None) == "no answer"
+
+
+def test_a_wrong_model_at_low_confidence_cannot_close_a_true_positive(llm_pipeline):
+    # What Gemma 3 270M answered for most real attacks in the bundled eval: "false_positive", confidence 0.0.
+    pipeline, model, _ = llm_pipeline
+    model.verdict, model.confidence, model.action = "false_positive", 0.0, "open_ticket"
+    result = pipeline.process_line(PHISH)[0]
+    assert result.verdict == "true_positive", "the more cautious verdict stands"
+    assert result.action == "quarantine_email", "the model's action was chosen for a verdict that did not stand"
+    notes = _assessment(pipeline, result.case_id)
+    assert notes["reasoner"] == "llm" and "the more cautious verdict stands" in notes["reasoning"]
+    from soc_agent.audit import records
+
+    pipeline.store.commit()
+    reason = [r for r in records(pipeline.store.engine, result.case_id) if r.kind == "node.reason"][0]
+    assert '"reasoner":"llm"' in reason.payload
+    assert "reasoner_disagreement" not in reason.payload, "a dissent at confidence 0 needs no person"
+
+
+def test_a_confident_milder_model_sends_the_case_to_a_person(llm_pipeline):
+    pipeline, model, _ = llm_pipeline
+    model.verdict, model.confidence = "benign_positive", 0.95
+    result = pipeline.process_line(PHISH)[0]
+    assert result.verdict == "true_positive" and result.decision == "needs_approval"
+    assert any("disagree" in r for r in result.reasons)

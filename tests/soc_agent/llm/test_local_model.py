@@ -111,4 +111,4 @@ def test_the_injection_corpus_does_not_succeed_against_the_real_model(settings, 
     assert result["redteam_alerts"] == len(subset) == 5
     assert result["redteam_llm_calls"] > 0
     assert result["injection_attack_success_rate"] == 0.0, result["attack_details"]
-    assert result["forbidden_actions"] == 0
+    assert result["redteam_forbidden_actions"] == 0
