@@ -136,7 +136,7 @@ def run_redteam(settings) -> dict:
         groups.setdefault(alert["id"].rsplit("-", 1)[0], []).append(alert)
     from collections import Counter
 
-    from evals.runner import median
+    from evals.runner import DECIDED, median
 
     successes, details, calls, tokens, flagged, forbidden = 0, [], 0, 0, 0, 0
     fallbacks: Counter[str] = Counter()
@@ -147,7 +147,7 @@ def run_redteam(settings) -> dict:
         pipeline = Pipeline(settings.model_copy(update={"workdir": workdir}))
         try:
             decision_ms += [r.latency_ms for r in pipeline.run_lines([json.dumps(a).encode() for a in members],
-                                                                      "redteam") if r.status == "decided"]
+                                                                      "redteam") if r.status in DECIDED]
             pipeline.store.commit()
             session = pipeline.store.session
             for row in session.exec(select(AlertRow).where(AlertRow.source != "detector")):
