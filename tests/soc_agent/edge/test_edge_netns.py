@@ -272,6 +272,9 @@ def test_server_killed_edge_keeps_blocking_and_queueing_then_drains_in_order(tmp
     try:
         flood(sensor.log, ATTACKER)
         wait_for(lambda: srv.signed("a1", "GET", "/edge/v1/events").json(), 60, "the first report")
+        # The server stores an event before the sensor reads its acknowledgement; killing it in between
+        # would leave that event queued (and resent later), so wait for the sensor to have deleted it.
+        wait_for(lambda: sensor.queued() == 0, 60, "the first report to be acknowledged")
         srv.kill()
         offline = [f"203.0.113.{i}" for i in range(1, 13)]
         for ip in offline:
