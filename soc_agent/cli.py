@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from collections import Counter
 from pathlib import Path
@@ -117,6 +119,13 @@ def _print_summary(summary: dict) -> None:
     out.print(f"case notes: {summary['notes_dir']}   store: {summary['workdir']}")
 
 
+def _is_regular_file(stream) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 @app.command()
 def triage(
     source: str = typer.Argument(..., help="newline-delimited alerts: a file, or - for stdin"),
@@ -146,7 +155,8 @@ def triage(
     pipeline = _pipeline(settings)
     sink = open(out_file, "w") if out_file else None  # noqa: SIM115
     try:
-        for result in pipeline.run_lines(stream, source, fmt):
+        # A pipe or a terminal may pause between lines: then every line is decided before the next is read.
+        for result in pipeline.run_lines(stream, source, fmt, batched=_is_regular_file(stream)):
             if sink is not None:
                 sink.write(result.to_json() + "\n")
             elif not as_json:

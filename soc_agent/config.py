@@ -41,6 +41,12 @@ class Settings(BaseModel):
     to_broker: bool = Field(default=False, description="`soc-agent serve` publishes submitted alerts to the Redis "
                             "Streams broker (SOC_AGENT_REDIS_URL, SOC_AGENT_BROKER_*) for `soc-agent worker`s "
                             "instead of triaging them in the server")
+    run_batch_size: int = Field(default=16, ge=1, le=4096,
+                                description="a stream's queued case runs go through the graph together, at most "
+                                "this many at once (1 with the llm reasoner)")
+    run_batch_delay_ms: int = Field(default=25, ge=0, le=60_000,
+                                    description="a stream runs its queue once its oldest run has waited this long; "
+                                    "a run a threshold opened never waits")
     audit_hmac_key: str | None = Field(default=None, description="optional key; set from SOC_AGENT_AUDIT_HMAC_KEY")
     max_alert_bytes: int = Field(default=256 * 1024, description="larger input lines are dead-lettered")
     max_clock_skew_s: int = Field(default=300, description="alerts further in the future are dead-lettered")

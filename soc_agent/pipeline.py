@@ -7,6 +7,17 @@ new detection, a new indicator, higher severity) does the case get a fresh
 run of the graph; duplicates and follow-ups update the case in one lookup.
 Every input ends either processed or in the dead-letter table, with the
 reason: ``alerts_in == processed + dead_lettered``.
+
+Runs are queued and go through the batch graph together (``soc_agent.graph``):
+one LangGraph invocation costs more than a run's own work. ``process_line``
+and ``process_alert`` run what they queued before they return; a stream
+(``run_lines``) flushes its queue when it holds ``run_batch_size`` runs,
+when its oldest has waited ``run_batch_delay_ms``, and at once for a run a
+threshold opened (a brute force in progress is the alert that must not
+wait). A duplicate or an event about a case whose run is queued reports
+the decision that run makes (neither changes what a run reads); any other
+alert joining such a case first runs the queue up to that case. So a
+stream decides exactly what it would one alert at a time.
 """
 
 from __future__ import annotations
@@ -14,14 +25,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta, timezone
 from typing import Any
 
 from langgraph.types import Command
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import select
 
 from connectors import MappingError, parse_record
@@ -32,10 +43,10 @@ from soc_agent.correlate import Correlator
 from soc_agent.dedupe import Deduper, fingerprint
 from soc_agent.detect import ThresholdDetector
 from soc_agent.enrich import LocalKnowledge, local_enrichers
-from soc_agent.graph import build_graph
+from soc_agent.graph import AWAITING_APPROVAL, batch_input, build_batch_graph, build_graph, hand_over
 from soc_agent.playbooks import PlaybookSet, load_playbooks
 from soc_agent.policy import load_policy
-from soc_agent.reasoner import Reasoner, make_reasoner
+from soc_agent.reasoner import DeterministicReasoner, Reasoner, make_reasoner
 from soc_agent.responders import ActionExecutor, LocalResponder
 from soc_agent.responders.local import CASE_CAPABILITIES
 from soc_agent.scoring import RuleBook
@@ -67,6 +78,64 @@ class TriageResult:
     def to_json(self) -> str:
         """One JSON line for ``triage`` output."""
         return json.dumps(asdict(self), default=str)
+
+
+class _Later:
+    """A result that exists once the queued runs have been flushed."""
+
+    def __init__(self, make: Callable[[], TriageResult | None]) -> None:
+        self._make = make
+        self._value: TriageResult | None = None
+        self._followers: list[_Later] = []
+
+    @property
+    def done(self) -> bool:
+        """Whether the result has been made."""
+        return self._value is not None
+
+    def get(self) -> TriageResult:
+        """The result (made on first call, so call it right after the flush it waits for)."""
+        if self._value is None:
+            self._value = self._make()
+            if self._value is not None:
+                for follower in self._followers:
+                    follower.get()
+        return self._value
+
+    def resolve(self, value: TriageResult) -> None:
+        """Set the result from outside (a queued run's, once the batch has decided it)."""
+        self._make = lambda: value
+        self.get()
+
+    def then(self, make: Callable[[TriageResult], TriageResult]) -> "_Later":
+        """A result made from this one, as soon as this one exists."""
+        follower = _Later(lambda: make(self._value) if self._value is not None else None)
+        if self.done:
+            follower.get()
+        else:
+            self._followers.append(follower)
+        return follower
+
+
+def _now(item: "_Produced") -> TriageResult:
+    return item.get() if isinstance(item, _Later) else item
+
+
+@dataclass
+class _QueuedRun:
+    """A case run waiting in the queue for the batch graph."""
+
+    alert: Alert
+    case_id: str
+    run: int
+    material: list[str]
+    started: float
+    later: _Later = field(default_factory=lambda: _Later(lambda: None))
+    """Its result, once the batch that runs it has decided."""
+
+
+_Produced = TriageResult | _Later
+"""What intake gives for one alert: its result now, or once the queued runs are flushed."""
 
 
 @dataclass
@@ -140,7 +209,16 @@ class Pipeline:
         self.store = self.services.store
         self.checkpointer = make_checkpointer(settings)
         self.graph = build_graph(self.checkpointer)
+        self.batch_graph = build_batch_graph()
         self.durability = durability
+        # A model's answer takes seconds: its runs go one at a time so each result leaves as soon as it exists.
+        deterministic = isinstance(self.services.reasoner, DeterministicReasoner)
+        self.batch_size = settings.run_batch_size if deterministic else 1
+        self.batch_delay_s = settings.run_batch_delay_ms / 1000
+        self._queue: list[_QueuedRun] = []
+        self._queued_cases: dict[str, _QueuedRun] = {}
+        # Results waiting on a queued case's run, by case: made right after that run.
+        self._waiting: dict[str, list[_Later]] = {}
         self.deduper = Deduper()
         self.detector = ThresholdDetector.from_file(settings.playbooks_dir / "detectors.yml")
         self.correlator = Correlator(timedelta(seconds=settings.correlation_window_s))
@@ -160,6 +238,19 @@ class Pipeline:
     def process_line(self, line: bytes, source: str = "stdin", line_no: int | None = None,
                      fmt: str = "auto") -> list[TriageResult]:
         """One input line: its results, or a dead letter (and an empty list)."""
+        return self._settle(self.take_line(line, source, line_no, fmt))
+
+    def process_alert(self, alert: Alert, counted: bool = False) -> list[TriageResult]:
+        """Triage one normalised alert (raw events may complete a threshold)."""
+        return self._settle(self.take_alert(alert, counted))
+
+    def _settle(self, produced: list[_Produced]) -> list[TriageResult]:
+        self.flush_runs()
+        return [_now(item) for item in produced]
+
+    def take_line(self, line: bytes, source: str = "stdin", line_no: int | None = None,
+                  fmt: str = "auto") -> list[_Produced]:
+        """``take_alert`` for one input line, or its dead letter."""
         self.summary.alerts_in += 1
         try:
             alert = parse_record(line.rstrip(b"\r\n"), fmt, self.settings.max_alert_bytes)
@@ -167,20 +258,25 @@ class Pipeline:
         except MappingError as exc:
             self.dead_letter(line, source, line_no, str(exc))
             return []
-        return self.process_alert(alert, counted=True)
+        return self.take_alert(alert, counted=True)
 
-    def process_alert(self, alert: Alert, counted: bool = False) -> list[TriageResult]:
-        """Triage one normalised alert (raw events may complete a threshold)."""
+    def take_alert(self, alert: Alert, counted: bool = False) -> list[_Produced]:
+        """Intake now; a run the alert needs joins the queue (decided by ``flush_runs``, or sooner)."""
         if not counted:
             self.summary.alerts_in += 1
         started = time.perf_counter()
-        results = self._intake(alert, started)
+        produced = self._intake(alert, started)
         self.summary.processed += 1
         self._pending += 1
+        if self._queue and (len(self._queue) >= self.batch_size
+                            or time.perf_counter() - self._queue[0].started >= self.batch_delay_s):
+            self.flush_runs()
         if self._pending >= _COMMIT_EVERY:
+            # Queued runs first: a committed alert's run is never lost to a crash after the commit.
+            self.flush_runs()
             self.store.commit()
             self._pending = 0
-        return results
+        return produced
 
     def dead_letter(self, line: bytes, source: str, line_no: int | None, reason: str) -> None:
         """Keep what could not be processed, with why; nothing is silently dropped."""
@@ -209,7 +305,7 @@ class Pipeline:
             self._record_alert(alert, key, fp, case_id, duplicate_of=original)
             if case_id is not None:
                 self._case_row(case_id).duplicate_count += 1
-            return [self._result(alert, case_id, "duplicate", [f"duplicate of {original}"], started)]
+            return [self._result_once_decided(alert, case_id, "duplicate", [f"duplicate of {original}"], started)]
 
         if alert.kind == "event":
             crossed = self.detector.observe(alert)
@@ -217,17 +313,24 @@ class Pipeline:
             self._record_alert(alert, key, fp, attachment.case_id)
             if attachment.case_id is not None:
                 self._touch_case(attachment.case_id, alert, event=True)
-            results = []
+            results: list[_Produced] = []
             for synthetic in crossed:
                 results.extend(self._intake(synthetic, started))
             if results:
                 # The event that crossed a threshold reports the decision it caused.
-                return [TriageResult(**{**asdict(results[-1]), "alert_id": alert.id})]
+                return [self._reported_as(results[-1], alert.id)]
             status = "follow_up" if attachment.case_id else "event"
-            return [self._result(alert, attachment.case_id, status, attachment.why, started)]
+            return [self._result_once_decided(alert, attachment.case_id, status, attachment.why, started)]
 
         attachment = self.correlator.attach(alert)
         case_id = attachment.case_id
+        if case_id in self._queued_cases:
+            # A queued run decides on what its case held when its alert arrived, as if it had run at once:
+            # the queue runs up to it before another alert joins the case. In arrival order, because the
+            # guard's block-rate limit counts in order; ahead of a threshold's run only the case's own goes.
+            queued = self._queued_cases[case_id]
+            self._run_batch([queued] if alert.source == "detector" else
+                            self._queue[:self._queue.index(queued) + 1])
         if attachment.new_case:
             now = to_db_time(utcnow())
             row = CaseRow(id=case_id, title=alert.title[:500], opened_at=now, updated_at=now,
@@ -239,10 +342,8 @@ class Pipeline:
         if alert.source == "detector":
             self._attach_events(alert, case_id)
         if not attachment.material or case.status == "pending_approval":
-            why = attachment.why if case.status != "pending_approval" else \
-                attachment.why + ["case is waiting for approval; attached for the approver"]
-            return [self._result(alert, case_id, "follow_up", why, started)]
-        return [self._run_graph(alert, case, attachment.why, started)]
+            return [self._result_once_decided(alert, case_id, "follow_up", attachment.why, started)]
+        return [self._queue_run(alert, case, attachment.why, started)]
 
     def _record_alert(self, alert: Alert, key: str, fp: str, case_id: str | None,
                       duplicate_of: str | None = None) -> None:
@@ -259,11 +360,11 @@ class Pipeline:
     def _attach_events(self, alert: Alert, case_id: str) -> None:
         """The events that crossed a threshold belong to the case it opened."""
         event_ids = alert.attributes.get("event_ids") or []
-        session = self.store.session
         self.store.flush_buffers()
-        for row in session.exec(select(AlertRow).where(AlertRow.alert_id.in_(event_ids),
-                                                       AlertRow.kind == "event", AlertRow.case_id == None)):  # noqa: E711
-            row.case_id = case_id
+        # One UPDATE: alert rows are written through the store's buffers, never held as ORM objects here.
+        self.store.session.connection().execute(
+            update(AlertRow).where(AlertRow.alert_id.in_(event_ids), AlertRow.kind == "event",
+                                   AlertRow.case_id == None).values(case_id=case_id))  # noqa: E711
 
     def _case_row(self, case_id: str) -> CaseRow:
         row = self._case_rows.get(case_id)
@@ -292,22 +393,51 @@ class Pipeline:
 
     # ---- the graph ----------------------------------------------------
 
-    def _run_graph(self, alert: Alert, case: CaseRow, material: list[str], started: float) -> TriageResult:
+    def _queue_run(self, alert: Alert, case: CaseRow, material: list[str], started: float) -> _Later:
         index = self.correlator.cases[case.id]
         index.runs = max(index.runs, case.runs) + 1
+        queued = _QueuedRun(alert=alert.model_copy(update={"raw": {}}), case_id=case.id, run=index.runs,
+                            material=material, started=started)
+        self._queue.append(queued)
+        self._queued_cases[case.id] = queued
+        if alert.source == "detector":
+            # A threshold just crossed (a brute force in progress): its run goes now, ahead of the queue.
+            self._run_batch([queued])
+        return queued.later
+
+    def flush_runs(self) -> None:
+        """Run every queued case run through the batch graph; then every result waiting on them exists."""
+        if self._queue:
+            self._run_batch(list(self._queue))
+
+    def discard_queue(self) -> None:
+        """Forget queued runs and the results waiting on them (their transaction is being rolled back)."""
+        self._queue.clear()
+        self._queued_cases.clear()
+        self._waiting.clear()
+
+    def _run_batch(self, batch: list[_QueuedRun]) -> None:
+        """One batch graph invocation over ``batch``; runs that need approval continue in their own thread."""
+        for queued in batch:
+            self._queue.remove(queued)
+            del self._queued_cases[queued.case_id]
         self.store.flush_buffers()
         self.store.session.flush()
-        config = {"configurable": {"thread_id": f"{case.id}:{index.runs}"}}
-        state = self.graph.invoke(
-            {"case_id": case.id, "run": index.runs, "alert": alert.model_copy(update={"raw": {}}),
-             "material": material, "trace": []},
-            config, context=self.services, durability=self.durability,
-        )
-        self.summary.graph_runs += 1
-        if state.get("__interrupt__"):
+        runs = [{"case_id": q.case_id, "run": q.run, "alert": q.alert, "material": q.material, "trace": []}
+                for q in batch]
+        out = self.batch_graph.invoke(batch_input(runs), context=self.services)
+        self.summary.graph_runs += len(batch)
+        paused = False
+        for queued, state, at in zip(batch, out["runs"], out["at"]):
+            if at == AWAITING_APPROVAL:
+                state = hand_over(self.graph, state, self.services, self.durability)
+                paused = True
+            queued.later.resolve(self._result_from_state(queued.alert, state, queued.started))
+            for later in self._waiting.pop(queued.case_id, []):
+                later.get()
+        if paused:
             # The checkpoint of a paused run is durable; its queue item must be too.
             self.store.commit()
-        return self._result_from_state(alert, state, started)
 
     def resume(self, thread_id: str, approved: bool, by: str, comment: str = "",
                params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -325,10 +455,29 @@ class Pipeline:
 
     # ---- results ------------------------------------------------------
 
+    def _result_once_decided(self, alert: Alert, case_id: str | None, status: str, why: list[str],
+                             started: float) -> _Produced:
+        """The result now, or, when the case's run is queued, once that run has decided."""
+        if case_id not in self._queued_cases:
+            return self._result(alert, case_id, status, why, started)
+        later = _Later(lambda: self._result(alert, case_id, status, why, started))
+        self._waiting.setdefault(case_id, []).append(later)
+        return later
+
+    @staticmethod
+    def _reported_as(item: _Produced, alert_id: str) -> _Produced:
+        """``item``'s result reported for ``alert_id`` (the event that crossed a threshold)."""
+        def renamed(result: TriageResult) -> TriageResult:
+            return TriageResult(**{**asdict(result), "alert_id": alert_id})
+
+        return item.then(renamed) if isinstance(item, _Later) else renamed(item)
+
     def _result(self, alert: Alert, case_id: str | None, status: str, why: list[str],
                 started: float) -> TriageResult:
         case = self._case_row(case_id) if case_id else None
         reasons = list(why)
+        if case is not None and status == "follow_up" and case.status == "pending_approval":
+            reasons.append("case is waiting for approval; attached for the approver")
         if case is not None:
             reasons += json.loads(case.reasons)
         return TriageResult(
@@ -424,14 +573,28 @@ class Pipeline:
             self._restore_cases(list(self.store.session.exec(select(CaseRow).where(
                 CaseRow.id.in_(wanted_ids[start:start + 500]), CaseRow.updated_at >= horizon))))
 
-    def run_lines(self, lines: Iterable[bytes], source: str, fmt: str = "auto") -> Iterable[TriageResult]:
-        """Process a stream of lines, yielding each result as it is decided."""
+    def run_lines(self, lines: Iterable[bytes], source: str, fmt: str = "auto",
+                  batched: bool = True) -> Iterator[TriageResult]:
+        """Process a stream of lines, yielding results in input order as they are decided.
+
+        ``batched=False`` decides every line before reading the next: for a
+        live stream (a pipe, a terminal), where the next line may be minutes
+        away and a queued run must not wait for it.
+        """
+        out: deque[_Produced] = deque()
         for line_no, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            yield from self.process_line(line, source, line_no, fmt)
+            if line.strip():
+                out.extend(self.take_line(line, source, line_no, fmt))
+                if not batched:
+                    self.flush_runs()
+            while out and (not isinstance(out[0], _Later) or out[0].done):
+                yield _now(out.popleft())
+        self.flush_runs()
+        for item in out:
+            yield _now(item)
 
     def close(self) -> None:
-        """Commit everything and release the store and checkpointer."""
+        """Run what is queued, commit everything and release the store and checkpointer."""
+        self.flush_runs()
         self.store.close()
         self.checkpointer.conn.close()

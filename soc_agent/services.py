@@ -16,6 +16,7 @@ from soc_agent.audit import AuditLog
 from soc_agent.config import Settings
 from soc_agent.enrich import Enricher, EnrichmentCache, LocalKnowledge
 from soc_agent.notes import NoteFiles
+from soc_agent.parsed_alerts import ParsedAlerts
 from soc_agent.playbooks import PlaybookSet
 from soc_agent.policy import Policy
 from soc_agent.reasoner import Reasoner
@@ -60,6 +61,8 @@ class Services:
     """Case-level evidence added by the assess node (learned priors...)."""
     calibrator: Calibrator | None = None
     """Applied to every assessment the reason node settles on."""
+    parsed_alerts: ParsedAlerts = field(default_factory=ParsedAlerts)
+    """Stored alerts already parsed, for the correlate node's re-reads of a case."""
     note_files: NoteFiles = field(init=False)
     """The notes' markdown files, written after each commit of the store."""
 

@@ -290,6 +290,8 @@ class Worker:
             else:
                 self._process(message)
             handled.append(message)
+        # The batch's case runs go through the graph together, before its one commit.
+        self.pipeline.flush_runs()
         self._fence(handled)
         self.store.commit()
         # Only what is durable is acknowledged; a crash before this line means redelivery,
@@ -323,7 +325,7 @@ class Worker:
             self.stats.dead_lettered += 1
             return
         inbox.alert_key = f"{alert.source}:{alert.id}"
-        pipeline.process_alert(alert, counted=True)
+        pipeline.take_alert(alert, counted=True)
         self.stats.processed += 1
 
     def _poison(self, message: Message, attempt: int) -> None:
@@ -343,6 +345,7 @@ class Worker:
         """After a failed step: drop uncommitted work and rebuild every owned partition from the store."""
         # Rows queued for the failed transaction must not be written by the next one.
         self.store._buffers.clear()
+        self.pipeline.discard_queue()
         try:
             self.store.session.rollback()
         except Exception:  # noqa: BLE001 - a dead connection; the pool replaces it

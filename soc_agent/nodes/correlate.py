@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from langgraph.runtime import Runtime
+from sqlalchemy import func
 from sqlmodel import select
 
+from soc_agent.parsed_alerts import ParsedAlerts
 from soc_agent.services import Services
 from soc_agent.state import TriageState
 from soc_agent.store import AlertRow, CaseEntityRow, CaseRow, Store
@@ -14,32 +18,64 @@ from soc_agent.types import Alert, Case, Entity, EntityKind
 _MAX_ALERTS = 100
 
 
-def load_case(store: Store, case_id: str) -> Case:
-    """The case's distinct alerts (latest first, capped) and entities, from the store."""
+def case_entities(store: Store, case_ids: list[str]) -> dict[str, list[Entity]]:
+    """Each case's entities, in key order, in one query."""
+    entities: dict[str, list[Entity]] = {case_id: [] for case_id in case_ids}
+    for case_id, kind, value, role in store.session.exec(
+            select(CaseEntityRow.case_id, CaseEntityRow.kind, CaseEntityRow.value, CaseEntityRow.role)
+            .where(CaseEntityRow.case_id.in_(case_ids)).order_by(CaseEntityRow.case_id, CaseEntityRow.key)):
+        entities[case_id].append(Entity(kind=EntityKind(kind), value=value, role=role))
+    return entities
+
+
+def load_cases(store: Store, case_ids: list[str], parsed: ParsedAlerts | None = None) -> dict[str, Case]:
+    """Each case's distinct alerts (the latest, oldest first, capped) and entities, in three queries."""
+    parsed = parsed or ParsedAlerts()
     session = store.session
-    row = session.get(CaseRow, case_id)
-    alerts_rows = session.exec(
-        select(AlertRow).where(AlertRow.case_id == case_id, AlertRow.kind == "alert",
-                               AlertRow.duplicate_of == None)  # noqa: E711
-        .order_by(AlertRow.ts.desc()).limit(_MAX_ALERTS)
-    ).all()
-    # The raw vendor payloads stay in the store as evidence; the run (and its checkpoint) carries
-    # only the normalised fields, which is all any node reads.
-    alerts = [Alert.model_validate_json(r.payload).model_copy(update={"raw": {}}) for r in reversed(alerts_rows)]
-    entity_rows = session.exec(select(CaseEntityRow).where(CaseEntityRow.case_id == case_id)).all()
-    entities = [Entity(kind=EntityKind(r.kind), value=r.value, role=r.role) for r in entity_rows]
-    return Case(
-        id=case_id, title=row.title if row else "", opened_at=row.opened_at if row else alerts[0].timestamp,
-        updated_at=row.updated_at if row else alerts[-1].timestamp, alerts=alerts,
-        duplicate_count=row.duplicate_count if row else 0, entities=entities,
-        detections=list(dict.fromkeys(a.rule_id for a in alerts)),
-    )
+    latest = (select(AlertRow.case_id, AlertRow.payload, AlertRow.ts, AlertRow.id,
+                     func.row_number().over(partition_by=AlertRow.case_id,
+                                            order_by=(AlertRow.ts.desc(), AlertRow.id.desc())).label("n"))
+              .where(AlertRow.case_id.in_(case_ids), AlertRow.kind == "alert",
+                     AlertRow.duplicate_of == None)  # noqa: E711
+              .subquery())
+    alerts: dict[str, list[Alert]] = defaultdict(list)
+    for case_id, row_id, payload in session.exec(select(latest.c.case_id, latest.c.id, latest.c.payload)
+                                                 .where(latest.c.n <= _MAX_ALERTS)
+                                                 .order_by(latest.c.case_id, latest.c.ts, latest.c.id)):
+        alerts[case_id].append(parsed.get(row_id, payload))
+    rows = {row.id: row for row in session.exec(select(CaseRow).where(CaseRow.id.in_(case_ids)))}
+    entities = case_entities(store, case_ids)
+    cases = {}
+    for case_id in case_ids:
+        row, case_alerts = rows.get(case_id), alerts[case_id]
+        cases[case_id] = Case(
+            id=case_id, title=row.title if row else "",
+            opened_at=row.opened_at if row else case_alerts[0].timestamp,
+            updated_at=row.updated_at if row else case_alerts[-1].timestamp, alerts=case_alerts,
+            duplicate_count=row.duplicate_count if row else 0, entities=entities[case_id],
+            detections=list(dict.fromkeys(a.rule_id for a in case_alerts)),
+        )
+    return cases
 
 
-def correlate_case(state: TriageState, runtime: Runtime[Services]) -> dict:
-    """Load the case with every alert correlated into it so far."""
-    case = load_case(runtime.context.store, state["case_id"])
+def load_case(store: Store, case_id: str, parsed: ParsedAlerts | None = None) -> Case:
+    """One case, as ``load_cases`` builds it."""
+    return load_cases(store, [case_id], parsed)[case_id]
+
+
+def _update(case: Case) -> dict:
     return {"case": case, "trace": [
         f"correlate: {len(case.alerts)} distinct alert(s), {len(case.entities)} entities, "
         f"{case.duplicate_count} duplicate(s)"
     ]}
+
+
+def correlate_case(state: TriageState, runtime: Runtime[Services]) -> dict:
+    """Load the case with every alert correlated into it so far."""
+    return _update(load_case(runtime.context.store, state["case_id"], runtime.context.parsed_alerts))
+
+
+def correlate_cases(states: list[TriageState], runtime: Runtime[Services]) -> list[dict]:
+    """``correlate_case`` for many runs, with the store read once for all of them."""
+    cases = load_cases(runtime.context.store, [state["case_id"] for state in states], runtime.context.parsed_alerts)
+    return [_update(cases[state["case_id"]]) for state in states]

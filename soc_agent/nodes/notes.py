@@ -84,13 +84,8 @@ def persist_notes(svc: Services, state: TriageState) -> None:
     markdown = render_markdown(notes)
     now = to_db_time(utcnow())
     session = svc.store.session
-    note = session.get(NoteRow, case.id)
-    if note is None:
-        note = NoteRow(case_id=case.id, notes_json="", markdown="", updated_at=now)
-        session.add(note)
-    note.notes_json, note.markdown, note.updated_at = notes.model_dump_json(), markdown, now
-    # Flushed so a lookup by key finds it before the commit (the session does not autoflush).
-    session.flush()
+    svc.store.upsert(NoteRow, {"case_id": case.id, "notes_json": notes.model_dump_json(), "markdown": markdown,
+                               "updated_at": now})
     row = session.get(CaseRow, case.id)
     if row is not None:
         row.title, row.incident_class, row.playbook = title[:500], notes.incident_class, notes.playbook

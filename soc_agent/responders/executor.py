@@ -47,8 +47,8 @@ class ActionExecutor:
         """Execute an allowed action exactly once for this case run."""
         now = to_db_time(now or utcnow())
         session = self.store.session
-        session.flush()
         key = f"{case_id}|{run}|{action.idempotency_key}"
+        # Every ActionRow is flushed when it is added (below), so the lookup needs no flush of its own.
         row = session.exec(select(ActionRow).where(ActionRow.idempotency_key == key)).first()
         responder = self._by_capability.get(action.capability)
         if row is not None and row.status == "done":
@@ -62,7 +62,7 @@ class ActionExecutor:
             row = _new_row(action, case_id, key, now)
             row.approved_by = approved_by
             session.add(row)
-            session.flush()
+            session.flush()  # its id, and findable by key
             self.audit.append("action.intent", {"action_id": row.id, "key": key, "approved_by": approved_by},
                               case_id, session=session)
             if not getattr(responder, "transactional", False):
@@ -90,7 +90,6 @@ class ActionExecutor:
         now = to_db_time(utcnow())
         key = f"{case_id}|{run}|{action.idempotency_key}"
         session = self.store.session
-        session.flush()
         row = session.exec(select(ActionRow).where(ActionRow.idempotency_key == key)).first()
         if row is None:
             row = _new_row(action, case_id, key, now)

@@ -59,7 +59,7 @@ class LocalResponder:
         if action.name == "notify_analyst":
             session.add(NotificationRow(case_id=case_id, message=f"case {case_id} needs a look", created_at=now))
             return {"notified": "soc"}
-        session.flush()
+        # Tickets and containments are flushed as they are added (below), so lookups by key find them.
         if action.name == "open_ticket":
             existing = session.exec(
                 select(TicketRow).where(TicketRow.case_id == case_id, TicketRow.status == "open")

@@ -140,8 +140,10 @@ def hec_router(state: Any, token: str | None = None, max_bytes: int | None = Non
 
     def triage(events: list[tuple[bytes, str]]) -> None:
         with state.lock:
+            # A request's case runs go through the graph together; HEC answers with no per-event results.
             for line, sourcetype in events:
-                state.pipeline.process_line(line, source=f"hec:{sourcetype}"[:200])
+                state.pipeline.take_line(line, source=f"hec:{sourcetype}"[:200])
+            state.pipeline.flush_runs()
             state.pipeline.store.commit()
 
     async def collect(request: Request) -> JSONResponse:

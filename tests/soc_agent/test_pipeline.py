@@ -160,3 +160,140 @@ def test_an_autonomy_file_holds_back_a_class_that_has_not_earned_it(tmp_path):
         assert pipeline.store.session.get(ContainmentRow, ("blocked_ip", ATTACKER)) is None
     finally:
         pipeline.close()
+
+
+
+# ---- a stream's runs go through the batch graph ------------------------------------------------
+
+CROWN_JEWEL_MALWARE = make_alert("malware_detected", [
+    ("host", "dc02.corp.example", "dst"),
+    ("file_hash", "c3afd733d28951f6fbffb8b0ddb87d3179c045022929dc79bd60da518f5d5524", "file")],
+    alert_id="dc-1", severity="critical")
+
+
+def _malware(n: int) -> bytes:
+    return make_alert("malware_detected", [("host", f"wks-{n:03d}.corp.example", "dst"),
+                                           ("file_hash", f"{n:064x}", "file")], alert_id=f"m-{n}")
+
+
+def _batching(settings, size: int = 64, delay_ms: int = 60_000):
+    from soc_agent.pipeline import Pipeline
+
+    return Pipeline(settings.model_copy(update={"run_batch_size": size, "run_batch_delay_ms": delay_ms}))
+
+
+def test_a_batched_stream_decides_exactly_what_one_run_at_a_time_decides(tmp_path):
+    from evals.runner import load_demo_stream
+    from soc_agent.config import Settings
+    from soc_agent.pipeline import Pipeline
+
+    def triage(workdir, batched: bool, **batching) -> tuple[int, list[tuple]]:
+        p = Pipeline(Settings(workdir=workdir, **batching))
+        results = list(p.run_lines(load_demo_stream(), "demo", batched=batched))
+        summary = p.summary
+        assert summary.alerts_in == summary.processed + summary.dead_lettered
+        assert verify(p.store.engine).ok
+        p.close()
+        return summary.graph_runs, [(r.alert_id, r.status, r.verdict, r.confidence, r.decision, r.action,
+                                     r.incident_class) for r in results]
+
+    one_runs, one_at_a_time = triage(tmp_path / "one", batched=False)
+    batch_runs, batched = triage(tmp_path / "batched", batched=True)
+    # However long the queue may grow (here: the whole stream), the decisions do not change.
+    _, one_batch = triage(tmp_path / "one-batch", batched=True, run_batch_size=4096, run_batch_delay_ms=60_000)
+    assert batch_runs == one_runs > 50
+    assert batched == one_at_a_time, "same results, in input order"
+    assert one_batch == one_at_a_time
+    assert {"pending_approval", "decided", "duplicate", "follow_up"} <= {status for _, status, *_ in batched}
+
+
+def test_runs_wait_for_a_full_batch_and_an_alert_about_a_queued_case_reports_its_decision(settings):
+    p = _batching(settings, size=3)
+    runs_seen = []
+
+    def lines():
+        yield _malware(1)
+        runs_seen.append(p.summary.graph_runs)
+        yield _malware(1)  # a duplicate of a case whose run is still queued
+        yield _malware(2)
+        runs_seen.append(p.summary.graph_runs)
+        yield _malware(3)
+        runs_seen.append(p.summary.graph_runs)
+
+    results = list(p.run_lines(lines(), "test"))
+    assert runs_seen == [0, 0, 3]
+    assert [r.alert_id for r in results] == ["m-1", "m-1", "m-2", "m-3"]
+    first, duplicate = results[0], results[1]
+    assert first.status == "decided" and first.verdict is not None and first.decision is not None
+    assert duplicate.status == "duplicate" and duplicate.case_id == first.case_id
+    assert (duplicate.verdict, duplicate.decision, duplicate.action) == (first.verdict, first.decision, first.action)
+    p.close()
+
+
+def test_a_run_waits_no_longer_than_the_batch_delay(settings):
+    import time
+
+    p = _batching(settings, size=64, delay_ms=50)
+    runs_seen = []
+
+    def lines():
+        yield _malware(1)
+        runs_seen.append(p.summary.graph_runs)
+        time.sleep(0.06)
+        yield _malware(2)  # the oldest queued run has now waited past the delay: the queue goes
+        runs_seen.append(p.summary.graph_runs)
+
+    assert [r.status for r in p.run_lines(lines(), "test")] == ["decided", "decided"]
+    assert runs_seen == [0, 2]
+    p.close()
+
+
+def test_a_threshold_run_goes_ahead_of_the_queue(settings):
+    p = _batching(settings)
+    seen = []
+
+    def lines():
+        yield _malware(1)
+        yield from _failures(5)
+        block = p.store.session.get(ContainmentRow, ("blocked_ip", ATTACKER))
+        seen.append((p.summary.graph_runs, block is not None and block.active))
+
+    results = list(p.run_lines(lines(), "test"))
+    assert seen == [(1, True)], "the brute force was blocked while the malware run still waited"
+    assert results[-1].alert_id == "ev-4" and results[-1].action == "block_ip"
+    assert results[0].status == "decided" and p.summary.graph_runs == 2
+    p.close()
+
+
+def test_a_material_change_to_a_queued_case_gets_a_run_of_its_own(settings):
+    p = _batching(settings)
+    a = make_alert("connection_to_known_bad_ip", [("host", "kiosk01.corp.example", "src"),
+                                                  ("ip", "198.51.100.140", "dst")], alert_id="c-1")
+    b = make_alert("exfil_unusual_destination", [("host", "kiosk01.corp.example", "src"),
+                                                 ("ip", "198.51.100.140", "dst")], alert_id="c-2",
+                   bytes_out=900_000_000)
+    first, second = list(p.run_lines([a, b], "test"))
+    assert second.case_id == first.case_id and first.status == second.status == "decided"
+    assert p.store.session.get(CaseRow, first.case_id).runs == 2 == p.summary.graph_runs
+    p.close()
+
+
+def test_a_batched_run_that_needs_approval_pauses_in_its_own_thread_and_resumes(settings):
+    p = _batching(settings)
+    results = list(p.run_lines([_malware(1), CROWN_JEWEL_MALWARE, _malware(2)], "test"))
+    assert [r.status for r in results] == ["decided", "pending_approval", "decided"]
+    paused = results[1]
+    assert paused.decision == "needs_approval" and p.summary.graph_runs == 3
+    item = p.pending_approvals()[0]
+    assert item.thread_id == f"{paused.case_id}:1"
+    snapshot = p.graph.get_state({"configurable": {"thread_id": item.thread_id}})
+    assert snapshot.next == ("await_approval",)
+    trace = snapshot.values["trace"]
+    assert [t.split(":")[0].split(" ")[0] for t in trace] == ["ingest", "dedupe", "enrich", "correlate", "assess", "reason",
+                                                "plan", "guard"]
+    state = p.resume(item.thread_id, approved=True, by="lead.ana")
+    assert state["action_status"] == "executed"
+    assert p.store.session.get(ContainmentRow, ("isolated_host", "dc02.corp.example")).active
+    assert p.store.session.get(CaseRow, paused.case_id).status == "contained"
+    assert verify(p.store.engine).ok
+    p.close()

@@ -84,14 +84,14 @@ def test_a_poison_message_is_dead_lettered_after_its_attempts(tmp_path, pg_url, 
     broker.publish([make_alert("port_scan", [("ip", "198.51.100.7", "src")], alert_id="poison")] +
                    generate(30), "test")
     worker = Worker(_settings(tmp_path, pg_url), broker_config, worker_id="w", batch=10)
-    real = worker.pipeline.process_alert
+    real = worker.pipeline.take_alert
 
     def explode(alert, counted=False):
         if alert.id == "poison":
             raise RuntimeError("a bug this alert triggers")
         return real(alert, counted)
 
-    monkeypatch.setattr(worker.pipeline, "process_alert", explode)
+    monkeypatch.setattr(worker.pipeline, "take_alert", explode)
     stats = worker.run(idle_exit_s=3)
     counts = _counts(pg_url)
     assert stats.poison == 1 and counts["inbox"]["poison"] == 1
