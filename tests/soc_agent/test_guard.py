@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from soc_agent.actions import CATALOG
@@ -522,12 +522,34 @@ _LOOSE_DESTRUCTIVE = policy_with(GRANTED, tiers={**GRANTED.model_dump(mode="json
 _FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 
 
+# The shipped policy makes the RFC 5737 documentation ranges (the demo's stand-ins for internet addresses)
+# blockable through allow_blocking; the same policy without that exception must deny every special address.
+_NO_EXCEPTIONS = policy_with(block={"allow_blocking": []})
+
+
+def _configured_blockable(address: Any, policy: Policy) -> bool:
+    return any(address in ipaddress.ip_network(cidr, strict=False) for cidr in policy.block.allow_blocking)
+
+
 @_FAST
-@given(address=special_addresses, ctx=contexts)
-def test_property_special_addresses_are_never_allowed_to_be_blocked(address: Any, ctx: GuardContext) -> None:
-    decision = decide(proposal("block_ip", ip(str(address)), ttl_seconds=600), ctx, SHIPPED)
+@given(address=special_addresses, ctx=contexts, policy=st.sampled_from([SHIPPED, _NO_EXCEPTIONS]))
+@example(address=ipaddress.ip_address("198.51.100.0"), ctx=GuardContext(verdict=Verdict.TRUE_POSITIVE, confidence=1.0,
+                                                                         asset_tier=3), policy=_NO_EXCEPTIONS)
+def test_property_special_addresses_are_never_allowed_to_be_blocked_unless_configured(
+        address: Any, ctx: GuardContext, policy: Policy) -> None:
+    assume(not _configured_blockable(address, policy))
+    decision = decide(proposal("block_ip", ip(str(address)), ttl_seconds=600), ctx, policy)
     assert decision.outcome is Outcome.DENY, (str(address), decision.reasons)
     assert not decision.executes
+
+
+def test_a_documentation_address_is_blockable_only_through_the_configured_exception() -> None:
+    # The example hypothesis found: 198.51.100.0 is special to Python but listed in the shipped allow_blocking.
+    action = proposal("block_ip", ip("198.51.100.0"), ttl_seconds=600)
+    assert decide(action, good_ctx(), SHIPPED).outcome is Outcome.ALLOW
+    without = decide(action, good_ctx(), _NO_EXCEPTIONS)
+    assert without.outcome is Outcome.DENY and has_reason(without, "198.51.100.0 is a private address"), \
+        without.reasons
 
 
 @_FAST
