@@ -77,9 +77,14 @@ class Store:
 
         self._buffers: dict[type[SQLModel], list[dict[str, Any]]] = {}
         self._after_commit: list[Callable[[], None]] = []
+        # Buffered rows belong to the session's transaction: any query through it sees them (they are
+        # written first), and a rollback drops those not yet written with the rest of its work.
+        event.listen(self.session, "do_orm_execute", lambda _state: self.flush_buffers())
+        event.listen(self.session, "after_rollback", lambda _session: self._buffers.clear())
 
     def buffer(self, table: type[SQLModel], row: dict[str, Any]) -> None:
-        """Queue an insert-only row (alerts, case entities); written in one batch at the next flush.
+        """Queue an insert-only row (alerts, case entities); written in one batch at the next flush,
+        which comes before any query through ``session`` and before every commit.
 
         The hot path writes thousands of these a second; building ORM objects
         for them costs more than the rest of intake together.

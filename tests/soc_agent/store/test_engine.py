@@ -1,0 +1,37 @@
+"""The store's buffered rows belong to the writer session's transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlmodel import select
+
+from soc_agent.store import CaseEntityRow, Store
+
+
+def _entity(case_id: str, value: str) -> dict:
+    return dict(case_id=case_id, key=f"ip:{value}", kind="ip", value=value, role="src",
+                last_seen=datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+def test_a_query_through_the_writer_session_sees_buffered_rows(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    store.buffer(CaseEntityRow, _entity("c-1", "203.0.113.9"))
+    # No explicit flush_buffers(): the query writes the buffer first.
+    rows = store.session.exec(select(CaseEntityRow).where(CaseEntityRow.case_id == "c-1")).all()
+    assert [r.value for r in rows] == ["203.0.113.9"]
+    store.close()
+
+
+def test_a_rollback_drops_buffered_rows_with_the_rest_of_the_transaction(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    store.buffer(CaseEntityRow, _entity("c-1", "203.0.113.9"))
+    store.flush_buffers()
+    store.buffer(CaseEntityRow, _entity("c-1", "203.0.113.10"))  # still only in memory
+    store.session.rollback()
+    store.buffer(CaseEntityRow, _entity("c-2", "198.51.100.7"))
+    store.commit()
+    with store.reader() as reader:
+        kept = sorted((r.case_id, r.value) for r in reader.exec(select(CaseEntityRow)))
+    assert kept == [("c-2", "198.51.100.7")], "neither the written nor the buffered row of the rolled-back work"
+    store.close()
