@@ -2,16 +2,18 @@
 
     .venv/bin/python bench/run.py --alerts 10000 [--alerts 100000] [--run-batch-size 1]
 
-Reports alerts/s, p50/p99 arrival-to-decision latency over all alerts and
+Reports alerts/s, p50/p99/max arrival-to-decision latency over all alerts and
 over the events that complete a brute-force threshold (whether the guard
-allowed the block or sent it to a person), graph runs, and
-peak memory (max RSS). Each size runs in a fresh workdir. ``--run-batch-size``
+allowed the block or sent it to a person), graph runs, peak memory (max
+RSS) and the garbage collector's full collections (count and longest
+pause). Each size runs in a fresh workdir. ``--run-batch-size``
 overrides the settings' default (1: every case run is its own graph invocation).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import shutil
@@ -35,6 +37,22 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(q * len(values)))], 3)
 
 
+class _GcPauses:
+    """Times the garbage collector's full (generation 2) collections: every alert waits out each one."""
+
+    def __init__(self) -> None:
+        self.full: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.full.append((time.perf_counter() - self._started) * 1000)
+
+
 def run(n_alerts: int, batch_size: int | None = None) -> dict:
     """One benchmark run of ``n_alerts``."""
     lines = generate(n_alerts)
@@ -43,6 +61,8 @@ def run(n_alerts: int, batch_size: int | None = None) -> dict:
         overrides = {"run_batch_size": batch_size} if batch_size else {}
         pipeline = Pipeline(Settings(workdir=workdir, mode=RunMode.ENFORCE, **overrides))
         latencies, threshold, threshold_to_person = [], [], 0
+        pauses = _GcPauses()
+        gc.callbacks.append(pauses)
         started = time.perf_counter()
         for result in pipeline.run_lines(lines, "bench"):
             latencies.append(result.latency_ms)
@@ -54,6 +74,7 @@ def run(n_alerts: int, batch_size: int | None = None) -> dict:
                 threshold_to_person += result.status == "pending_approval"
         pipeline.store.commit()
         elapsed = time.perf_counter() - started
+        gc.callbacks.remove(pauses)
         summary = pipeline.summary
         pipeline.close()
     finally:
@@ -62,11 +83,12 @@ def run(n_alerts: int, batch_size: int | None = None) -> dict:
         "alerts": n_alerts, "run_batch_size": pipeline.batch_size, "elapsed_s": round(elapsed, 2), "alerts_per_s": round(n_alerts / elapsed, 1),
         "processed": summary.processed, "dead_lettered": summary.dead_lettered,
         "duplicates": summary.duplicates, "graph_runs": summary.graph_runs,
-        "p50_ms": _pct(latencies, 0.50), "p99_ms": _pct(latencies, 0.99),
+        "p50_ms": _pct(latencies, 0.50), "p99_ms": _pct(latencies, 0.99), "max_ms": _pct(latencies, 1.0),
         "threshold_decisions": len(threshold), "threshold_to_person": threshold_to_person,
         "threshold_p50_ms": _pct(threshold, 0.50),
         "threshold_p99_ms": _pct(threshold, 0.99),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "gc_full_collections": len(pauses.full), "gc_full_pause_max_ms": _pct(pauses.full, 1.0),
     }
 
 
