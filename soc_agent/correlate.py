@@ -11,7 +11,10 @@ apart from a scanner case that touched the same laptop.
 from __future__ import annotations
 
 import ipaddress
+import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -59,6 +62,10 @@ class CaseIndex:
     runs: int = 0
     stored_keys: set[str] = field(default_factory=set)
     """Entity keys already written to the store for this case."""
+    group_keys: set[str] = field(default_factory=set)
+    """Detector group keys (e.g. a brute-forcing source) that point at this case."""
+    touched: float = 0.0
+    """When this process last joined an alert to the case (the correlator's clock, in seconds)."""
 
 
 @dataclass
@@ -72,11 +79,18 @@ class Attachment:
 
 
 class Correlator:
-    """An in-memory index of entity -> case, rebuilt from the store at start-up."""
+    """An in-memory index of entity -> case, rebuilt from the store at start-up.
 
-    def __init__(self, window: timedelta) -> None:
+    Memory is bounded by activity, not by history: ``forget_idle`` drops the
+    cases no alert has joined for a window, as a restart would (it restores
+    only cases updated within the window).
+    """
+
+    def __init__(self, window: timedelta, clock: Callable[[], float] = time.monotonic) -> None:
         self.window = window
-        self.cases: dict[str, CaseIndex] = {}
+        self._clock = clock
+        self.cases: OrderedDict[str, CaseIndex] = OrderedDict()
+        """Open cases, least recently joined first."""
         self._by_entity: dict[str, str] = {}
         """strong entity key -> the newest case holding it (joins across rules)"""
         self._by_rule_entity: dict[tuple[str, str], str] = {}
@@ -141,6 +155,30 @@ class Correlator:
     def remember_group(self, group_key: str, case_id: str) -> None:
         """Re-link a detector's group key to its case (process restart)."""
         self._by_group[group_key] = case_id
+        if case_id in self.cases:
+            self.cases[case_id].group_keys.add(group_key)
+
+    def forget_idle(self) -> list[str]:
+        """Drop the cases no alert has joined for a window (by this process's clock); their ids.
+
+        Their stored rows are untouched: a duplicate of one of their alerts
+        still finds the case in the store, and a new alert on their entities
+        opens a new case, exactly as after a restart.
+        """
+        horizon = self._clock() - self.window.total_seconds()
+        forgotten = []
+        while self.cases:
+            case = next(iter(self.cases.values()))
+            if case.touched > horizon:
+                break
+            del self.cases[case.case_id]
+            forgotten.append(case.case_id)
+            for index, keys in ((self._by_entity, case.entity_keys), (self._by_group, case.group_keys),
+                                (self._by_rule_entity, [(r, k) for r in case.rules for k in case.entity_keys])):
+                for key in keys:
+                    if index.get(key) == case.case_id:  # a newer case may hold the key now
+                        del index[key]
+        return forgotten
 
     def restore(self, case_id: str, rules: set[str], entity_keys: set[str], severity: Severity,
                 last_seen: datetime, runs: int, rule_entities: set[tuple[str, str]] | None = None) -> None:
@@ -152,8 +190,10 @@ class Correlator:
         Where two restored cases share a key, the one seen last keeps it, as
         it would have in the live index.
         """
-        case = CaseIndex(case_id, set(rules), set(entity_keys), severity.rank, last_seen, runs)
+        case = CaseIndex(case_id, set(rules), set(entity_keys), severity.rank, last_seen, runs,
+                         touched=self._clock())
         self.cases[case_id] = case
+        self.cases.move_to_end(case_id)
         pairs = rule_entities if rule_entities is not None else {(r, k) for r in rules for k in entity_keys}
         for key in entity_keys:
             self._claim(self._by_entity, key, case)
@@ -167,8 +207,11 @@ class Correlator:
             index[key] = case.case_id
 
     def _index(self, case: CaseIndex, alert: Alert) -> None:
+        case.touched = self._clock()
+        self.cases.move_to_end(case.case_id)
         if alert.source == "detector" and alert.attributes.get("group_key"):
             self._by_group[alert.attributes["group_key"]] = case.case_id
+            case.group_keys.add(alert.attributes["group_key"])
         if alert.kind == "alert":
             case.rules.add(alert.rule_id)
             case.max_severity = max(case.max_severity, alert.severity.rank)

@@ -276,6 +276,9 @@ class Pipeline:
             self.flush_runs()
             self.store.commit()
             self._pending = 0
+            # A long-running process keeps in memory only the cases alerts still join.
+            for case_id in self.correlator.forget_idle():
+                self._case_rows.pop(case_id, None)
         return produced
 
     def dead_letter(self, line: bytes, source: str, line_no: int | None, reason: str) -> None:

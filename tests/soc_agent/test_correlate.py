@@ -77,3 +77,43 @@ def test_the_newest_restored_case_keeps_a_shared_key_whatever_the_restore_order(
             correlator.restore(f"case-{name}", {"admin"}, {"user:u9"}, Severity.LOW, seen, 1, {("admin", "user:u9")})
         joined = correlator.attach(_alert("f1", "admin", ("user", "u9"), minutes=45))
         assert joined.case_id == "case-new", order
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_cases_no_alert_joined_for_a_window_are_forgotten_and_their_keys_released():
+    clock = _Clock()
+    correlator = Correlator(timedelta(minutes=30), clock=clock)
+    idle = correlator.attach(_alert("d1", "connection_to_known_bad_ip", ("host", "wks-5"), ("ip", "203.0.113.8")))
+    clock.now += 20 * 60
+    busy = correlator.attach(_alert("d2", "admin_tool_execution", ("user", "u3"), ("host", "wks-6")))
+    clock.now += 11 * 60  # idle: 31 minutes untouched; busy: 11
+    assert correlator.forget_idle() == [idle.case_id]
+    assert list(correlator.cases) == [busy.case_id]
+    # Nothing of the forgotten case is left in any index: its address opens a new case, as after a restart.
+    again = correlator.attach(_alert("d3", "connection_to_known_bad_ip", ("host", "wks-5"), ("ip", "203.0.113.8"),
+                                     minutes=1))
+    assert again.new_case and again.case_id != idle.case_id
+    assert correlator.attach(_alert("d4", "admin_tool_execution", ("user", "u3"), ("host", "wks-6"),
+                                    minutes=2)).case_id == busy.case_id
+
+
+def test_forgetting_a_case_leaves_a_key_a_newer_case_took_over():
+    clock = _Clock()
+    correlator = Correlator(timedelta(minutes=30), clock=clock)
+    old = correlator.attach(_alert("e1", "malware_detected", ("host", "wks-7"), ("file_hash", "ab" * 32)))
+    clock.now += 40 * 60
+    # 40 minutes of event time later the old case is past its window: the same hash opens a newer case.
+    newer = correlator.attach(_alert("e2", "malware_detected", ("host", "wks-8"), ("file_hash", "ab" * 32),
+                                     minutes=40))
+    assert newer.new_case
+    assert correlator.forget_idle() == [old.case_id]
+    joined = correlator.attach(_alert("e3", "malware_detected", ("host", "wks-9"), ("file_hash", "ab" * 32),
+                                      minutes=41))
+    assert joined.case_id == newer.case_id

@@ -297,3 +297,33 @@ def test_a_batched_run_that_needs_approval_pauses_in_its_own_thread_and_resumes(
     assert p.store.session.get(CaseRow, paused.case_id).status == "contained"
     assert verify(p.store.engine).ok
     p.close()
+
+
+def test_a_long_running_pipeline_forgets_idle_cases_and_still_reports_their_duplicates(settings):
+    import time
+
+    from soc_agent.pipeline import _COMMIT_EVERY, Pipeline
+
+    def events(start: int, n: int) -> list[bytes]:  # each from its own source: no threshold, no case
+        return [make_alert("auth_failure", [("ip", f"203.{i // 250}.{i % 250}.9", "src")], alert_id=f"ev-{i}",
+                           kind="event", severity="low") for i in range(start, start + n)]
+
+    p = Pipeline(settings.model_copy(update={"correlation_window_s": 1}))
+    opened = list(p.run_lines([_malware(i) for i in range(20)] + events(0, _COMMIT_EVERY - 20), "test"))
+    case_ids = {r.case_id for r in opened if r.alert_id.startswith("m-")}
+    assert len(case_ids) == 20
+    time.sleep(1.2)  # no alert joins those cases for longer than the window
+    list(p.run_lines(events(_COMMIT_EVERY, _COMMIT_EVERY), "test"))  # the next periodic commit forgets them
+    assert not case_ids & set(p.correlator.cases) and not case_ids & set(p._case_rows)
+
+    m3 = next(r.case_id for r in opened if r.alert_id == "m-3")
+    (duplicate,) = p.process_line(_malware(3))
+    assert duplicate.status == "duplicate" and duplicate.case_id == m3  # found through the store
+    assert p.store.session.get(CaseRow, m3).duplicate_count == 1
+    fresh = make_alert("malware_detected", [("host", "wks-003.corp.example", "dst"),
+                                            ("file_hash", f"{3:064x}", "file")], alert_id="m-3-again",
+                       path="C:/Users/x/AppData/dropper.exe")  # a new sighting, not a re-send
+    (again,) = p.process_line(fresh)
+    assert again.status == "decided" and again.case_id not in case_ids, \
+        "a forgotten case is not joined again, as after a restart"
+    p.close()
