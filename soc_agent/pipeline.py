@@ -372,7 +372,11 @@ class Pipeline:
     def _case_row(self, case_id: str) -> CaseRow:
         row = self._case_rows.get(case_id)
         if row is None:
-            row = self._case_rows[case_id] = self.store.session.get(CaseRow, case_id)
+            row = self.store.session.get(CaseRow, case_id)
+            # Only cases the correlator holds are kept: a forgotten one (a duplicate of an old alert) is
+            # read when needed, or the cache would grow with every old case a re-send touches.
+            if case_id in self.correlator.cases:
+                self._case_rows[case_id] = row
         return row
 
     def _touch_case(self, case_id: str, alert: Alert, event: bool = False) -> CaseRow:

@@ -320,6 +320,7 @@ def test_a_long_running_pipeline_forgets_idle_cases_and_still_reports_their_dupl
     (duplicate,) = p.process_line(_malware(3))
     assert duplicate.status == "duplicate" and duplicate.case_id == m3  # found through the store
     assert p.store.session.get(CaseRow, m3).duplicate_count == 1
+    assert m3 not in p._case_rows, "a forgotten case's row is read, not cached again"
     fresh = make_alert("malware_detected", [("host", "wks-003.corp.example", "dst"),
                                             ("file_hash", f"{3:064x}", "file")], alert_id="m-3-again",
                        path="C:/Users/x/AppData/dropper.exe")  # a new sighting, not a re-send
