@@ -343,13 +343,9 @@ class Worker:
 
     def _recover(self) -> None:
         """After a failed step: drop uncommitted work and rebuild every owned partition from the store."""
-        # Rows queued for the failed transaction must not be written by the next one.
-        self.store._buffers.clear()
+        # Rows and runs queued for the failed transaction must not be written by the next one.
         self.pipeline.discard_queue()
-        try:
-            self.store.session.rollback()
-        except Exception:  # noqa: BLE001 - a dead connection; the pool replaces it
-            self.store.session.close()
+        self.store.rollback()
         self._reread_pending = self._careful = True
         self._current = None
         try:
@@ -358,11 +354,7 @@ class Worker:
                 self._settle_intents(partition)
         except Exception as exc:  # noqa: BLE001 - still down; the next step retries
             log.warning("worker %s: rebuild failed: %r", self.id, exc)
-            self.store._buffers.clear()
-            try:
-                self.store.session.rollback()
-            except Exception:  # noqa: BLE001
-                self.store.session.close()
+            self.store.rollback()
             # Without a trustworthy intake state we must not process: give the partitions back.
             for partition in list(self.owned):
                 self._drop(partition)

@@ -123,6 +123,16 @@ class Store:
             return
         connection.execute(stmt)
 
+    def rollback(self) -> None:
+        """Drop the transaction's work, buffered rows included; a dead connection is closed instead
+        (the pool replaces it)."""
+        # Cleared first: after_rollback does not run when the rollback itself fails.
+        self._buffers.clear()
+        try:
+            self.session.rollback()
+        except Exception:  # noqa: BLE001 - a dead connection
+            self.session.close()
+
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` after every commit of the writer session (e.g. files mirroring rows)."""
         self._after_commit.append(hook)

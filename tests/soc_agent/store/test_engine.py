@@ -35,3 +35,19 @@ def test_a_rollback_drops_buffered_rows_with_the_rest_of_the_transaction(tmp_pat
         kept = sorted((r.case_id, r.value) for r in reader.exec(select(CaseEntityRow)))
     assert kept == [("c-2", "198.51.100.7")], "neither the written nor the buffered row of the rolled-back work"
     store.close()
+
+
+def test_rollback_drops_buffered_rows_even_when_the_connection_is_dead(tmp_path, monkeypatch):
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    store.buffer(CaseEntityRow, _entity("c-1", "203.0.113.9"))
+
+    def dead():
+        raise ConnectionError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(store.session, "rollback", dead)
+    store.rollback()  # falls back to closing the session; the buffer goes either way
+    monkeypatch.undo()
+    store.commit()
+    with store.reader() as reader:
+        assert reader.exec(select(CaseEntityRow)).all() == []
+    store.close()
