@@ -428,7 +428,6 @@ class Pipeline:
         for queued in batch:
             self._queue.remove(queued)
             del self._queued_cases[queued.case_id]
-        self.store.flush_buffers()
         self.store.session.flush()
         runs = [{"case_id": q.case_id, "run": q.run, "alert": q.alert, "material": q.material, "trace": []}
                 for q in batch]

@@ -149,7 +149,6 @@ def learn_from_store(store) -> tuple[LearnReport, Priors]:
 
     report = LearnReport()
     session = store.session
-    store.flush_buffers()
     priors = Priors.load(session)
     case_labels = {c.id: c.label for c in session.exec(select(CaseRow).where(CaseRow.label != None))}  # noqa: E711
     seen: set[str] = set()

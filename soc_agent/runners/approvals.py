@@ -167,7 +167,6 @@ class ApprovalQueue:
     def case(self, case_id: str) -> dict[str, Any]:
         """A case with its notes, evidence and comments (the web page's case view)."""
         with self.lock:
-            self.pipeline.store.flush_buffers()
             case = self._session.exec(select(CaseRow).where(CaseRow.id == case_id)
                                       .execution_options(populate_existing=True)).first()
             if case is None:
@@ -243,7 +242,6 @@ class ApprovalQueue:
         now = now or utcnow()
         handled = []
         with self.lock:
-            self.pipeline.store.flush_buffers()
             self._session.flush()
             rows = self._session.exec(select(ApprovalRow).where(ApprovalRow.status == "pending")
                                       .execution_options(populate_existing=True)).all()
@@ -274,7 +272,6 @@ class ApprovalQueue:
     def raised_by(self, case_id: str, requester: str) -> None:
         """Record ``requester`` as the one who raised the case's pending items (alerts submitted by a person)."""
         with self.lock:
-            self.pipeline.store.flush_buffers()
             self._session.flush()
             for row in self._session.exec(select(ApprovalRow).where(ApprovalRow.case_id == case_id,
                                                                     ApprovalRow.status == "pending")):
@@ -284,7 +281,6 @@ class ApprovalQueue:
     # ---- internals ----------------------------------------------------
 
     def _row(self, approval_id: int) -> ApprovalRow:
-        self.pipeline.store.flush_buffers()
         row = self._session.get(ApprovalRow, approval_id, populate_existing=True)
         if row is None:
             raise NotFound(f"no approval {approval_id}")

@@ -355,7 +355,6 @@ class WebhookHandler:
 
     def _label(self, case_id: str, label: Verdict, provider: str, event: TicketEvent) -> None:
         session = self.pipeline.store.session
-        self.pipeline.store.flush_buffers()
         session.execute(update(CaseRow).where(CaseRow.id == case_id).values(label=str(label)))
         session.execute(update(AlertRow).where(AlertRow.case_id == case_id).values(label=str(label)))
         self.pipeline.services.audit.append("case.labelled", {"label": str(label), "by": event.author,
