@@ -80,7 +80,8 @@ def run(n_alerts: int, batch_size: int | None = None) -> dict:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return {
-        "alerts": n_alerts, "run_batch_size": pipeline.batch_size, "elapsed_s": round(elapsed, 2), "alerts_per_s": round(n_alerts / elapsed, 1),
+        "alerts": n_alerts, "run_batch_size": pipeline.batch_size, "elapsed_s": round(elapsed, 2),
+        "alerts_per_s": round(n_alerts / elapsed, 1),
         "processed": summary.processed, "dead_lettered": summary.dead_lettered,
         "duplicates": summary.duplicates, "graph_runs": summary.graph_runs,
         "p50_ms": _pct(latencies, 0.50), "p99_ms": _pct(latencies, 0.99), "max_ms": _pct(latencies, 1.0),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, insert
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -112,11 +114,10 @@ class Store:
         keys = [c.name for c in table.__table__.primary_key.columns]
         changed = {k: v for k, v in row.items() if k not in keys}
         if dialect in ("sqlite", "postgresql"):
-            stmt = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert(table.__table__).values(**row)
-            stmt = stmt.on_conflict_do_update(index_elements=keys, set_=changed)
+            dialect_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+            stmt = dialect_insert(table.__table__).values(**row).on_conflict_do_update(index_elements=keys,
+                                                                                      set_=changed)
         elif dialect in ("mysql", "mariadb"):
-            from sqlalchemy.dialects.mysql import insert as mysql_insert
-
             stmt = mysql_insert(table.__table__).values(**row).on_duplicate_key_update(**changed)
         else:
             self.session.merge(table(**row))

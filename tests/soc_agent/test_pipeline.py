@@ -162,7 +162,6 @@ def test_an_autonomy_file_holds_back_a_class_that_has_not_earned_it(tmp_path):
         pipeline.close()
 
 
-
 # ---- a stream's runs go through the batch graph ------------------------------------------------
 
 CROWN_JEWEL_MALWARE = make_alert("malware_detected", [
