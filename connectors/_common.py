@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from connectors.base import MappingError
-from soc_agent.types import Alert, Entity, EntityKind, Severity
+from soc_agent.types import Alert, Entity, EntityKind, Severity, VendorVerdict
 
 _MISSING = object()
 
@@ -291,6 +291,63 @@ def compact(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v not in (None, "", [], {})}
 
 
+_VERDICT_WORDS = {
+    "malicious": VendorVerdict.MALICIOUS, "truepositive": VendorVerdict.MALICIOUS,
+    "incriminated": VendorVerdict.MALICIOUS, "compromised": VendorVerdict.MALICIOUS,
+    "confirmed": VendorVerdict.MALICIOUS, "blocked": VendorVerdict.MALICIOUS,
+    "quarantined": VendorVerdict.MALICIOUS, "isolated": VendorVerdict.MALICIOUS,
+    "deleted": VendorVerdict.MALICIOUS, "prevented": VendorVerdict.MALICIOUS, "killed": VendorVerdict.MALICIOUS,
+    "suspicious": VendorVerdict.SUSPICIOUS,
+    "benignpositive": VendorVerdict.BENIGN, "benign": VendorVerdict.BENIGN,
+    "informationalexpectedactivity": VendorVerdict.BENIGN, "securitytesting": VendorVerdict.BENIGN,
+    "exonerated": VendorVerdict.BENIGN, "approved": VendorVerdict.BENIGN,
+    "falsepositive": VendorVerdict.FALSE_POSITIVE, "notmalicious": VendorVerdict.FALSE_POSITIVE,
+}
+# Words that say the vendor looked and found nothing ("NoThreatsFound", "clean") are not in this table: that is
+# absence of evidence, kept as text, never read as benign.
+
+
+def vendor_verdict(value: Any) -> VendorVerdict | None:
+    """A vendor's determination word (``TruePositive``, ``Malicious``, ``benign_positive``...), normalised."""
+    word = text(value, 128)
+    return _VERDICT_WORDS.get(re.sub(r"[^a-z]", "", word.lower())) if word else None
+
+
+def tactic_name(value: Any) -> str | None:
+    """An ATT&CK tactic as its lower-case name: ``CredentialAccess``, ``credential-access`` → ``credential access``."""
+    word = text(value, 64)
+    if not word:
+        return None
+    word = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", word).replace("-", " ").replace("_", " ")
+    return " ".join(word.lower().split()) or None
+
+
+def vendor_fields(severity: Severity | None = None, risk_score: Any = None, confidence: Any = None,
+                  verdict: Any = None, tactics: Iterable[Any] = (), techniques: Iterable[Any] = (),
+                  rule_level: Any = None, false_positives: Any = None, low_fidelity: bool = False,
+                  detection_source: Any = None) -> dict[str, Any]:
+    """``Alert.vendor`` from what a vendor states, clamped and bounded so a bad value is dropped, not fatal.
+
+    ``confidence`` is 0-1, or 0-100 (read as a percentage); ``verdict`` is the vendor's word for it.
+    """
+    risk = number(risk_score)
+    conf = number(confidence)
+    if conf is not None and conf > 1:
+        conf = conf / 100
+    word = text(verdict, 256)
+    level = rule_level if isinstance(rule_level, Severity) else severity_word(rule_level)
+    notes = [n for n in (text(v, 512) for v in as_list(false_positives)) if n][:10]
+    return {
+        "severity": severity, "risk_score": min(max(risk, 0.0), 100.0) if risk is not None else None,
+        "confidence": min(max(conf, 0.0), 1.0) if conf is not None else None,
+        "verdict": vendor_verdict(word), "verdict_text": word,
+        "tactics": list(dict.fromkeys(t for t in (tactic_name(v) for v in tactics) if t))[:20],
+        "techniques": list(dict.fromkeys(t for t in (text(v, 32) for v in techniques) if t))[:50],
+        "rule_level": level, "false_positive_notes": notes, "low_fidelity": bool(low_fidelity),
+        "detection_source": text(detection_source, 128),
+    }
+
+
 def build_alert(fmt: str, record: dict[str, Any], **fields: Any) -> Alert:
     """Validate the mapped fields into an Alert; a validation failure is a MappingError."""
     fields.setdefault("title", fields.get("rule_id") or "")
@@ -308,5 +365,5 @@ def build_alert(fmt: str, record: dict[str, Any], **fields: Any) -> Alert:
 __all__ = [
     "Entities", "as_list", "bounded_id", "build_alert", "compact", "digest", "fail", "first_text",
     "first_time", "get", "number", "parse_time", "require_dict", "severity_band", "severity_word",
-    "slug", "text", "utcnow",
+    "slug", "tactic_name", "text", "utcnow", "vendor_fields", "vendor_verdict",
 ]

@@ -703,7 +703,7 @@ def learn(
     """Import analysts' dispositions into the priors; write tuning suggestions for noisy rules."""
     import connectors  # noqa: F401  (before the store: importing the store first is an import cycle)
     from soc_agent.learning import (LabelIndex, default_suggestions_path, learn_from_file, learn_from_store,
-                                    suggest_tuning, write_suggestions)
+                                    retrain_model, suggest_tuning, write_suggestions)
     from soc_agent.store import Store
 
     if (alerts is None) != (labels is None):
@@ -727,19 +727,32 @@ def learn(
                     report, priors = learn_from_file(store, fh, index, labels.name)
             finally:
                 index.close()
+        model_report, model_version = retrain_model(store)
     finally:
         store.close()
     suggestions = suggest_tuning(priors, settings.playbooks_dir / "detectors.yml")
     path = default_suggestions_path(settings.workdir)
     write_suggestions(path, suggestions)
     data = report.as_dict() | {"rule_priors": len(priors.rules), "entity_priors": len(priors.entities),
-                               "tuning_suggestions": len(suggestions), "suggestions_file": str(path)}
+                               "tuning_suggestions": len(suggestions), "suggestions_file": str(path),
+                               "model": {"trained": model_report.trained, "examples": model_report.examples,
+                                         "cv_macro_f1": model_report.cv_macro_f1, "cv_ece": model_report.cv_ece,
+                                         "active_version": model_version, "why_not": model_report.why_not}}
     if as_json:
         print(json.dumps(data))
         return
     out.print(f"learned {data['learned']} disposition(s) {data['by_label']}; {data['already_learned']} already known; "
               f"{data['rule_priors']} rule and {data['entity_priors']} entity priors; "
               f"{len(suggestions)} tuning suggestion(s) in {path}")
+    model = data["model"]
+    if model["trained"]:
+        kept = "" if model["active_version"] is not None else " (not served)"
+        out.print(f"model trained on {model['examples']} disposition(s): cross-validated macro-F1 "
+                  f"{model['cv_macro_f1']:.3f}, ECE {model['cv_ece']:.3f}; serving version "
+                  f"{model['active_version']}{kept}")
+    else:
+        out.print(f"no model trained: {model['why_not']}"
+                  + (f"; still serving version {model['active_version']}" if model["active_version"] else ""))
     for reason, item in data["skipped"].items():
         err.print(f"skipped {item['count']}: {reason}")
 

@@ -1,6 +1,7 @@
 """Correlation: which open case does an alert belong to, and does it change anything?
 
-Two alerts belong together when they share an entity within the window,
+Two alerts belong together when they share an entity within the window and
+belong to the same tenant (keys are scoped by ``Alert.tenant``),
 but not every entity is equally telling: an external address, a file hash,
 a domain or a sender ties alerts from different rules together, while a
 user, a host or an internal address (shared by half the company's alerts)
@@ -39,6 +40,11 @@ def is_internal_ip(value: str) -> bool:
     except ValueError:
         return True
     return any(address in net for net in _INTERNAL_NETS if net.version == address.version)
+
+
+def scoped_key(tenant: str | None, key: str) -> str:
+    """An entity key within its tenant: the same address in two tenants is two entities to the correlator."""
+    return f"{tenant}\x1f{key}" if tenant else key
 
 
 def is_strong(entity: Entity) -> bool:
@@ -115,10 +121,11 @@ class Correlator:
                     return case_id
             return None
         for entity in alert.entities:
+            key = scoped_key(alert.tenant, entity.key)
             if is_strong(entity):
-                case_id = self._by_entity.get(entity.key)
+                case_id = self._by_entity.get(key)
             else:
-                case_id = self._by_rule_entity.get((alert.rule_id, entity.key))
+                case_id = self._by_rule_entity.get((alert.rule_id, key))
             if case_id is not None and self._recent(self.cases[case_id], alert):
                 return case_id
         return None
@@ -146,7 +153,8 @@ class Correlator:
             why.append(f"new detection {alert.rule_id}")
         if alert.kind == "alert" and alert.severity.rank > case.max_severity:
             why.append(f"severity rose to {alert.severity}")
-        fresh = [e.key for e in alert.entities if is_strong(e) and e.key not in case.entity_keys]
+        fresh = [e.key for e in alert.entities
+                 if is_strong(e) and scoped_key(alert.tenant, e.key) not in case.entity_keys]
         if alert.kind == "alert" and fresh:
             why.append(f"new indicator {fresh[0]}")
         self._index(case, alert)
@@ -181,15 +189,19 @@ class Correlator:
         return forgotten
 
     def restore(self, case_id: str, rules: set[str], entity_keys: set[str], severity: Severity,
-                last_seen: datetime, runs: int, rule_entities: set[tuple[str, str]] | None = None) -> None:
+                last_seen: datetime, runs: int, rule_entities: set[tuple[str, str]] | None = None,
+                tenant: str | None = None) -> None:
         """Re-index an open case loaded from the store (process restart, partition takeover).
 
         ``rule_entities`` are the (rule, entity key) pairs of the case's own
         alerts; without them every rule of the case is paired with every
         entity, which can steal a same-rule join from another open case.
         Where two restored cases share a key, the one seen last keeps it, as
-        it would have in the live index.
+        it would have in the live index. ``tenant`` scopes the keys as ``attach`` did.
         """
+        entity_keys = {scoped_key(tenant, k) for k in entity_keys}
+        if rule_entities is not None:
+            rule_entities = {(r, scoped_key(tenant, k)) for r, k in rule_entities}
         case = CaseIndex(case_id, set(rules), set(entity_keys), severity.rank, last_seen, runs,
                          touched=self._clock())
         self.cases[case_id] = case
@@ -217,7 +229,8 @@ class Correlator:
             case.max_severity = max(case.max_severity, alert.severity.rank)
         case.last_seen = max(case.last_seen or alert.timestamp, alert.timestamp)
         for entity in alert.entities:
-            case.entity_keys.add(entity.key)
-            self._by_entity[entity.key] = case.case_id
+            key = scoped_key(alert.tenant, entity.key)
+            case.entity_keys.add(key)
+            self._by_entity[key] = case.case_id
             if alert.kind == "alert":
-                self._by_rule_entity[(alert.rule_id, entity.key)] = case.case_id
+                self._by_rule_entity[(alert.rule_id, key)] = case.case_id

@@ -22,6 +22,7 @@ def fingerprint(alert: Alert) -> str:
         "entities": sorted(e.key for e in alert.entities),
         "title": alert.title,
         "attributes": alert.attributes,
+        "tenant": alert.tenant,
     }
     if alert.kind == "event":
         body["id"] = alert.id

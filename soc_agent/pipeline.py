@@ -51,6 +51,7 @@ from soc_agent.responders import ActionExecutor, LocalResponder
 from soc_agent.responders.local import CASE_CAPABILITIES
 from soc_agent.scoring import RuleBook
 from soc_agent.services import Services
+from soc_agent.vendor_evidence import EvidenceBook
 from soc_agent.store import AlertRow, ApprovalRow, CaseEntityRow, CaseRow, DeadLetterRow, Store
 from soc_agent.types import Alert, Severity, to_db_time, utcnow
 
@@ -74,6 +75,8 @@ class TriageResult:
     latency_ms: float = 0.0
     """From the alert's arrival at intake to its decision."""
     incident_class: str | None = None
+    case_verdict: str | None = None
+    """The case's verdict (its worst alert's); ``verdict`` is this alert's own."""
 
     def to_json(self) -> str:
         """One JSON line for ``triage`` output."""
@@ -183,6 +186,7 @@ def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Serv
         playbooks=PlaybookSet(load_playbooks(settings.playbooks_dir)),
         policy=load_policy(settings.playbooks_dir / "policy.yml"),
         rulebook=RuleBook.from_file(settings.playbooks_dir / "detectors.yml"),
+        vendor_evidence=EvidenceBook.from_file(settings.playbooks_dir / "evidence.yml"),
         reasoner=reasoner or make_reasoner(settings.reasoner),
         # Remote responders first: the executor uses the first responder holding a capability,
         # so the local one only covers what no configured connector was granted.
@@ -228,6 +232,9 @@ class Pipeline:
         # Strong references keep open cases in the session's (weak) identity map:
         # without them every follow-up re-reads its case from the database.
         self._case_rows: dict[str, CaseRow] = {}
+        # Each alert's own verdict from its case's latest run, by alert id and by (case, rule) for follow-ups
+        # that join without a run; bounded like the deduper.
+        self._judged: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._pending = 0
         self._restore()
         if expire_on_start:
@@ -486,13 +493,29 @@ class Pipeline:
             reasons.append("case is waiting for approval; attached for the approver")
         if case is not None:
             reasons += json.loads(case.reasons)
+        # A duplicate is what its original was; a follow-up (same rule, nothing new) what its rule's alert was.
+        own = None
+        if status == "duplicate" and why:
+            own = self._judged.get("alert|" + why[0].removeprefix("duplicate of ").split(":", 1)[-1])
+        own = own or self._judged.get(f"{case_id}|{alert.rule_id}")
+        verdict, confidence = own or ((case.verdict, case.confidence) if case else (None, None))
         return TriageResult(
-            alert_id=alert.id, case_id=case_id, verdict=case.verdict if case else None,
-            confidence=case.confidence if case else None, action=case.action if case else None,
+            alert_id=alert.id, case_id=case_id, verdict=verdict,
+            confidence=confidence, action=case.action if case else None,
             decision=case.decision if case else None, reasons=reasons, status=status,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             incident_class=case.incident_class if case else None,
+            case_verdict=case.verdict if case else None,
         )
+
+    def _remember_judged(self, case_id: str, assessment) -> None:
+        for alert_id, judged in assessment.alert_verdicts.items():
+            value = (judged["verdict"], judged["confidence"])
+            for key in (f"alert|{alert_id}", f"{case_id}|{judged['rule_id']}"):
+                self._judged[key] = value
+                self._judged.move_to_end(key)
+        while len(self._judged) > self.deduper.max_entries:
+            self._judged.popitem(last=False)
 
     def _result_from_state(self, alert: Alert, state: dict[str, Any], started: float) -> TriageResult:
         decision = state.get("decision")
@@ -500,10 +523,15 @@ class Pipeline:
         interrupted = bool(state.get("__interrupt__"))
         if decision is not None:
             self.summary.decisions[str(decision.outcome)] += 1
+        own = None
+        if assessment is not None:
+            self._remember_judged(state["case_id"], assessment)
+            own = assessment.alert_verdicts.get(alert.id)
         return TriageResult(
             alert_id=alert.id, case_id=state["case_id"],
-            verdict=str(assessment.verdict) if assessment else None,
-            confidence=assessment.confidence if assessment else None,
+            verdict=own["verdict"] if own else (str(assessment.verdict) if assessment else None),
+            confidence=own["confidence"] if own else (assessment.confidence if assessment else None),
+            case_verdict=str(assessment.verdict) if assessment else None,
             action=decision.action.name if decision and decision.action else None,
             decision=str(decision.outcome) if decision else None,
             reasons=decision.reasons if decision else [],
@@ -531,19 +559,22 @@ class Pipeline:
                 keys[case_id].add(key)
             rules: dict[str, set[str]] = {case_id: set() for case_id in ids}
             pairs: dict[str, set[tuple[str, str]]] = {case_id: set() for case_id in ids}
+            tenants: dict[str, str | None] = {}
             for case_id, rule_id, payload in session.exec(
                     select(AlertRow.case_id, AlertRow.rule_id, AlertRow.payload)
                     .where(AlertRow.case_id.in_(ids), AlertRow.kind == "alert", AlertRow.duplicate_of == None)):  # noqa: E711
                 rules[case_id].add(rule_id)
+                body = json.loads(payload)
+                tenants.setdefault(case_id, body.get("tenant"))
                 # Which rule came with which entity: a weak entity joins only its own rule's alerts.
-                for entity in json.loads(payload).get("entities", []):
+                for entity in body.get("entities", []):
                     pairs[case_id].add((rule_id, f"{entity['kind']}:{entity['value']}"))
             last = dict(session.exec(select(AlertRow.case_id, func.max(AlertRow.ts))
                                      .where(AlertRow.case_id.in_(ids)).group_by(AlertRow.case_id)).all())
             for case_id, case in batch.items():
                 last_seen = (last.get(case_id) or case.updated_at).replace(tzinfo=timezone.utc)
                 self.correlator.restore(case_id, rules[case_id], keys[case_id], Severity(case.severity), last_seen,
-                                        case.runs, pairs[case_id])
+                                        case.runs, pairs[case_id], tenants.get(case_id))
                 self.correlator.cases[case_id].stored_keys = set(keys[case_id])
             for case_id, payload in session.exec(select(AlertRow.case_id, AlertRow.payload)
                                                  .where(AlertRow.case_id.in_(ids), AlertRow.source == "detector")):

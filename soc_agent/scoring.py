@@ -18,13 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from soc_agent.context import cel_context
 from soc_agent.types import Alert, Case, Evidence, Severity, Verdict
+from soc_agent.vendor_evidence import EvidenceBook
 
 _SEVERITY_WEIGHT = {
     Severity.INFORMATIONAL: -1.0, Severity.LOW: -0.5, Severity.MEDIUM: 0.0,
     Severity.HIGH: 0.5, Severity.CRITICAL: 1.0,
 }
-# Kinds of evidence that count as independent corroboration of a malicious verdict.
-_INDEPENDENT_KINDS = frozenset({"rule", "intel", "threshold", "signal", "correlation"})
+# Kinds of evidence that count as independent corroboration of a malicious verdict. Learned history and the
+# learned model never do: they restate what analysts decided before, not a new fact about this case.
+_INDEPENDENT_KINDS = frozenset({"rule", "intel", "threshold", "signal", "correlation", "vendor_verdict"})
 
 
 class Signal(BaseModel):
@@ -68,22 +70,30 @@ class RuleBook:
         rules = {name: RuleWeight.model_validate(body or {}) for name, body in (data.get("rules") or {}).items()}
         return cls(rules, float(data.get("unknown_rule_weight", 0.0)))
 
-    def evidence(self, case: Case, ctx: dict | cel.Context) -> list[Evidence]:
-        """Rule, severity, signal and correlation evidence for a case (enrichment comes separately)."""
+    def evidence(self, case: Case, ctx: dict | cel.Context, vendor: EvidenceBook | None = None) -> list[Evidence]:
+        """Rule, signal, vendor and correlation evidence for a case, each item about the alert or rule it is
+        about (enrichment comes separately).
+
+        A rule the site configured is worth its configured weight and signals, plus the old per-alert
+        severity weights; any other rule is judged on its vendor's evidence (``vendor``), never on zero.
+        """
         items: list[Evidence] = []
         seen_rules: list[str] = []
         if any(self.rules.get(a.rule_id) and self.rules[a.rule_id].signals for a in case.alerts):
             ctx = cel_context(ctx)  # converted once for all the signals
         for alert in case.alerts:
-            if alert.rule_id in seen_rules:
-                continue
-            seen_rules.append(alert.rule_id)
-            items.extend(self._rule_evidence(alert, ctx))
-        severity = case.max_severity
-        items.append(Evidence(
-            id="severity", kind="severity", source="alerts",
-            summary=f"highest source severity is {severity}", weight=_SEVERITY_WEIGHT[severity],
-        ))
+            configured = alert.rule_id in self.rules
+            if alert.rule_id not in seen_rules:
+                seen_rules.append(alert.rule_id)
+                items.extend(self._rule_evidence(alert, ctx))
+            if configured:
+                items.append(Evidence(
+                    id=f"severity:{alert.id}", kind="severity", source=alert.source,
+                    summary=f"source severity is {alert.severity}", weight=_SEVERITY_WEIGHT[alert.severity],
+                    alert_id=alert.id,
+                ))
+            if vendor is not None:
+                items.extend(vendor.evidence(alert, configured_rule=configured))
         if len(seen_rules) > 1:
             items.append(Evidence(
                 id="correlation", kind="correlation", source="correlator",
@@ -97,11 +107,12 @@ class RuleBook:
         kind = "threshold" if alert.source == "detector" else "rule"
         if rule is None:
             return [Evidence(id=f"rule:{alert.rule_id}", kind=kind, source=alert.source,
-                             summary=f"detection {alert.rule_id} (no weight configured)",
-                             weight=self.unknown_weight)]
+                             summary=f"detection {alert.rule_id} (not configured here: judged on its vendor's "
+                                     f"evidence)", weight=self.unknown_weight, rule_id=alert.rule_id)]
         items = [Evidence(id=f"rule:{alert.rule_id}", kind=kind, source=alert.source,
                           summary=f"detection {alert.rule_id}: {alert.title[:200]}", weight=rule.weight,
-                          data={"alert_id": alert.id, "non_malicious": rule.non_malicious})]
+                          data={"alert_id": alert.id, "non_malicious": rule.non_malicious, "configured": True},
+                          rule_id=alert.rule_id)]
         for signal in rule.signals:
             try:
                 hit = self._programs[(alert.rule_id, signal.name)].execute(ctx) is True
@@ -111,6 +122,7 @@ class RuleBook:
                 items.append(Evidence(
                     id=f"signal:{signal.name}", kind="benign_context" if signal.benign else "signal",
                     source=f"rule:{alert.rule_id}", summary=signal.summary, weight=signal.weight,
+                    rule_id=alert.rule_id,
                 ))
         return items
 

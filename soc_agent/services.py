@@ -24,6 +24,7 @@ from soc_agent.responders import ActionExecutor
 from soc_agent.scoring import RuleBook
 from soc_agent.store import Store
 from soc_agent.types import Assessment, Case, Evidence, RunMode
+from soc_agent.vendor_evidence import EvidenceBook
 
 
 class EvidenceSource(Protocol):
@@ -61,6 +62,8 @@ class Services:
     """Case-level evidence added by the assess node (learned priors...)."""
     calibrator: Calibrator | None = None
     """Applied to every assessment the reason node settles on."""
+    vendor_evidence: EvidenceBook | None = None
+    """Generic weights for vendor-native evidence (``playbooks/evidence.yml``); None weighs nothing."""
     parsed_alerts: ParsedAlerts = field(default_factory=ParsedAlerts)
     """Stored alerts already parsed, for the correlate node's re-reads of a case."""
     note_files: NoteFiles = field(init=False)

@@ -84,6 +84,37 @@ class Severity(enum.StrEnum):
         return list(Severity).index(self)
 
 
+class VendorVerdict(enum.StrEnum):
+    """What the alert's source itself concluded, normalised across vendors."""
+
+    MALICIOUS = "malicious"
+    SUSPICIOUS = "suspicious"
+    BENIGN = "benign"
+    FALSE_POSITIVE = "false_positive"
+
+
+class VendorEvidence(BaseModel):
+    """What the vendor already knows about an alert, in typed, normalised fields.
+
+    Every connector fills what its vendor states; the scorer weighs these
+    generically (``playbooks/evidence.yml``), so a rule the product has never
+    seen starts from its vendor's evidence, not from zero. ``None`` means the
+    vendor did not say: never read as benign.
+    """
+
+    severity: Severity | None = Field(default=None, description="the severity the vendor stated; None when unknown")
+    risk_score: float | None = Field(default=None, ge=0, le=100, description="the vendor's numeric risk, 0-100")
+    confidence: float | None = Field(default=None, ge=0, le=1, description="the vendor's confidence in its finding")
+    verdict: VendorVerdict | None = Field(default=None, description="the vendor's own determination, normalised")
+    verdict_text: str | None = Field(default=None, max_length=256, description="the determination as the vendor said it")
+    tactics: list[str] = Field(default_factory=list, description="MITRE ATT&CK tactics, lower-case names")
+    techniques: list[str] = Field(default_factory=list, description="MITRE ATT&CK technique ids (T1059.001)")
+    rule_level: Severity | None = Field(default=None, description="the level the rule itself declares")
+    false_positive_notes: list[str] = Field(default_factory=list, description="the rule's documented false positives")
+    low_fidelity: bool = Field(default=False, description="a hunting or building-block rule, not a detection")
+    detection_source: str | None = Field(default=None, max_length=128, description="which engine raised it")
+
+
 class Alert(BaseModel):
     """One normalised alert or raw event, whatever its source.
 
@@ -107,6 +138,10 @@ class Alert(BaseModel):
         "(command_line, outcome, geo, bytes_out...); attacker-controlled text",
     )
     raw: dict[str, Any] = Field(default_factory=dict, description="the source payload, kept as evidence")
+    tenant: str | None = Field(default=None, max_length=256,
+                               description="the tenant (organisation) it belongs to; dedupe and correlation "
+                                           "never cross tenants")
+    vendor: VendorEvidence = Field(default_factory=VendorEvidence)
 
     @field_validator("timestamp")
     @classmethod
@@ -178,6 +213,20 @@ class Evidence(BaseModel):
     summary: str
     weight: float = 0.0
     data: dict[str, Any] = Field(default_factory=dict)
+    alert_id: str | None = Field(default=None, description="the alert this is about; None with ``entity`` unset "
+                                                           "means the whole case")
+    entity: str | None = Field(default=None, description="the entity key this is about (enrichment)")
+    rule_id: str | None = Field(default=None, description="the detection rule this is about (every alert of it)")
+
+    def applies_to(self, alert: "Alert") -> bool:
+        """Whether this item is about ``alert``: its own, its rule's, one of its entities', or the whole case's."""
+        if self.alert_id is not None:
+            return self.alert_id == alert.id
+        if self.rule_id is not None:
+            return self.rule_id == alert.rule_id
+        if self.entity is not None:
+            return any(e.key == self.entity for e in alert.entities)
+        return True
 
 
 class Assessment(BaseModel):
@@ -196,6 +245,10 @@ class Assessment(BaseModel):
         description="facts the guard must weigh: injection_suspected, reasoner_disagreement, llm_fallback",
     )
     llm: dict[str, Any] | None = Field(default=None, description="model, tokens and latency of the call")
+    alert_verdicts: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="each alert's own verdict, confidence, score and rule (judged per alert, decided per case)",
+    )
 
 
 class ActionSpec(BaseModel):

@@ -11,7 +11,7 @@ from typing import Any
 
 from connectors._common import (
     Entities, as_list, build_alert, fail, first_text, first_time, get, number, require_dict,
-    severity_band, severity_word, slug, text,
+    severity_band, severity_word, slug, text, vendor_fields,
 )
 from soc_agent.types import Alert, EntityKind, Severity
 
@@ -58,6 +58,28 @@ def to_alert(record: dict[str, Any]) -> Alert:
         description=first_text(body, "kibana.alert.reason", "kibana.alert.rule.description", limit=16384) or "",
         severity=severity, timestamp=timestamp,
         entities=_entities(body), attributes=_attributes(body, risk),
+        tenant=_tenant(body), vendor=_vendor(body, risk),
+    )
+
+
+def _tenant(body: dict[str, Any]) -> str | None:
+    """The Kibana space the alert lives in stands for the tenant."""
+    spaces = [s for s in (text(v, 256) for v in as_list(get(body, "kibana.space_ids"))) if s]
+    return spaces[0] if spaces else None
+
+
+def _vendor(body: dict[str, Any], risk: float | None) -> dict[str, Any]:
+    techniques, tactics = _mitre(body)
+    tags = [t.lower() for t in (text(v, 128) for v in as_list(get(body, "kibana.alert.rule.tags"))) if t]
+    # Hunting rules and building blocks are leads that feed other rules, not detections on their own.
+    low_fidelity = bool(get(body, "kibana.alert.building_block_type")) or any("hunting" in t for t in tags)
+    return vendor_fields(
+        severity=severity_word(get(body, "kibana.alert.severity")) or severity_word(
+            get(body, "kibana.alert.rule.severity")),
+        risk_score=risk, tactics=tactics, techniques=techniques,
+        rule_level=get(body, "kibana.alert.rule.severity"),
+        false_positives=get(body, "kibana.alert.rule.false_positives"), low_fidelity=low_fidelity,
+        detection_source=first_text(body, "kibana.alert.rule.type", "kibana.alert.rule.producer"),
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from connectors._common import (
     Entities, as_list, build_alert, digest, fail, first_text, first_time, get, number, require_dict,
-    severity_word, slug, text,
+    severity_word, slug, text, vendor_fields,
 )
 from soc_agent.types import Alert, EntityKind, Severity
 
@@ -26,6 +26,12 @@ _SUPPORTED = _FINDINGS | {_AUTHENTICATION}
 _SEVERITY_IDS = {1: Severity.INFORMATIONAL, 2: Severity.LOW, 3: Severity.MEDIUM, 4: Severity.HIGH,
                  5: Severity.CRITICAL, 6: Severity.CRITICAL}
 _FAILURE = 2
+_MAX_EVIDENCES = 50
+# OCSF disposition_id: what the product did or concluded (1.x dictionary).
+_DISPOSITIONS = {2: "blocked", 3: "quarantined", 4: "isolated", 5: "deleted", 6: "dropped",
+                 10: "exonerated", 8: "approved"}
+# OCSF confidence_id: 1 Low, 2 Medium, 3 High.
+_CONFIDENCE_IDS = {1: 0.33, 2: 0.66, 3: 0.9}
 
 
 def _class_uid(record: dict[str, Any]) -> int | None:
@@ -55,10 +61,11 @@ def to_alert(record: dict[str, Any]) -> Alert:
         or severity_word(record.get("severity"))
     if class_uid == _AUTHENTICATION:
         return _authentication(record, timestamp)
-    return _finding(record, timestamp, severity or Severity.MEDIUM)
+    return _finding(record, timestamp, severity or Severity.MEDIUM, severity)
 
 
-def _finding(record: dict[str, Any], timestamp: datetime, severity: Severity) -> Alert:
+def _finding(record: dict[str, Any], timestamp: datetime, severity: Severity,
+             severity_stated: Severity | None) -> Alert:
     info = "finding_info" if isinstance(record.get("finding_info"), dict) else "finding"
     title = first_text(record, f"{info}.title", "message", limit=1024)
     # The analytic (or the product's event code) identifies the detection; a title slug is the fallback.
@@ -71,10 +78,12 @@ def _finding(record: dict[str, Any], timestamp: datetime, severity: Severity) ->
     alert_id = (first_text(record, f"{info}.uid", "metadata.uid", limit=256)
                 or digest(rule_id, timestamp.isoformat(), title))
     found = _endpoints(record)
-    for evidence in as_list(record.get("evidences")):
+    verdicts: list[str] = []
+    for evidence in as_list(record.get("evidences"))[:_MAX_EVIDENCES]:
         if isinstance(evidence, dict):
-            for entity in _endpoints(evidence).items:
-                found.add(entity.kind, entity.value, entity.role)
+            _evidence_entities(evidence, found)
+            data = evidence.get("data") if isinstance(evidence.get("data"), dict) else {}
+            verdicts += [v for v in (text(data.get("LastVerdict"), 64), text(data.get("SuspicionLevel"), 64)) if v]
     for resource in as_list(record.get("resources")):
         found.add(EntityKind.CLOUD_RESOURCE, get(resource, "uid"), "target")
     return build_alert(
@@ -85,8 +94,57 @@ def _finding(record: dict[str, Any], timestamp: datetime, severity: Severity) ->
                     "mitre_techniques": _techniques(record, info),
                     "state": first_text(record, "state", "status"),
                     "disposition": first_text(record, "disposition"),
-                    "url": first_text(record, f"{info}.src_url")},
+                    "url": first_text(record, f"{info}.src_url"),
+                    "category": text((as_list(get(record, f"{info}.types")) or [None])[0], 128)},
+        tenant=first_text(record, "metadata.tenant_uid", limit=256),
+        vendor=_vendor(record, info, severity_stated, verdicts),
     )
+
+
+def _vendor(record: dict[str, Any], info: str, severity: Severity | None, verdicts: list[str]) -> dict[str, Any]:
+    tactics = [get(a, "tactic.name") for a in as_list(get(record, f"{info}.attacks")) + as_list(record.get("attacks"))]
+    # A finding's types are often its ATT&CK tactic ("CredentialAccess"); the scorer weighs only tactic names.
+    tactics += as_list(get(record, f"{info}.types"))[:5]
+    # The strongest determination any evidence row states: Malicious over Suspicious over anything else.
+    ranked = sorted(verdicts, key=lambda v: {"malicious": 0, "incriminated": 0, "suspicious": 1}.get(v.lower(), 2))
+    disposition = _DISPOSITIONS.get(record.get("disposition_id")) if isinstance(record.get("disposition_id"), int) \
+        else None
+    confidence = record.get("confidence_score")
+    if confidence is None and isinstance(record.get("confidence_id"), int):
+        confidence = _CONFIDENCE_IDS.get(record["confidence_id"])
+    return vendor_fields(
+        severity=severity, risk_score=get(record, "risk_score"), confidence=confidence,
+        verdict=(ranked[0] if ranked else None) or disposition or first_text(record, "disposition"),
+        tactics=tactics, techniques=_techniques(record, info),
+        detection_source=first_text(record, "metadata.product.name", limit=128),
+    )
+
+
+def _evidence_entities(evidence: dict[str, Any], found: Entities) -> None:
+    """The typed objects of one ``evidences[]`` item (device, user, endpoints, file, process, url, email, resources)."""
+    data = evidence.get("data") if isinstance(evidence.get("data"), dict) else {}
+    role = (text(data.get("EvidenceRole"), 32) or "").lower() or None
+    for entity in _endpoints(evidence).items:
+        found.add(entity.kind, entity.value, role or entity.role)
+    device = evidence.get("device") if isinstance(evidence.get("device"), dict) else None
+    if device:
+        found.add(EntityKind.HOST, first_text(device, "hostname", "name", "uid"), role or "dst")
+    user = evidence.get("user") if isinstance(evidence.get("user"), dict) else None
+    if user:
+        # Every identifier of the account: directories key the same person by name, UPN, SID or object id.
+        for path in ("email_addr", "name", "account.uid", "uid", "uid_alt"):
+            found.add_user(first_text(user, path), role or "actor")
+    file = evidence.get("file") if isinstance(evidence.get("file"), dict) else None
+    if file:
+        found.add_hashes([get(h, "value") for h in as_list(file.get("hashes"))], "file")
+    email = evidence.get("email") if isinstance(evidence.get("email"), dict) else None
+    if email:
+        found.add(EntityKind.EMAIL, first_text(email, "from", "smtp_from"), "sender")
+        for to in as_list(email.get("to"))[:10]:
+            found.add(EntityKind.EMAIL, to, "recipient")
+        found.add(EntityKind.CLOUD_RESOURCE, first_text(email, "uid", "message_uid"), role or "message")
+    for resource in as_list(evidence.get("resources"))[:10]:
+        found.add(EntityKind.CLOUD_RESOURCE, first_text(resource, "uid", "name"), role or "target")
 
 
 def _authentication(record: dict[str, Any], timestamp: datetime) -> Alert:

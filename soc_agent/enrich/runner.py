@@ -183,6 +183,9 @@ def enrich_case(
                 except Exception as exc:  # any enricher bug degrades evidence, never the run
                     result.degraded.append(f"{enricher.name}: {type(exc).__name__} on {entity.key}")
                     continue
+                # Enrichment is about its entity: benign facts of one entity never speak for another's alert.
+                cached = [item if item.entity else item.model_copy(update={"entity": entity.key})
+                          for item in cached]
                 if cache is not None:
                     cache.put(key, cached)
             for item in cached:

@@ -6,6 +6,9 @@
 * :mod:`~soc_agent.learning.calibration`: per-verdict isotonic confidence maps
   fitted on labelled history, reported as expected calibration error; served
   to the reason node as the ``Calibrator``.
+* :mod:`~soc_agent.learning.model`: a LightGBM classifier trained on every
+  disposition's generic features, calibrated, versioned as a text artefact,
+  served to the assess node as ``model`` evidence (:class:`ModelEvidence`).
 * :mod:`~soc_agent.learning.tuning`: noisy rules and always-benign entities as
   suggestions a person accepts.
 * :mod:`~soc_agent.learning.split`: the held-out experiment showing that
@@ -35,7 +38,8 @@ from soc_agent.learning.calibration import (
 )
 from soc_agent.learning.labels import LABEL_VALUES, LabelIndex, Skipped
 from soc_agent.learning.priors import Counts, PriorConfig, PriorEvidence, Priors
-from soc_agent.learning.tables import LearnedLabelRow
+from soc_agent.learning.model import ModelConfig, ModelEvidence, TrainReport, TriageModel, alert_features, train
+from soc_agent.learning.tables import LearnedLabelRow, ModelRow, TrainingExampleRow
 from soc_agent.learning.tuning import TuningConfig, suggest_tuning, write_suggestions
 from soc_agent.types import Alert, to_db_time, utcnow
 
@@ -46,6 +50,10 @@ __all__ = [
     "LABEL_VALUES",
     "LabelIndex",
     "LearnReport",
+    "ModelConfig",
+    "ModelEvidence",
+    "TrainReport",
+    "TriageModel",
     "PriorConfig",
     "PriorEvidence",
     "Priors",
@@ -57,6 +65,7 @@ __all__ = [
     "learn_from_file",
     "learn_from_store",
     "load_learning",
+    "retrain_model",
     "suggest_tuning",
     "write_suggestions",
 ]
@@ -89,8 +98,35 @@ def load_learning(settings, store) -> tuple[list, ConfidenceCalibrator | None]:
     with store.reader() as session:
         priors = Priors.load(session)
         calibrator = ConfidenceCalibrator.load(session)
-    sources = [PriorEvidence(priors, now=utcnow())] if priors.rules or priors.entities else []
+        active = session.exec(select(ModelRow).where(ModelRow.active == True)  # noqa: E712
+                              .order_by(ModelRow.version.desc())).first()
+    sources: list = [PriorEvidence(priors, now=utcnow())] if priors.rules or priors.entities else []
+    if active is not None:
+        sources.append(ModelEvidence(TriageModel.from_json(active.artefact), active.version))
     return sources, calibrator
+
+
+def retrain_model(store, config: ModelConfig | None = None) -> tuple[TrainReport, int | None]:
+    """Train on every stored disposition; serve the new model unless the active one cross-validated better.
+
+    Returns the report and the version now active (None when there is none yet).
+    """
+    session = store.session
+    examples = [(json.loads(row.features), row.label) for row in
+                session.exec(select(TrainingExampleRow).order_by(TrainingExampleRow.ts, TrainingExampleRow.alert_id))]
+    active = session.exec(select(ModelRow).where(ModelRow.active == True)).first()  # noqa: E712
+    model, report = train(examples, config)
+    if model is None:
+        return report, active.version if active else None
+    row = ModelRow(created_at=to_db_time(utcnow()), examples=report.examples, cv_macro_f1=report.cv_macro_f1,
+                   cv_ece=report.cv_ece, artefact=model.to_json())
+    # A worse model is kept for the record but not served: the previous one stays active.
+    row.active = active is None or report.cv_macro_f1 >= active.cv_macro_f1
+    if row.active and active is not None:
+        active.active = False
+    session.add(row)
+    store.commit()
+    return report, row.version if row.active else active.version
 
 
 def _observe(session, priors: Priors, report: LearnReport, alert: Alert, label: str, source: str) -> None:
@@ -100,6 +136,8 @@ def _observe(session, priors: Priors, report: LearnReport, alert: Alert, label: 
     priors.observe(alert, label)
     session.add(LearnedLabelRow(alert_id=alert.id, label=label, rule_id=alert.rule_id, source=source,
                                 learned_at=to_db_time(utcnow())))
+    session.add(TrainingExampleRow(alert_id=alert.id, label=label, ts=to_db_time(alert.timestamp),
+                                   features=json.dumps(alert_features(alert))))
     report.learned += 1
     report.by_label[label] = report.by_label.get(label, 0) + 1
 

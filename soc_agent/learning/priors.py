@@ -185,7 +185,7 @@ class PriorEvidence:
                     id=f"history:rule:{rule_id}", kind="history", source=self.name,
                     summary=_summary(f"detection {rule_id}", counts), weight=weight,
                     data={"scope": "rule", "tp": round(counts.tp, 2), "bp": round(counts.bp, 2),
-                          "fp": round(counts.fp, 2)},
+                          "fp": round(counts.fp, 2)}, rule_id=rule_id,
                 ))
         scored = []
         for entity in case.entities:
@@ -198,6 +198,6 @@ class PriorEvidence:
                 id=f"history:entity:{key}", kind="history", source=self.name,
                 summary=_summary(key, counts), weight=weight,
                 data={"scope": "entity", "tp": round(counts.tp, 2), "bp": round(counts.bp, 2),
-                      "fp": round(counts.fp, 2)},
+                      "fp": round(counts.fp, 2)}, entity=key,
             ))
         return items

@@ -51,3 +51,36 @@ class LearnedLabelRow(SQLModel, table=True):
     rule_id: str
     source: str = Field(description="labels file, webhook, queue...")
     learned_at: datetime
+
+
+class TrainingExampleRow(SQLModel, table=True):
+    """One analyst disposition with the generic features of its alert, for training the triage model.
+
+    Features are extracted once, when the disposition is learned, so a
+    retrain reads these rows and never re-parses old alerts.
+    """
+
+    __tablename__ = "learning_examples"
+
+    alert_id: str = Field(primary_key=True)
+    label: str
+    ts: datetime
+    features: str = Field(description="JSON of soc_agent.learning.model.alert_features")
+
+
+class ModelRow(SQLModel, table=True):
+    """A versioned triage model artefact: LightGBM's text model plus its encoders and calibration, as JSON.
+
+    Text only: nothing here is unpickled, so a row an attacker could write cannot run code.
+    ``active`` marks the one the product serves.
+    """
+
+    __tablename__ = "learning_models"
+
+    version: int | None = Field(default=None, primary_key=True)
+    created_at: datetime
+    examples: int
+    cv_macro_f1: float
+    cv_ece: float
+    active: bool = False
+    artefact: str = Field(description="JSON: booster text, vocabularies, history counts, calibration maps")

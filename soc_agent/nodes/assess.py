@@ -12,12 +12,12 @@ from soc_agent.types import Evidence
 
 
 def assess_risk(state: TriageState, runtime: Runtime[Services]) -> dict:
-    """Add rule, severity, signal and correlation evidence; sum the weights."""
+    """Add rule, vendor, signal, correlation and learned evidence; sum the weights."""
     svc = runtime.context
     case = state["case"]
     enrichment = state.get("evidence", [])
     ctx = case_context(case, enrichment, svc.knowledge)
-    evidence = enrichment + svc.rulebook.evidence(case, ctx)
+    evidence = enrichment + svc.rulebook.evidence(case, ctx, svc.vendor_evidence)
     for source in svc.evidence_sources:
         try:
             evidence += source.evidence(case)

@@ -14,6 +14,21 @@ from soc_agent.llm.injection import scan_case
 from soc_agent.reasoner import DeterministicReasoner, ReasoningInput
 from soc_agent.services import Services
 from soc_agent.state import TriageState
+from soc_agent.types import Assessment
+
+
+def _calibrated(calibrator, assessment: Assessment) -> Assessment:
+    """The calibrator applied to the case and to each alert's own verdict, except where the learned model
+    decided: its probabilities are calibrated already, and calibrating twice would distort them."""
+    judged = dict(assessment.alert_verdicts)
+    for alert_id, item in judged.items():
+        if item.get("basis") != "model":
+            one = calibrator(Assessment(verdict=item["verdict"], confidence=item["confidence"]))
+            judged[alert_id] = {**item, "confidence": one.confidence}
+    same = [j for j in assessment.alert_verdicts.values() if j["verdict"] == str(assessment.verdict)]
+    if same and all(j.get("basis") == "model" for j in same):
+        return assessment.model_copy(update={"alert_verdicts": judged})
+    return calibrator(assessment).model_copy(update={"alert_verdicts": judged})
 
 
 def reason_verdict(state: TriageState, runtime: Runtime[Services]) -> dict:
@@ -37,9 +52,8 @@ def reason_verdict(state: TriageState, runtime: Runtime[Services]) -> dict:
     if "injection_suspected" not in assessment.flags and scan_case(case.alerts):
         assessment = assessment.model_copy(update={"flags": [*assessment.flags, "injection_suspected"]})
     if svc.calibrator is not None:
-        raw = assessment.confidence
-        assessment = svc.calibrator(assessment)
-        note += f"; calibrated {raw:.2f} → {assessment.confidence:.2f}"
+        assessment = _calibrated(svc.calibrator, assessment)
+        note += f"; calibrated against analysts' history → {assessment.confidence:.2f}"
     if assessment.llm:
         note += f"; model {assessment.llm.get('model')} {assessment.llm.get('prompt_tokens', 0)}+" \
                 f"{assessment.llm.get('completion_tokens', 0)} tokens in {assessment.llm.get('latency_ms')} ms"

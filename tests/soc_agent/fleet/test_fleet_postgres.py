@@ -92,7 +92,8 @@ def test_alembic_upgrade_creates_the_schema_and_is_repeatable(pg_url):
     upgrade_schema(pg_url)  # a second upgrade (another worker, a re-run) is a no-op
     engine = create_engine(pg_url)
     tables = set(inspect(engine).get_table_names())
-    assert {"cases", "alerts", "actions", "audit", "approvals", "fleet_inbox", "alembic_version"} <= tables
+    assert {"cases", "alerts", "actions", "audit", "approvals", "fleet_inbox", "alembic_version",
+            "learning_examples", "learning_models"} <= tables
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     engine.dispose()
