@@ -9,11 +9,12 @@ detection seen through either API lands on the same rule.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from connectors._common import (
     Entities, as_list, build_alert, fail, first_text, first_time, get, number, require_dict,
-    severity_band, severity_word, slug, text,
+    severity_band, severity_word, slug, tactic_name, text, vendor_fields,
 )
 from soc_agent.types import Alert, EntityKind, Severity
 
@@ -26,6 +27,27 @@ _SCORE_BANDS = ((0, Severity.INFORMATIONAL), (20, Severity.LOW), (40, Severity.M
 # The legacy DetectionSummaryEvent uses 1-5.
 _LEGACY_LEVELS = {1: Severity.INFORMATIONAL, 2: Severity.LOW, 3: Severity.MEDIUM, 4: Severity.HIGH,
                   5: Severity.CRITICAL}
+# Pattern-disposition flags (keys lower-cased, underscores dropped: v2 snake_case and streaming PascalCase
+# meet) that mean the sensor itself stopped something: Falcon acting on its own malicious determination.
+_ACTION_FLAGS = (("killprocess", "killed"), ("killsubprocess", "killed"), ("killparent", "killed"),
+                 ("quarantinefile", "quarantined"), ("quarantinemachine", "isolated"),
+                 ("processblocked", "blocked"), ("operationblocked", "blocked"),
+                 ("fsoperationblocked", "blocked"), ("registryoperationblocked", "blocked"))
+# With prevention off, Falcon still sets the flag of the action it *would* have taken
+# ("Detection, process would have been killed..."): nothing was stopped, so no determination is read.
+_NO_ACTION_FLAGS = ("policydisabled",)
+# The category that heads pattern_disposition_description ("Prevention/Quarantine, ...", "Detection, ...");
+# read only when no flag says what was done. The free text after it is not searched: "not killed" exists.
+_CATEGORY_WORDS = (("quarantine", "quarantined"), ("prevention", "prevented"))
+# An analyst's resolution (status, resolution or tag). "ignored", "closed", "new", "in_progress" say
+# nothing about the activity and stay out: absence of a determination is never benign.
+_ANALYST_WORDS = {"truepositive": "true_positive", "falsepositive": "false_positive"}
+# Falcon maps detections to its own tactics too ("Machine Learning", "Malware", CSTA ids); only ATT&CK's count.
+_ATTACK_TACTICS = frozenset({
+    "reconnaissance", "resource development", "initial access", "execution", "persistence",
+    "privilege escalation", "defense evasion", "stealth", "defense impairment", "credential access",
+    "discovery", "lateral movement", "collection", "command and control", "exfiltration", "impact"})
+_TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 
 
 def _stream_type(record: dict[str, Any]) -> str | None:
@@ -53,12 +75,17 @@ def to_alert(record: dict[str, Any]) -> Alert:
 
 
 def _severity(name: Any, score: float | None, legacy: bool = False) -> Severity:
+    return _stated_severity(name, score, legacy) or Severity.MEDIUM
+
+
+def _stated_severity(name: Any, score: float | None, legacy: bool = False) -> Severity | None:
+    """The severity Falcon states: its name, else its number on Falcon's own scale; None if neither."""
     by_name = severity_word(name)
     if by_name:
         return by_name
     if legacy and score is not None and int(score) in _LEGACY_LEVELS:
         return _LEGACY_LEVELS[int(score)]
-    return severity_band(score, _SCORE_BANDS) or Severity.MEDIUM
+    return severity_band(score, _SCORE_BANDS)
 
 
 def _rule_id(pattern: Any, name: str | None) -> str | None:
@@ -66,6 +93,70 @@ def _rule_id(pattern: Any, name: str | None) -> str | None:
     if pattern_id:
         return f"pattern:{pattern_id}"
     return slug(name) if name else None
+
+
+def _flag_set(flags: Any) -> set[str]:
+    """The pattern-disposition flags that are on, as normalised keys."""
+    if not isinstance(flags, dict):
+        return set()
+    return {str(k).lower().replace("_", "") for k, v in flags.items()
+            if v is True or (isinstance(v, str) and v.strip().lower() == "true")}
+
+
+def _sensor_action(description: str | None, flags: Any) -> str | None:
+    """What the sensor did to stop it (``killed``, ``quarantined``, ``blocked``...), None if it only detected.
+
+    A prevention is Falcon acting on its own malicious determination; a detection-only disposition,
+    or one that says the action *would have been* taken (prevention policy off), is no determination.
+    """
+    said = re.sub(r"[^a-z]", "", (description or "").lower())
+    on = _flag_set(flags)
+    if "wouldhavebeen" in said or on & set(_NO_ACTION_FLAGS):
+        return None
+    for flag, word in _ACTION_FLAGS:
+        if flag in on:
+            return word
+    category = re.sub(r"[^a-z]", "", (description or "").split(",", 1)[0].lower())
+    return next((word for needle, word in _CATEGORY_WORDS if needle in category), None)
+
+
+def _analyst_resolution(record: dict[str, Any]) -> str | None:
+    """An analyst's true/false-positive resolution of a v2 alert (resolution, status, or a tag), else None."""
+    for key in ("resolution", "status"):
+        word = text(record.get(key), 64)
+        if word and re.sub(r"[^a-z]", "", word.lower()) in _ANALYST_WORDS:
+            return _ANALYST_WORDS[re.sub(r"[^a-z]", "", word.lower())]
+    tagged = {_ANALYST_WORDS[w] for w in (re.sub(r"[^a-z]", "", (text(t, 128) or "").lower())
+                                          for t in as_list(record.get("tags"))) if w in _ANALYST_WORDS}
+    # Both tags at once is a contradiction, not a resolution.
+    return tagged.pop() if len(tagged) == 1 else None
+
+
+def _attack(pairs: list[tuple[Any, Any]], techniques: list[Any]) -> tuple[list[str], list[str]]:
+    """ATT&CK tactic names and technique ids from (tactic, tactic id) pairs; Falcon's own taxonomy is dropped."""
+    tactics = [name for name, tactic_id in ((tactic_name(n), text(i, 32)) for n, i in pairs)
+               if name and (name in _ATTACK_TACTICS or (tactic_id or "").upper().startswith("TA"))]
+    ids = [t for t in (text(v, 32) for v in techniques) if t and _TECHNIQUE.match(t.upper())]
+    return tactics, [t.upper() for t in ids]
+
+
+def _vendor(severity: Severity | None, risk: float | None, confidence: Any, resolution: str | None,
+            disposition: str | None, flags: Any, tactics: list[str], techniques: list[str],
+            source: str | None) -> dict[str, Any]:
+    """``Alert.vendor``: an analyst's resolution outranks the sensor's own action, which outranks nothing."""
+    # Some exports wrap the phrase in quotes ("\"Detection/Quarantine, ...\"").
+    disposition = disposition.strip('"\' ') or None if disposition else None
+    action = _sensor_action(disposition, flags)
+    conf = number(confidence)
+    fields = vendor_fields(
+        severity=severity, risk_score=risk,
+        # Falcon's confidence is 0-100 always; vendor_fields would read 1 as 100%.
+        confidence=conf / 100 if conf is not None else None,
+        verdict=resolution or action, tactics=tactics, techniques=techniques, detection_source=source,
+    )
+    # The determination as Falcon said it: the analyst's word, else the pattern disposition's own phrase.
+    fields["verdict_text"] = resolution or text(disposition, 256) or fields["verdict_text"]
+    return fields
 
 
 def _alerts_v2(record: dict[str, Any]) -> Alert:
@@ -116,7 +207,19 @@ def _alerts_v2(record: dict[str, Any]) -> Alert:
             "confidence": number(record.get("confidence")),
             "url": first_text(record, "falcon_host_link"),
         },
+        tenant=first_text(record, "cid", "device.cid", limit=256), vendor=_vendor_v2(record, score),
     )
+
+
+def _vendor_v2(record: dict[str, Any], score: float | None) -> dict[str, Any]:
+    mitre = [m for m in as_list(record.get("mitre_attack")) if isinstance(m, dict)]
+    tactics, techniques = _attack(
+        [(record.get("tactic"), record.get("tactic_id"))] + [(m.get("tactic"), m.get("tactic_id")) for m in mitre],
+        [record.get("technique_id")] + [m.get("technique_id") for m in mitre])
+    source = "/".join(p for p in (first_text(record, "product", limit=60), first_text(record, "type", limit=60)) if p)
+    return _vendor(_stated_severity(record.get("severity_name"), score), score, record.get("confidence"),
+                   _analyst_resolution(record), first_text(record, "pattern_disposition_description", limit=512),
+                   record.get("pattern_disposition_details"), tactics, techniques, source or None)
 
 
 def _streaming(record: dict[str, Any], event: dict[str, Any], legacy: bool) -> Alert:
@@ -166,4 +269,20 @@ def _streaming(record: dict[str, Any], event: dict[str, Any], legacy: bool) -> A
             "event_type": first_text(record, "metadata.eventType"),
             "url": first_text(event, "FalconHostLink"),
         },
+        tenant=first_text(record, "metadata.customerIDString", limit=256),
+        vendor=_vendor_streaming(event, score, legacy),
     )
+
+
+def _vendor_streaming(event: dict[str, Any], score: float | None, legacy: bool) -> dict[str, Any]:
+    mitre = [m for m in as_list(event.get("MitreAttack")) if isinstance(m, dict)]
+    tactics, techniques = _attack(
+        [(event.get("Tactic"), event.get("TacticId"))]
+        + [(m.get("Tactic") or m.get("tactic"), m.get("TacticID") or m.get("tactic_id")) for m in mitre],
+        [event.get("TechniqueId")] + [m.get("TechniqueID") or m.get("technique_id") for m in mitre])
+    return _vendor(_stated_severity(event.get("SeverityName"), score, legacy),
+                   # The legacy event's 1-5 is a level, not a risk score.
+                   None if legacy else score, event.get("Confidence"), None,
+                   first_text(event, "PatternDispositionDescription", limit=512),
+                   event.get("PatternDispositionFlags") or event.get("PatternDispositionDetails"),
+                   tactics, techniques, first_text(event, "Type", limit=128))

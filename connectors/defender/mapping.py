@@ -10,17 +10,87 @@ per evidence item, so a single object is accepted too.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from connectors._common import (
-    Entities, as_list, build_alert, fail, first_text, first_time, get, require_dict, severity_word, slug, text,
+    Entities, as_list, build_alert, fail, first_text, first_time, get, require_dict, severity_word, slug,
+    tactic_name, text, vendor_fields, vendor_verdict,
 )
-from soc_agent.types import Alert, EntityKind, Severity
+from soc_agent.types import Alert, EntityKind, Severity, VendorVerdict
 
 NAME = "defender"
 
 # The value Graph's serviceSource gives MDE alerts, so both APIs' alerts score alike.
 _SERVICE = "microsoftDefenderForEndpoint"
+
+# Microsoft's determinations (MDE API and Graph alerts_v2 share them) as a verdict. Each one sits under a
+# classification (malware under truePositive, securityTesting under informationalExpectedActivity...), so it is
+# the more specific word. Left out on purpose: "clean", "insufficientData", "other", "notAvailable", "unknown":
+# they say nothing was found or nothing was decided, and absence of evidence is never benign.
+_DETERMINATIONS = {
+    "malware": VendorVerdict.MALICIOUS, "phishing": VendorVerdict.MALICIOUS, "apt": VendorVerdict.MALICIOUS,
+    "multistagedattack": VendorVerdict.MALICIOUS, "malicioususeractivity": VendorVerdict.MALICIOUS,
+    "compromisedaccount": VendorVerdict.MALICIOUS, "compromiseduser": VendorVerdict.MALICIOUS,
+    # Potentially unwanted software is a true positive in Microsoft's taxonomy.
+    "unwantedsoftware": VendorVerdict.MALICIOUS,
+    "securitytesting": VendorVerdict.BENIGN, "securitypersonnel": VendorVerdict.BENIGN,
+    "securitypersonneltesting": VendorVerdict.BENIGN, "confirmeduseractivity": VendorVerdict.BENIGN,
+    "confirmedactivity": VendorVerdict.BENIGN, "lineofbusinessapplication": VendorVerdict.BENIGN,
+    "notmalicious": VendorVerdict.FALSE_POSITIVE,
+}
+# Words Microsoft uses for "not set": kept out of verdict_text, which holds only what someone actually stated.
+_UNSET = frozenset({"unknown", "unknownfuturevalue", "notavailable", "notset", "none"})
+# Microsoft's alert category is a tactic for some alerts ("CredentialAccess") and a kind of threat for others
+# ("Malware", "SuspiciousActivity"), and Sentinel's tactics add non-ATT&CK words ("PreAttack"): only ATT&CK
+# tactics (enterprise and ICS) are kept as tactics.
+_TACTICS = frozenset({
+    "reconnaissance", "resource development", "initial access", "execution", "persistence",
+    "privilege escalation", "defense evasion", "credential access", "discovery", "lateral movement",
+    "collection", "command and control", "exfiltration", "impact", "stealth", "defense impairment",
+    "evasion", "inhibit response function", "impair process control",
+})
+
+
+def _word(value: Any) -> str | None:
+    """A classification or determination as stated, or None when it is one of Microsoft's "not set" words."""
+    word = text(value, 120)
+    return None if word is None or re.sub(r"[^a-z]", "", word.lower()) in _UNSET else word
+
+
+def microsoft_verdict(classification: Any, determination: Any) -> tuple[VendorVerdict | None, str | None]:
+    """The verdict and its wording from Microsoft's ``classification`` and ``determination`` (MDE and Graph).
+
+    The determination refines the classification (``truePositive`` + ``securityTesting`` is sanctioned
+    testing, so benign), so it wins when it names a verdict; otherwise the classification decides.
+    ``unknown``, ``clean``, ``insufficientData`` decide nothing and give None. The text keeps both words.
+    """
+    cls, det = _word(classification), _word(determination)
+    stated = vendor_verdict(cls)
+    verdict = _DETERMINATIONS.get(re.sub(r"[^a-z]", "", det.lower())) if det else None
+    if verdict is None or (stated is VendorVerdict.MALICIOUS and verdict is VendorVerdict.FALSE_POSITIVE):
+        # No valid pair makes a true positive a false positive: a contradictory record is not read as benign.
+        verdict = stated
+    wording = f"{cls} ({det})" if cls and det else cls or det
+    return verdict, wording[:256] if wording else None
+
+
+def microsoft_tactics(values: Any) -> list[str]:
+    """The ATT&CK tactics among a category or a tactics list (``CredentialAccess`` -> ``credential access``)."""
+    return [t for t in (tactic_name(v) for v in as_list(values)) if t in _TACTICS]
+
+
+def _vendor(record: dict[str, Any]) -> dict[str, Any]:
+    """What MDE itself says about the alert; ``investigationState`` stays an attribute, never a verdict."""
+    verdict, wording = microsoft_verdict(record.get("classification"), record.get("determination"))
+    # An automated investigation's "Benign" is the machine finding nothing to remediate, not an analyst's
+    # determination, so it never becomes a verdict.
+    fields = vendor_fields(
+        severity=severity_word(record.get("severity")), tactics=microsoft_tactics(record.get("category")),
+        techniques=as_list(record.get("mitreTechniques")), detection_source=record.get("detectionSource"),
+    )
+    fields.update(verdict=verdict, verdict_text=wording)
+    return fields
 
 
 def detect(record: dict[str, Any]) -> bool:
@@ -98,4 +168,5 @@ def to_alert(record: dict[str, Any]) -> Alert:
         description=first_text(record, "description", limit=16384) or "",
         severity=severity_word(get(record, "severity")) or Severity.MEDIUM, timestamp=timestamp,
         entities=found.items, attributes=attributes,
+        tenant=first_text(record, "aadTenantId", limit=256), vendor=_vendor(record),
     )

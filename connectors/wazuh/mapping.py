@@ -8,11 +8,12 @@ brute force, ``previous_output``) stay alerts with their Wazuh rule id.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from connectors._common import (
     Entities, as_list, build_alert, digest, fail, first_text, first_time, get, number, require_dict,
-    severity_band, text,
+    severity_band, text, vendor_fields,
 )
 from connectors.authlog import classify
 from soc_agent.types import Alert, EntityKind, Severity
@@ -24,6 +25,12 @@ _LEVEL_BANDS = ((0, Severity.INFORMATIONAL), (3, Severity.LOW), (7, Severity.MED
                 (15, Severity.CRITICAL))
 _AUTH_GROUPS = {"authentication_failed", "authentication_success", "invalid_login"}
 _AUTH_RULE_GROUPS = _AUTH_GROUPS | {"authentication_failures"}
+_MAX_LEVEL = 15
+# Wazuh has no tenant of its own; MSSPs tag agents with a label (<label key="tenant">) in ossec.conf.
+# The manager or cluster name is not one: a manager serves many customers' agents.
+_TENANT_LABELS = ("agent.labels.tenant", "agent.labels.tenant_id", "agent.labels.customer",
+                  "agent.labels.organization")
+_TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 
 
 def _body(record: dict[str, Any]) -> dict[str, Any]:
@@ -63,6 +70,9 @@ def to_alert(record: dict[str, Any]) -> Alert:
             description=first_text(body, "full_log", limit=16384) or "",
             severity=Severity.INFORMATIONAL if attempt.outcome == "success" else Severity.LOW,
             timestamp=timestamp, entities=found, attributes=attributes,
+            # No vendor evidence: one sshd line must weigh the same read from Wazuh or from auth.log;
+            # the threshold detector's alert is what gets scored.
+            tenant=_tenant(body),
         )
     return build_alert(
         NAME, record, id=f"{alert_id}:{vendor_rule}", kind="alert", rule_id=vendor_rule,
@@ -70,6 +80,28 @@ def to_alert(record: dict[str, Any]) -> Alert:
         description=first_text(body, "full_log", limit=16384) or "",
         severity=severity_band(level, _LEVEL_BANDS) or Severity.MEDIUM,
         timestamp=timestamp, entities=found, attributes=attributes,
+        tenant=_tenant(body), vendor=_vendor(body, level),
+    )
+
+
+def _tenant(body: dict[str, Any]) -> str | None:
+    """The tenant an agent label names, if the site labels agents with one."""
+    return first_text(body, *_TENANT_LABELS, limit=256)
+
+
+def _vendor(body: dict[str, Any], level: float | None) -> dict[str, Any]:
+    """What the rule declares: its level (0-15) is both the rule's severity and, scaled, its risk.
+
+    Wazuh states no verdict of its own; ``rule.groups`` stay in the attributes (they are
+    categories such as ``sshd`` or ``syscheck``, not tactics).
+    """
+    decoder = first_text(body, "decoder.name", limit=100)
+    techniques = [t for t in (text(v, 32) for v in as_list(get(body, "rule.mitre.id"))) if t and _TECHNIQUE.match(t)]
+    return vendor_fields(
+        risk_score=level / _MAX_LEVEL * 100 if level is not None else None,
+        rule_level=severity_band(level, _LEVEL_BANDS),
+        tactics=as_list(get(body, "rule.mitre.tactic")), techniques=techniques,
+        detection_source=f"wazuh/{decoder}" if decoder else "wazuh",
     )
 
 

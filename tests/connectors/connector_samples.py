@@ -121,6 +121,24 @@ def check_golden(vendor: str, sample: Path, mapper: Callable[[dict[str, Any]], A
         assert summarise(got, with_time) == want, f"{sample.name}#{number}"
 
 
+def check_vendor_golden(vendor: str, sample: Path, mapper: Callable[[dict[str, Any]], Alert]) -> None:
+    """The golden file's ``vendor`` list: tenant plus ``Alert.vendor`` per record (the summary leaves both out).
+
+    A ``null`` entry is a record that maps to an error; a file whose every record is an error has no list.
+    """
+    expected = json.loads(golden_path(vendor, sample).read_text(encoding="utf-8")).get("vendor")
+    lines = file_lines(sample)
+    if expected is None:
+        assert all(isinstance(outcome(mapper, as_record(line)), MappingError) for line in lines), \
+            f"golden {sample.stem} has no vendor expectations"
+        return
+    assert len(lines) == len(expected), sample.name
+    for number, (line, want) in enumerate(zip(lines, expected), start=1):
+        if want is not None:
+            alert = mapper(as_record(line))
+            assert {"tenant": alert.tenant, **alert.vendor.model_dump(mode="json")} == want, f"{sample.name}#{number}"
+
+
 # ---- hypothesis ----------------------------------------------------------------------------
 
 json_scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
