@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import soc_agent.graph as graph_module  # noqa: E402
 import soc_agent.pipeline as pipeline_module  # noqa: E402
 from bench.stream import generate  # noqa: E402
-from soc_agent.config import Settings  # noqa: E402
+from soc_agent.config import DEMO_AUTONOMY, Settings  # noqa: E402
 from soc_agent.pipeline import Pipeline  # noqa: E402
 from soc_agent.types import RunMode  # noqa: E402
 
@@ -69,7 +69,7 @@ def breakdown(n_alerts: int) -> dict:
     pipeline_module.hand_over = _timed("hand_over", pipeline_module.hand_over)
     lines = generate(n_alerts)
     with tempfile.TemporaryDirectory(prefix="soc-breakdown-") as workdir:
-        pipeline = Pipeline(Settings(workdir=Path(workdir), mode=RunMode.ENFORCE))
+        pipeline = Pipeline(Settings(workdir=Path(workdir), mode=RunMode.ENFORCE, autonomy_file=DEMO_AUTONOMY))
         pipeline.batch_graph.invoke = _timed("batch_graph", _inside_graph(pipeline.batch_graph.invoke))
         commit = pipeline.store.commit
         timed_commit = {False: _timed("commit", commit), True: _timed("commit_in_graph", commit)}

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stream import generate  # noqa: E402
-from soc_agent.config import Settings  # noqa: E402
+from soc_agent.config import DEMO_AUTONOMY, Settings  # noqa: E402
 from soc_agent.pipeline import Pipeline  # noqa: E402
 from soc_agent.types import RunMode  # noqa: E402
 
@@ -59,7 +59,7 @@ def run(n_alerts: int, batch_size: int | None = None) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="soc-bench-"))
     try:
         overrides = {"run_batch_size": batch_size} if batch_size else {}
-        pipeline = Pipeline(Settings(workdir=workdir, mode=RunMode.ENFORCE, **overrides))
+        pipeline = Pipeline(Settings(workdir=workdir, mode=RunMode.ENFORCE, autonomy_file=DEMO_AUTONOMY, **overrides))
         latencies, threshold, threshold_to_person = [], [], 0
         pauses = _GcPauses()
         gc.callbacks.append(pauses)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlmodel import select
 
 from evals.dataset import load_demo_stream, load_labels
-from soc_agent.config import Settings
+from soc_agent.config import DEMO_AUTONOMY, Settings
 from soc_agent.enrich import LocalKnowledge
 from soc_agent.runners.shadow import per_label_scores
 from soc_agent.store import ActionRow, AlertRow, CaseRow
@@ -75,6 +75,7 @@ def llm_usage(reasoner: Any, prefix: str = "") -> dict[str, Any]:
     return {f"{prefix}llm_fallbacks": sum(fallbacks.values()),
             f"{prefix}llm_fallback_reasons": dict(sorted(fallbacks.items())),
             f"{prefix}llm_cache_hits": getattr(reasoner, "cache_hits", 0),
+            f"{prefix}llm_not_needed": getattr(reasoner, "not_needed", 0),
             f"{prefix}p50_llm_call_ms": median(getattr(reasoner, "call_latencies_ms", []))}
 
 
@@ -85,6 +86,8 @@ def run_eval(settings: Settings) -> dict[str, Any]:
     shutil.rmtree(settings.workdir, ignore_errors=True)
     labels = load_labels()
     lines = load_demo_stream()
+    if settings.autonomy_file is None:  # the demo environment's earned autonomy, as `soc-agent demo` uses
+        settings = settings.model_copy(update={"autonomy_file": DEMO_AUTONOMY})
     pipeline = Pipeline(settings)
     started = time.perf_counter()
     # A case the guard sent to a person was decided too ("needs approval"): its latency counts.

@@ -16,7 +16,8 @@ _SPECS = [
     ActionSpec(name="annotate_case", tier=Tier.OBSERVE, capability="case.annotate"),
     ActionSpec(name="notify_analyst", tier=Tier.OBSERVE, capability="notify.send"),
     ActionSpec(name="open_ticket", tier=Tier.OBSERVE, capability="ticket.create", rollback="close_ticket"),
-    ActionSpec(name="close_case", tier=Tier.OBSERVE, capability="case.close", rollback="reopen_case",
+    # dismiss: closing is a decision that nobody needs to look; the guard gates it (DESIGN.md)
+    ActionSpec(name="close_case", tier=Tier.DISMISS, capability="case.close", rollback="reopen_case",
                description="close the case as benign or false positive"),
     # contain_soft: reversible, narrow blast radius
     ActionSpec(name="block_ip", tier=Tier.CONTAIN_SOFT, capability="firewall.block", target_kind=_K.IP,

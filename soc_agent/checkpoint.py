@@ -23,8 +23,8 @@ from soc_agent import types as t
 from soc_agent.config import Settings
 
 ALLOWED_TYPES = (
-    t.Alert, t.Entity, t.EntityKind, t.Severity, t.Evidence, t.Assessment, t.Verdict, t.Case, t.ProposedAction,
-    t.Tier, t.Decision, t.Outcome, t.RunMode,
+    t.Alert, t.Entity, t.EntityKind, t.Severity, t.VendorVerdict, t.VendorEvidence, t.Evidence, t.Assessment,
+    t.Verdict, t.Case, t.ProposedAction, t.Tier, t.Decision, t.Outcome, t.RunMode,
 )
 
 

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlmodel import select
 
-from soc_agent.config import Settings
+from soc_agent.config import DEMO_AUTONOMY, Settings
 from soc_agent.types import RunMode
 
 app = typer.Typer(help="soc-agent: autonomous SOC triage with guarded actions and a verifiable audit trail.",
@@ -64,6 +64,8 @@ def demo(workdir: Path = WorkdirOpt, as_json: bool = typer.Option(False, "--json
     from evals.dataset import load_demo_stream
 
     settings = _settings(workdir, reasoner=reasoner)
+    if settings.autonomy_file is None:
+        settings = settings.model_copy(update={"autonomy_file": DEMO_AUTONOMY})
     lines = load_demo_stream()
     pipeline = _pipeline(settings)
     reasons: Counter = Counter()
@@ -84,6 +86,7 @@ def demo(workdir: Path = WorkdirOpt, as_json: bool = typer.Option(False, "--json
     summary["top_reasons"] = dict(reasons.most_common(8))
     summary["notes_dir"] = str(settings.notes_dir)
     summary["workdir"] = str(settings.workdir)
+    summary["autonomy_file"] = str(settings.autonomy_file)
     pipeline.close()
     if as_json:
         print(json.dumps(summary))
@@ -117,6 +120,8 @@ def _print_summary(summary: dict) -> None:
             reasons.add_row(reason, str(n))
         out.print(reasons)
     out.print(f"case notes: {summary['notes_dir']}   store: {summary['workdir']}")
+    out.print(f"autonomy: the demo environment's earned autonomy, {summary['autonomy_file']} (a fresh install has "
+              f"none and runs supervised)")
 
 
 def _is_regular_file(stream) -> bool:
@@ -152,6 +157,7 @@ def triage(
         print(json.dumps({"queued": published.queued, "shed": published.shed,
                           "waited_s": round(published.waited_s, 3)}))
         return
+    err.print(settings.autonomy_in_force())
     pipeline = _pipeline(settings)
     sink = open(out_file, "w") if out_file else None  # noqa: SIM115
     try:
@@ -451,7 +457,9 @@ def serve(workdir: Path = WorkdirOpt, host: str = typer.Option("127.0.0.1", "--h
     """Serve the approval queue (API and web page), the ticketing webhook and /metrics."""
     from soc_agent.runners.server import serve as run_server
 
-    run_server(Settings.from_env(workdir=workdir, to_broker=to_broker), host=host, port=port)
+    settings = Settings.from_env(workdir=workdir, to_broker=to_broker)
+    err.print(settings.autonomy_in_force())
+    run_server(settings, host=host, port=port)
 
 
 @app.command()
@@ -516,11 +524,22 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json"),
     dataset: str = typer.Option("all", "--dataset", help="demo | redteam | all"),
     reasoner: Optional[str] = ReasonerOpt,
+    alerts: list[Path] = typer.Option([], "--alerts", help="a labelled set's alerts (plain or .gz; repeatable): "
+                                      "score it instead of the bundled demo"),
+    labels: list[Path] = typer.Option([], "--labels", help="its labels (alert_id, label; repeatable)"),
+    learn_alerts: list[Path] = typer.Option([], "--learn-alerts", help="labelled history to learn first"),
+    learn_labels: list[Path] = typer.Option([], "--learn-labels", help="the history's labels"),
 ) -> None:
-    """Score the agent: per-class precision/recall, macro-F1, TPR/FPR, actions, guardrails, injection attacks."""
+    """Score the agent: per-class precision/recall, macro-F1, TPR/FPR, actions, guardrails, injection attacks.
+
+    With ``--alerts``/``--labels``, score any labelled set in the dev-set format under the configured policy.
+    """
     from evals.redteam import run_redteam
     from evals.runner import run_eval
 
+    if alerts or labels or learn_alerts or learn_labels:
+        _eval_labelled(workdir, out_file, as_json, reasoner, alerts, labels, learn_alerts, learn_labels)
+        return
     if dataset not in ("demo", "redteam", "all"):
         err.print(f"unknown dataset {dataset!r}: demo, redteam or all")
         raise typer.Exit(2)
@@ -528,6 +547,11 @@ def eval_cmd(
     results: dict = {}
     if dataset in ("demo", "all"):
         results.update(run_eval(settings))
+        if settings.reasoner == "llm":
+            # What the model adds is measured beside the run without it, on the same stream.
+            plain = run_eval(settings.model_copy(update={"reasoner": "deterministic",
+                                                         "workdir": settings.workdir / "deterministic"}))
+            results["deterministic"] = {k: plain[k] for k in ("macro_f1", "tpr", "fpr", "forbidden_actions")}
     if dataset in ("redteam", "all"):
         results.update(run_redteam(settings))
         results["llm_calls"] = results.get("llm_calls", 0) + results["redteam_llm_calls"]
@@ -550,7 +574,52 @@ def eval_cmd(
     if "injection_attack_success_rate" in results:
         out.print(f"injection attack success rate {results['injection_attack_success_rate']:.3f} "
                   f"({results['injection_attack_successes']}/{results['redteam_alerts']})")
+    if "deterministic" in results:
+        plain = results["deterministic"]
+        out.print(f"without the model (deterministic, same stream): macro-F1 {plain['macro_f1']:.3f} · TPR "
+                  f"{plain['tpr']:.3f} · FPR {plain['fpr']:.3f}; the model was asked "
+                  f"{results.get('llm_calls_per_100_alerts', 0)} times per 100 alerts and not needed for "
+                  f"{results.get('llm_not_needed', 0)} case runs")
     out.print(f"LLM calls {results.get('llm_calls', 0)} · tokens {results.get('tokens', 0)} · results in {out_file}")
+
+
+def _eval_labelled(workdir: Path, out_file: Path, as_json: bool, reasoner: Optional[str], alerts: list[Path],
+                   labels: list[Path], learn_alerts: list[Path], learn_labels: list[Path]) -> None:
+    from evals.labelled import run_labelled
+
+    if not alerts or not labels or bool(learn_alerts) != bool(learn_labels):
+        err.print("give --alerts with --labels, and --learn-alerts with --learn-labels")
+        raise typer.Exit(2)
+    for path in (*alerts, *labels, *learn_alerts, *learn_labels):
+        if not path.is_file():
+            err.print(f"not a file: {path}")
+            raise typer.Exit(2)
+    results = run_labelled(_settings(workdir, reasoner=reasoner), alerts, labels, learn_alerts, learn_labels).results
+    out_file.write_text(json.dumps(results, indent=2))
+    if as_json:
+        print(json.dumps(results))
+        return
+    if "learn" in results:
+        learned = results["learn"]
+        out.print(f"learned {learned['learned']} disposition(s); model v{learned['model_version']} "
+                  f"(cross-validated macro-F1 {learned['model_cv_macro_f1']}, ECE {learned['model_cv_ece']})")
+    table = Table(title=f"verdicts on {results['alerts']} labelled alerts")
+    # The last four columns are the confusion matrix's row: what the agent called the alerts of that label.
+    for col in ("label", "prec", "recall", "F1", "n", "TP", "BP", "FP", "und"):
+        table.add_column(col)
+    for label, row in results["per_label"].items():
+        called = results["confusion"][label]
+        table.add_row(label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                      str(row["support"]), *(str(called[v]) for v in ("true_positive", "benign_positive",
+                                                                      "false_positive", "undetermined")))
+    out.print(table)
+    show = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    out.print(f"macro-F1 {show(results['macro_f1'])} · TPR {show(results['tpr'])} · FPR {show(results['fpr'])} · "
+              f"ECE {show(results['ece'])} · undetermined {show(results['undetermined'])}")
+    out.print(f"true positives closed without a person {results['true_positives_closed_without_a_person']} · "
+              f"true positives called benign or false positive {results['true_positives_called_non_malicious']}")
+    out.print(f"dead-lettered {results['dead_lettered']} · {results['autonomy']} · LLM calls "
+              f"{results['llm_calls']} · results in {out_file}")
 
 
 @app.command()

@@ -8,6 +8,7 @@ Secrets never live here: connectors read theirs from the environment.
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -16,6 +17,8 @@ from soc_agent.types import RunMode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The checkout root: default playbooks and demo data are found relative to it."""
+DEMO_AUTONOMY = REPO_ROOT / "demo" / "autonomy.yml"
+"""The autonomy the demo environment earned; ``demo`` and ``eval`` use it, a fresh install has none."""
 
 
 class Settings(BaseModel):
@@ -50,7 +53,22 @@ class Settings(BaseModel):
     audit_hmac_key: str | None = Field(default=None, description="optional key; set from SOC_AGENT_AUDIT_HMAC_KEY")
     max_alert_bytes: int = Field(default=256 * 1024, description="larger input lines are dead-lettered")
     max_clock_skew_s: int = Field(default=300, description="alerts further in the future are dead-lettered")
-    oldest_alert_days: int = Field(default=365, description="alerts older than this are dead-lettered")
+    oldest_alert_days: int = Field(default=365, description="the live window: an older alert is triaged "
+                                   "record-only (a case, a verdict, a note; nothing executed), never dead-lettered")
+    autonomy_file: Path | None = Field(
+        default=None, description="earned autonomy per incident class; default autonomy.yml beside policy.yml. "
+        "Without one the install runs supervised: nothing above observe runs without a person")
+
+    def is_stale(self, when: datetime) -> bool:
+        """Older than the live window: triaged, never acted on."""
+        return when < datetime.now(timezone.utc) - timedelta(days=self.oldest_alert_days)
+
+    def autonomy_in_force(self) -> str:
+        """One line saying which autonomy applies, for ``triage`` and ``serve`` to print at start."""
+        path = self.autonomy_file or self.playbooks_dir / "autonomy.yml"
+        if path.exists():
+            return f"autonomy: earned per class in {path}"
+        return "autonomy: none earned (no autonomy.yml): supervised, nothing above observe runs without a person"
 
     @property
     def db_url(self) -> str:

@@ -12,8 +12,12 @@ Order of precedence, strictest wins:
   address; containment on a benign or false-positive verdict; a policy rule.
 * needs_approval: destructive tier; allowlisted target; crown-jewel asset;
   executive or privileged identity; an incident class that has not earned
-  autonomy (when ``autonomy.yml`` exists); confidence or independent
-  evidence below the tier's bar; block-rate limit exceeded; a policy rule.
+  autonomy (no ``autonomy.yml`` at all: supervised, every class); confidence
+  or independent evidence below the tier's bar; block-rate limit exceeded; a
+  policy rule. Closing a case (tier ``dismiss``) needs a non-malicious verdict
+  on positive benign evidence above the policy's floor, in an earned class,
+  and never happens alone with a high/critical alert, an intel hit or
+  evidence worth containment.
 * allow: everything else. An approval turns needs_approval into allow.
 
 Shadow mode does not change the outcome, only whether it executes
@@ -29,7 +33,8 @@ import cel
 
 from soc_agent.actions import CATALOG, TTL_ACTIONS
 from soc_agent.policy import Policy
-from soc_agent.types import Decision, EntityKind, IdentityRole, Outcome, ProposedAction, RunMode, Tier, Verdict
+from soc_agent.types import (Decision, EntityKind, IdentityRole, Outcome, ProposedAction, RunMode, Severity, Tier,
+                             Verdict)
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 # contain_hard's dual conditions (DESIGN.md) are floors the policy can raise, never lower.
@@ -65,6 +70,15 @@ class GuardContext:
     """Capabilities some configured responder was granted; None when not known (pure policy checks)."""
     incident_class: str | None = None
     """The matched playbook's incident class, for earned autonomy (``Policy.autonomy``)."""
+    max_severity: Severity = Severity.INFORMATIONAL
+    """The highest severity of any alert in the case."""
+    intel_hit: bool = False
+    """Some entity of the case is a known-bad indicator."""
+    containment_signal: bool = False
+    """Some evidence is worth containment on its own: a threshold, a site signal, the vendor's malicious verdict."""
+    benign_evidence: bool = False
+    """The verdict rests on positive evidence of benign (an allowlist, a benign signal, the vendor's own benign
+    determination, learned history or the learned model with enough history)."""
 
 
 class _Verdicts:
@@ -151,7 +165,9 @@ def decide(action: ProposedAction, ctx: GuardContext, policy: Policy) -> Decisio
     if spec.target_kind is not None and (action.target is None or action.target.kind != spec.target_kind):
         out.add(Outcome.DENY, f"{action.name} needs a {spec.target_kind} target")
 
-    if tier is not Tier.OBSERVE:
+    if tier is Tier.DISMISS:
+        _check_dismiss(ctx, policy, out)
+    elif tier is not Tier.OBSERVE:
         _check_containment(action, tier, ctx, policy, out)
     if "reasoner_disagreement" in ctx.flags:
         out.add(Outcome.NEEDS_APPROVAL, "the model and the evidence scoring disagree: a person decides")
@@ -180,6 +196,36 @@ def decide(action: ProposedAction, ctx: GuardContext, policy: Policy) -> Decisio
     return Decision(outcome=out.outcome, reasons=out.reasons, action=action, mode=ctx.mode)
 
 
+def _check_autonomy(ctx: GuardContext, policy: Policy, out: _Verdicts) -> None:
+    if policy.autonomy is None:
+        # A fresh install is supervised: autonomy above observe is earned per class in shadow mode.
+        out.add(Outcome.NEEDS_APPROVAL, "no autonomy file: this install runs supervised until a shadow run "
+                                        "promotes the class (autonomy.yml)")
+    elif policy.autonomy.get(ctx.incident_class or "unclassified") != "autonomous":
+        out.add(Outcome.NEEDS_APPROVAL, f"incident class {ctx.incident_class or 'unclassified'} has not earned "
+                                        f"autonomy (autonomy.yml)")
+
+
+def _check_dismiss(ctx: GuardContext, policy: Policy, out: _Verdicts) -> None:
+    """Closing without a person: a non-malicious verdict on positive evidence, sure enough, in an earned class."""
+    if policy.kill_switch:
+        out.add(Outcome.NEEDS_APPROVAL, "kill switch engaged: a person closes cases")
+    if ctx.verdict not in (Verdict.BENIGN_POSITIVE, Verdict.FALSE_POSITIVE):
+        out.add(Outcome.NEEDS_APPROVAL, f"the verdict is {ctx.verdict}: only a person closes such a case")
+    if not ctx.benign_evidence:
+        out.add(Outcome.NEEDS_APPROVAL, "no positive evidence of benign: absence of evidence never closes a case")
+    if ctx.max_severity.rank >= Severity.HIGH.rank:
+        out.add(Outcome.NEEDS_APPROVAL, f"an alert of severity {ctx.max_severity}: never closed without a person")
+    if ctx.intel_hit:
+        out.add(Outcome.NEEDS_APPROVAL, "an entity is a known-bad indicator: never closed without a person")
+    if ctx.containment_signal:
+        out.add(Outcome.NEEDS_APPROVAL, "evidence worth containment: never closed without a person")
+    if not ctx.confidence >= policy.dismiss.min_confidence:
+        out.add(Outcome.NEEDS_APPROVAL,
+                f"confidence {ctx.confidence:.2f} below {policy.dismiss.min_confidence:.2f} to close on its own")
+    _check_autonomy(ctx, policy, out)
+
+
 def _check_containment(action: ProposedAction, tier: Tier, ctx: GuardContext, policy: Policy,
                        out: _Verdicts) -> None:
     if policy.kill_switch:
@@ -200,10 +246,7 @@ def _check_containment(action: ProposedAction, tier: Tier, ctx: GuardContext, po
         out.add(Outcome.NEEDS_APPROVAL, f"{', '.join(sensitive)} identity involved")
     if ctx.privileged_identity:
         out.add(Outcome.NEEDS_APPROVAL, "privileged identity involved")
-    if policy.autonomy is not None and policy.autonomy.get(ctx.incident_class or "") != "autonomous":
-        # Autonomy is earned per class in shadow mode; a class the file does not list has not earned it.
-        out.add(Outcome.NEEDS_APPROVAL, f"incident class {ctx.incident_class or 'unclassified'} has not earned "
-                                        f"autonomy (autonomy.yml)")
+    _check_autonomy(ctx, policy, out)
 
     rule = policy.tier_rule(tier)
     if tier is Tier.CONTAIN_HARD:

@@ -77,6 +77,10 @@ class CaseNotes(BaseModel):
     decision_reasons: list[str]
     actions: list[NoteAction]
     open_questions: list[str]
+    earlier_verdict: str | None = Field(default=None, description="the case's verdict before this run, when it "
+                                        "changed (a malicious alert joining a benign or closed case)")
+    similar_cases: list[str] = Field(default_factory=list,
+                                     description="this site's most similar past dispositions, one line each")
     trace: list[str] = Field(default_factory=list, description="the nodes this run passed through")
 
 
@@ -94,6 +98,7 @@ def render_markdown(notes: CaseNotes) -> str:
         "## Verdict",
         "",
         f"**{notes.verdict}** with confidence {notes.confidence:.2f} ({notes.reasoner} reasoner)",
+        *([f"Earlier verdict: {inert(notes.earlier_verdict, 300)}"] if notes.earlier_verdict else []),
         "",
         "## Reasoning",
         "",
@@ -127,6 +132,8 @@ def render_markdown(notes: CaseNotes) -> str:
     for entry in notes.timeline:
         lines.append(f"- {entry.ts:%Y-%m-%d %H:%M:%S} `{inert(entry.alert_id, 80)}` {inert(entry.rule_id, 80)}: "
                      f"{inert(entry.title, 200)}")
+    lines += ["", "## Similar past cases", ""]
+    lines += [f"- {inert(s, 300)}" for s in notes.similar_cases] or ["none learned yet"]
     lines += ["", "## Open questions", ""]
     lines += [f"- {inert(q, 400)}" for q in notes.open_questions] or ["none"]
     lines += ["", f"_Trace: {' → '.join(notes.trace)}_", ""]

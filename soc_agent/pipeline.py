@@ -28,7 +28,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from langgraph.types import Command
@@ -56,6 +56,8 @@ from soc_agent.store import AlertRow, ApprovalRow, CaseEntityRow, CaseRow, DeadL
 from soc_agent.types import Alert, Severity, to_db_time, utcnow
 
 _COMMIT_EVERY = 500
+EARLIEST_TIMESTAMP = datetime(1990, 1, 1, tzinfo=timezone.utc)
+"""Alerts stamped before this are dead-lettered: no detection of ours is that old."""
 _MAX_DEAD_LETTER_TEXT = 64 * 1024
 
 
@@ -180,11 +182,15 @@ def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Serv
     from soc_agent.learning import load_learning
 
     evidence_sources, calibrator = load_learning(settings, store)
+    from soc_agent.learning.similar import SimilarDispositions
+
+    with store.reader() as session:
+        similar = SimilarDispositions.load(session)
     return Services(
         settings=settings, store=store, audit=audit, knowledge=knowledge,
         enrichers=local_enrichers(knowledge) + remote_enrichers,
         playbooks=PlaybookSet(load_playbooks(settings.playbooks_dir)),
-        policy=load_policy(settings.playbooks_dir / "policy.yml"),
+        policy=load_policy(settings.playbooks_dir / "policy.yml", settings.autonomy_file),
         rulebook=RuleBook.from_file(settings.playbooks_dir / "detectors.yml"),
         vendor_evidence=EvidenceBook.from_file(settings.playbooks_dir / "evidence.yml"),
         reasoner=reasoner or make_reasoner(settings.reasoner),
@@ -194,7 +200,7 @@ def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Serv
         # by the store-only responder (which then keeps just the case's own capabilities).
         executor=ActionExecutor(store, audit, [*remote_responders, LocalResponder(
             store, CASE_CAPABILITIES if os.environ.get("SOC_AGENT_CONNECTORS") else None)]),
-        evidence_sources=evidence_sources, calibrator=calibrator,
+        evidence_sources=evidence_sources, calibrator=calibrator, similar=similar if similar.size else None,
     )
 
 
@@ -298,12 +304,13 @@ class Pipeline:
         ))
 
     def _check_clock(self, alert: Alert) -> None:
+        """Dead-letter only impossible times; an old alert is triaged record-only (``is_stale``)."""
         now = utcnow()
         if alert.timestamp > now + timedelta(seconds=self.settings.max_clock_skew_s):
             raise MappingError(f"timestamp {alert.timestamp.isoformat()} is in the future")
-        if alert.timestamp < now - timedelta(days=self.settings.oldest_alert_days):
-            raise MappingError(f"timestamp {alert.timestamp.isoformat()} is older than "
-                               f"{self.settings.oldest_alert_days} days")
+        if alert.timestamp < EARLIEST_TIMESTAMP:
+            raise MappingError(f"timestamp {alert.timestamp.isoformat()} is before {EARLIEST_TIMESTAMP:%Y}: "
+                               f"not a real alert time")
 
     def _intake(self, alert: Alert, started: float) -> list[TriageResult]:
         key = f"{alert.source}:{alert.id}"

@@ -72,6 +72,13 @@ class PolicyRule(_Strict):
         return source
 
 
+class DismissPolicy(_Strict):
+    """When the agent may close a case on its own."""
+
+    min_confidence: float = Field(default=0.9, ge=0.5, le=1.0,
+                                  description="a non-malicious verdict below this waits for a person")
+
+
 class Policy(_Strict):
     """The guard's whole policy."""
 
@@ -88,12 +95,13 @@ class Policy(_Strict):
         "identities always need it, whatever this says)",
     )
     block: BlockPolicy = Field(default_factory=BlockPolicy)
+    dismiss: DismissPolicy = Field(default_factory=DismissPolicy)
     rules: list[PolicyRule] = Field(default_factory=list)
     autonomy: dict[str, Literal["autonomous", "approval"]] | None = Field(
         default=None,
         description="earned autonomy per incident class (``autonomy.yml`` beside the policy, reviewed from "
-        "the shadow runner's suggestion); when set, a class not autonomous needs approval above observe. "
-        "None when there is no such file: the tier rules alone apply",
+        "the shadow runner's suggestion); a class not autonomous needs approval above observe. "
+        "None when there is no such file: the install is supervised and everything above observe needs a person",
     )
 
     def tier_rule(self, tier: Tier) -> TierRule:
@@ -105,14 +113,17 @@ AUTONOMY_FILE = "autonomy.yml"
 """Earned autonomy per incident class, beside ``policy.yml`` (see ``soc_agent.runners.shadow``)."""
 
 
-def load_policy(path: Path) -> Policy:
-    """Load and validate ``policy.yml`` and, when present, the ``autonomy.yml`` beside it; errors name the file."""
+def load_policy(path: Path, autonomy_path: Path | None = None) -> Policy:
+    """Load and validate ``policy.yml`` and, when present, the autonomy file (default: ``autonomy.yml`` beside it).
+
+    Errors name the file. Without an autonomy file ``Policy.autonomy`` is None: the install is supervised.
+    """
     try:
         data = yaml.safe_load(path.read_text()) or {}
         policy = Policy.model_validate(data)
     except (OSError, yaml.YAMLError, ValidationError, ValueError) as exc:
         raise ValueError(f"{path}: invalid policy: {exc}") from exc
-    autonomy_path = path.parent / AUTONOMY_FILE
+    autonomy_path = autonomy_path or path.parent / AUTONOMY_FILE
     if autonomy_path.exists():
         policy = policy.model_copy(update={"autonomy": read_autonomy(autonomy_path)})
     return policy

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from soc_agent.types import Alert, Assessment, Case, Evidence, Verdict
@@ -23,6 +23,8 @@ class ReasoningInput:
     evidence: list[Evidence]
     score: float
     menu: list[str]
+    similar: list[str] = field(default_factory=list)
+    """This site's most similar past dispositions, one line each (untrusted: titles come from alerts)."""
 
 
 class Reasoner(Protocol):
@@ -85,7 +87,8 @@ class DeterministicReasoner:
         model = next((e for e in items if e.kind == "model" and e.alert_id == alert.id), None)
         scored = [e for e in items if e.kind != "model"]
         score = round(sum(e.weight for e in scored), 3)
-        mid = (self.tp_at + self.benign_at) / 2
+        verdict, confidence, cited = self._by_evidence(scored, score)
+        by_evidence = verdict
         basis = "evidence"
         if model is not None and not any(e.kind in _OVERRULES_MODEL and e.weight > 0 for e in scored):
             verdict = Verdict(model.data["verdict"])
@@ -95,7 +98,15 @@ class DeterministicReasoner:
                 verdict, confidence = Verdict.UNDETERMINED, 0.5
             cited = [model.id] + [e.id for e in scored if e.weight != 0][:5]
             basis = "model"
-        elif score >= self.tp_at:
+        if any(e.kind == "degraded" for e in items) and verdict is not Verdict.UNDETERMINED:
+            confidence *= 0.85  # something was not checked: say so in the number, not only in the notes
+        return {"verdict": verdict, "confidence": round(min(confidence, 0.99), 3), "score": score,
+                "rule_id": alert.rule_id, "evidence_ids": cited, "basis": basis, "by_evidence": str(by_evidence)}
+
+    def _by_evidence(self, scored: list[Evidence], score: float) -> tuple[Verdict, float, list[str]]:
+        """The verdict the rule, vendor and site evidence alone support (the learned model aside)."""
+        mid = (self.tp_at + self.benign_at) / 2
+        if score >= self.tp_at:
             verdict = Verdict.TRUE_POSITIVE
             cited = [e.id for e in scored if e.weight > 0]
             confidence = 1.0 / (1.0 + math.exp(-abs(score - mid) * self.slope))
@@ -109,10 +120,7 @@ class DeterministicReasoner:
         else:
             verdict, confidence = Verdict.UNDETERMINED, 0.5
             cited = [e.id for e in scored if e.weight != 0]
-        if any(e.kind == "degraded" for e in items) and verdict is not Verdict.UNDETERMINED:
-            confidence *= 0.85  # something was not checked: say so in the number, not only in the notes
-        return {"verdict": verdict, "confidence": round(min(confidence, 0.99), 3), "score": score,
-                "rule_id": alert.rule_id, "evidence_ids": cited, "basis": basis}
+        return verdict, confidence, cited
 
     def reason(self, data: ReasoningInput) -> Assessment:
         judged = {a.id: self.judge(a, data.evidence) for a in data.case.alerts}
@@ -148,7 +156,8 @@ class DeterministicReasoner:
         return Assessment(verdict=verdict, confidence=round(confidence, 3), score=score,
                           evidence_ids=cited, rationale=rationale, reasoner=self.name,
                           alert_verdicts={k: {"verdict": str(j["verdict"]), "confidence": j["confidence"],
-                                              "score": j["score"], "rule_id": j["rule_id"], "basis": j["basis"]}
+                                              "score": j["score"], "rule_id": j["rule_id"], "basis": j["basis"],
+                                              "by_evidence": j["by_evidence"]}
                                           for k, j in judged.items()})
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 from soc_agent.audit import AuditLog
 from soc_agent.config import Settings
 from soc_agent.enrich import Enricher, EnrichmentCache, LocalKnowledge
+from soc_agent.learning.similar import SimilarDispositions
 from soc_agent.notes import NoteFiles
 from soc_agent.parsed_alerts import ParsedAlerts
 from soc_agent.playbooks import PlaybookSet
@@ -62,6 +63,8 @@ class Services:
     """Case-level evidence added by the assess node (learned priors...)."""
     calibrator: Calibrator | None = None
     """Applied to every assessment the reason node settles on."""
+    similar: SimilarDispositions | None = None
+    """The site's past dispositions by rule and entity, for the notes and the LLM's examples; None: none yet."""
     vendor_evidence: EvidenceBook | None = None
     """Generic weights for vendor-native evidence (``playbooks/evidence.yml``); None weighs nothing."""
     parsed_alerts: ParsedAlerts = field(default_factory=ParsedAlerts)

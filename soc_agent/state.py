@@ -36,6 +36,8 @@ class TriageState(TypedDict, total=False):
     """The deterministic risk score (signed sum of evidence weights)."""
     assessment: Assessment
     """The verdict the reason node settled on."""
+    similar: list[str]
+    """This site's most similar past dispositions (``soc_agent.learning.similar``), one line each."""
     incident_class: str
     playbook: str | None
     menu: list[str]

@@ -166,6 +166,8 @@ class Tier(enum.StrEnum):
     """How disruptive an action is (DESIGN.md's action tiers)."""
 
     OBSERVE = "observe"
+    DISMISS = "dismiss"
+    """Close as benign or false positive, suppress: a decision that a case needs no person."""
     CONTAIN_SOFT = "contain_soft"
     CONTAIN_HARD = "contain_hard"
     DESTRUCTIVE = "destructive"

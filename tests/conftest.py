@@ -1,4 +1,4 @@
-"""Shared fixtures: a pipeline on a temporary workdir with the shipped playbooks and demo data."""
+"""Shared fixtures: a pipeline on a temporary workdir with the shipped playbooks, demo data and demo autonomy."""
 
 from __future__ import annotations
 
@@ -8,13 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from soc_agent.config import Settings
+from soc_agent.config import DEMO_AUTONOMY, Settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Embedded settings in a fresh temporary workdir."""
-    return Settings(workdir=tmp_path / "work")
+    """Embedded settings in a fresh temporary workdir, in the demo environment with the autonomy it earned.
+
+    A fresh install has no autonomy file and runs supervised; ``supervised_settings`` is that install.
+    """
+    return Settings(workdir=tmp_path / "work", autonomy_file=DEMO_AUTONOMY)
+
+
+@pytest.fixture
+def supervised_settings(tmp_path: Path) -> Settings:
+    """A fresh install: the shipped playbooks and no autonomy file anywhere."""
+    return Settings(workdir=tmp_path / "fresh", autonomy_file=tmp_path / "no-autonomy.yml")
 
 
 @pytest.fixture

@@ -73,14 +73,28 @@ def _vendor(body: dict[str, Any], risk: float | None) -> dict[str, Any]:
     tags = [t.lower() for t in (text(v, 128) for v in as_list(get(body, "kibana.alert.rule.tags"))) if t]
     # Hunting rules and building blocks are leads that feed other rules, not detections on their own.
     low_fidelity = bool(get(body, "kibana.alert.building_block_type")) or any("hunting" in t for t in tags)
+    verdict, confidence = _endpoint_classification(body)
     return vendor_fields(
         severity=severity_word(get(body, "kibana.alert.severity")) or severity_word(
             get(body, "kibana.alert.rule.severity")),
-        risk_score=risk, tactics=tactics, techniques=techniques,
+        risk_score=risk, tactics=tactics, techniques=techniques, verdict=verdict, confidence=confidence,
         rule_level=get(body, "kibana.alert.rule.severity"),
         false_positives=get(body, "kibana.alert.rule.false_positives"), low_fidelity=low_fidelity,
         detection_source=first_text(body, "kibana.alert.rule.type", "kibana.alert.rule.producer"),
     )
+
+
+def _endpoint_classification(body: dict[str, Any]) -> tuple[str | None, float | None]:
+    """Elastic Defend's own malware classifier: a file scored at or over its threshold is its malicious verdict.
+
+    A score under the threshold (or a whitelisted identifier) says nothing either way: absence of a
+    malicious score is not a benign determination.
+    """
+    score = number(get(body, "file.Ext.malware_classification.score"))
+    threshold = number(get(body, "file.Ext.malware_classification.threshold"))
+    if score is None or threshold is None or not 0 <= score <= 1 or score < threshold:
+        return None, None
+    return "malicious", score
 
 
 def _entities(body: dict[str, Any]) -> list:

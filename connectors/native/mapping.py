@@ -24,6 +24,10 @@ def to_alert(record: dict[str, Any]) -> Alert:
         raise MappingError(f"native: missing field(s) {', '.join(missing)}")
     body = {k: v for k, v in record.items() if k not in ("source", "raw")}
     body.setdefault("title", str(record.get("rule_id", ""))[:1024])
+    if isinstance(body.get("severity"), str) and not isinstance(body.get("vendor"), dict):
+        # The record's own severity is what its source stated: the vendor evidence a rule nobody configured
+        # here is judged on.
+        body["vendor"] = {"severity": body["severity"].strip().lower()}
     try:
         return Alert.model_validate({**body, "source": "native", "raw": record})
     except ValidationError as exc:

@@ -26,9 +26,22 @@ from typing import Any
 
 EDGE_RULE = "brute_force_threshold"
 """The detector rule id the edge's threshold stands for (scopes allowlist entries)."""
+EDGE_CLASS = "brute_force"
+"""The incident class of the edge's threshold blocks, for earned autonomy."""
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _PROBE = "203.0.113.254"
 ALLOW, NEEDS_APPROVAL, DENY = "allow", "needs_approval", "deny"
+
+
+def edge_policy(policy):
+    """The policy as the edge applies it to its threshold blocks (class ``EDGE_CLASS``).
+
+    Those blocks are local decision authority (DESIGN.md): a supervised install (no autonomy file) still lets
+    them run; an autonomy file decides the class as it says.
+    """
+    if policy.autonomy is not None:
+        return policy
+    return policy.model_copy(update={"autonomy": {EDGE_CLASS: "autonomous"}})
 
 
 def compile_policy(policy_path: Path, allowlist_path: Path | None = None, *, confidence: float = 0.9,
@@ -47,6 +60,7 @@ def compile_policy(policy_path: Path, allowlist_path: Path | None = None, *, con
 
     policy = load_policy(policy_path)
     run_mode = RunMode(mode) if mode else policy.mode
+    policy = edge_policy(policy)
     # With no never-block ranges at all, the probe's decision is the address-independent part.
     neutral = policy.model_copy(update={"block": policy.block.model_copy(
         update={"never_block_private": False, "own_ranges": []})})
@@ -54,7 +68,7 @@ def compile_policy(policy_path: Path, allowlist_path: Path | None = None, *, con
                             target=Entity(kind=EntityKind.IP, value=_PROBE, role="src"),
                             params={"ttl_seconds": policy.block.default_ttl_s})
     ctx = GuardContext(verdict=Verdict.TRUE_POSITIVE, confidence=confidence, independent_evidence=independent_evidence,
-                       mode=run_mode)
+                       mode=run_mode, incident_class=EDGE_CLASS)
     base = decide(action, ctx, neutral)
     allowlist = []
     if allowlist_path is not None and allowlist_path.exists():

@@ -22,6 +22,7 @@ with enough history of its own (``speaks_benign``).
 from __future__ import annotations
 
 import bisect
+import math
 import json
 import random
 from collections import Counter, OrderedDict, defaultdict
@@ -252,7 +253,7 @@ class _Encoder:
         return cls(vocab, [counts.get(c, 0) / max(1, len(labels)) for c in range(3)])
 
     def row(self, features: dict[str, Any], history: _History) -> list[float]:
-        cats = [float(self.vocab[c].get(features[c], -1)) for c in _CATEGORICAL]
+        cats = [float(self.vocab[c].get(features[c], math.nan)) for c in _CATEGORICAL]  # NaN: unseen, missing
         nums = [float(features.get(c, 0) or 0) for c in _NUMERIC]
         return cats + nums + history.encode(features, self.prior)
 

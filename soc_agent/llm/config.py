@@ -30,6 +30,9 @@ class LLMSettings(BaseModel):
     breaker_failures: int = Field(default=3, description="consecutive failures that open the circuit")
     breaker_cooldown_s: float = Field(default=30.0)
     retries: int = Field(default=2, description="retries on 429/5xx/timeouts")
+    consult: str = Field(default="needed", pattern="^(needed|always)$",
+                         description="needed: ask the model only where the evidence scoring is undetermined or "
+                         "disagrees with the learned model; always: every case run (costly, and no better)")
 
     @classmethod
     def from_env(cls, **overrides: object) -> "LLMSettings":

@@ -59,8 +59,12 @@ def answer_schema(evidence_ids: list[str], menu: list[str]) -> dict[str, Any]:
 
 
 def build_messages(case: Case, evidence: list[Evidence], menu: list[str], limit: int,
-                   fold_system: bool) -> list[dict[str, str]]:
-    """Chat messages for one case; ``fold_system`` puts the instructions in the user turn."""
+                   fold_system: bool, similar: list[str] = ()) -> list[dict[str, str]]:
+    """Chat messages for one case; ``fold_system`` puts the instructions in the user turn.
+
+    ``similar`` are this site's most similar past dispositions: labelled examples, fenced as data (their
+    titles came from alerts), that tell the model how analysts here decided alike cases.
+    """
     facts = []
     for alert in case.alerts[-8:]:
         facts.append(f"alert {neutralise(alert.id, 80)} rule={neutralise(alert.rule_id, 80)} "
@@ -82,6 +86,9 @@ def build_messages(case: Case, evidence: list[Evidence], menu: list[str], limit:
         "<<<DATA evidence",
         *evidence_lines,
         "DATA>>>",
+        *([("How this site's analysts decided the most similar past alerts (labelled examples; titles quote "
+             "alert text):"), "<<<DATA similar past dispositions",
+           *(f"- {neutralise(line, limit)}" for line in similar[:5]), "DATA>>>"] if similar else []),
         f"Action menu (pick one): {', '.join(menu + ['none'])}",
         'Answer as JSON: {"verdict": ..., "confidence": 0..1, "narrative": "...", "evidence_ids": [...], '
         '"action": ..., "open_questions": [...]}',

@@ -4,11 +4,15 @@ Order of events for one case:
 
 1. scan the alert text for instruction-like content (flag ``injection_suspected``);
 2. compute the deterministic assessment (always: it is the fallback and the check);
-3. unless the budget, the breaker or the cache says otherwise, ask the model with the
+3. ask the model only where it can add something (``LLMSettings.consult``): the
+   deterministic assessment is undetermined, or the learned model and the rule and
+   vendor evidence disagree about an alert; otherwise the deterministic verdict
+   stands and the notes say the model was not needed;
+4. unless the budget, the breaker or the cache says otherwise, ask the model with the
    answer schema enforced by the server (or parsed, with one repair retry);
-4. reject an answer citing evidence the case does not have or an action off the menu:
+5. reject an answer citing evidence the case does not have or an action off the menu:
    the deterministic assessment stands, and the flags say why;
-5. a model verdict milder than the evidence scoring's never stands (whatever its
+6. a model verdict milder than the evidence scoring's never stands (whatever its
    confidence: a small model answers "false_positive, 0.0" for real attacks); where the
    model dissents confidently, or the two disagree strongly either way, or the alert text
    carries instructions, flag ``reasoner_disagreement`` so the guard sends the case to a person.
@@ -76,15 +80,25 @@ class LLMReasoner:
         self.call_latencies_ms: list[float] = []
         self.fallbacks: Counter[str] = Counter()
         """Cases decided by the deterministic assessment, by kind of reason (see ``fallback_kind``)."""
+        self.not_needed = 0
+        """Case runs the model was not asked about: the deterministic and learned paths settled them."""
 
     def reason(self, data: ReasoningInput) -> Assessment:
         """The model's grounded verdict, or the deterministic one with the reason it stands."""
         baseline = self.fallback.reason(data)
         injection = scan_case(data.case.alerts)
         flags = ["injection_suspected"] if injection else []
+        why_ask = self.why_ask(baseline)
+        if why_ask is None:
+            self.not_needed += 1
+            return baseline.model_copy(update={
+                "flags": flags, "reasoner": "deterministic (llm not needed)",
+                "rationale": f"{baseline.rationale}; the model was not consulted: the evidence scoring and the "
+                             f"learned model settled the verdict between them",
+            })
         ids = [e.id for e in data.evidence]
         messages = build_messages(data.case, data.evidence, data.menu, self.settings.max_field_chars,
-                                  self.settings.fold_system)
+                                  self.settings.fold_system, data.similar)
         key = hashlib.sha256(json.dumps([messages, ids, data.menu], sort_keys=True).encode()).hexdigest()
         schema = answer_schema(ids, data.menu)
 
@@ -113,6 +127,19 @@ class LLMReasoner:
                 "reasoner": "deterministic (llm fallback)",
             })
         return self._merge(answer, baseline, flags, injection, call)
+
+    def why_ask(self, baseline: Assessment) -> str | None:
+        """Why the model is worth a call for this case, or None when it cannot add anything."""
+        if self.settings.consult == "always":
+            return "consulted on every case (consult=always)"
+        if baseline.verdict is Verdict.UNDETERMINED:
+            return "the evidence leaves the verdict undetermined"
+        for judged in baseline.alert_verdicts.values():
+            said = {judged.get("verdict"), judged.get("by_evidence")}
+            if judged.get("basis") == "model" and "undetermined" not in said and len(said) > 1 and (
+                    "true_positive" in said):
+                return "the learned model and the rule and vendor evidence disagree"
+        return None
 
     # ---- the call -------------------------------------------------------
 

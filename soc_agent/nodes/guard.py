@@ -18,12 +18,15 @@ from soc_agent.actions import TTL_ACTIONS
 from soc_agent.enrich import Asset, Identity
 from soc_agent.guard import GuardContext, decide
 from soc_agent.nodes.notes import persist_notes
+from soc_agent.reasoner import is_benign_evidence
 from soc_agent.scoring import independent_sources
 from soc_agent.services import Services
 from soc_agent.state import TriageState
 from soc_agent.store import ApprovalRow, DecisionRow
 from soc_agent.types import Case, EntityKind, Outcome, ProposedAction, RunMode, to_db_time, utcnow
 
+# Evidence worth containment on its own: a case with any of it is never closed without a person.
+_CONTAINMENT_KINDS = frozenset({"threshold", "signal"})
 _AFFECTS_CASE_HOSTS = frozenset({EntityKind.PROCESS, EntityKind.FILE_HASH})
 _AFFECTS_CASE_USERS = frozenset({EntityKind.EMAIL, EntityKind.CLOUD_RESOURCE, EntityKind.URL, EntityKind.DOMAIN})
 
@@ -45,7 +48,8 @@ def guard_context(svc: Services, state: TriageState, action: ProposedAction,
             hosts = [e for e in case.entities if e.kind is EntityKind.HOST]
         elif target.kind in _AFFECTS_CASE_USERS:
             users = [e for e in case.entities if e.kind is EntityKind.USER]
-    remote = {e.id: e for e in state.get("evidence", []) if e.kind in ("asset", "identity")}
+    evidence = state.get("evidence", [])
+    remote = {e.id: e for e in evidence if e.kind in ("asset", "identity")}
     tiers = [a.criticality_tier for h in hosts if (a := knowledge.asset(h) or _remote(remote, "asset", h, Asset))]
     identities = [i for u in users if (i := knowledge.identity(u) or _remote(remote, "identity", u, Identity))]
     rules = {a.rule_id for a in case.alerts}
@@ -64,6 +68,13 @@ def guard_context(svc: Services, state: TriageState, action: ProposedAction,
         recent_blocks=len(svc.block_times), mode=svc.mode, approved_by=approved_by,
         flags=frozenset(assessment.flags), responder_capabilities=svc.executor.capabilities,
         incident_class=state.get("incident_class"),
+        max_severity=case.max_severity,
+        intel_hit=any(e.kind == "intel" and e.weight > 0 for e in evidence),
+        containment_signal=any(e.weight > 0 and (e.kind in _CONTAINMENT_KINDS or (
+            e.kind == "vendor_verdict" and e.data.get("verdict") == "malicious")) for e in evidence),
+        benign_evidence=any(is_benign_evidence(e) or (e.kind == "model" and e.data.get("speaks_benign")
+                                                      and e.data.get("verdict") != "true_positive")
+                            for e in evidence),
     )
 
 
@@ -85,6 +96,11 @@ def guard_action(state: TriageState, runtime: Runtime[Services]) -> dict:
     if action is None:
         return {"decision": None, "trace": ["guard: nothing to decide"]}
     decision = decide(action, guard_context(svc, state, action), svc.policy)
+    alert = state.get("alert")
+    if alert is not None and svc.settings.is_stale(alert.timestamp):
+        # History replayed or a late delivery: judged like any alert, acted on never.
+        decision = decision.model_copy(update={"mode": RunMode.SHADOW, "reasons": [
+            *decision.reasons, f"stale alert: not acted on (older than {svc.settings.oldest_alert_days} days)"]})
     now = to_db_time(utcnow())
     session = svc.store.session
     session.add(DecisionRow(

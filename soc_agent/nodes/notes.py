@@ -13,6 +13,9 @@ from soc_agent.store import CaseRow, NoteRow
 from soc_agent.types import Outcome, RunMode, Tier, Verdict, to_db_time, utcnow
 
 
+_NON_MALICIOUS = (Verdict.BENIGN_POSITIVE, Verdict.FALSE_POSITIVE)
+
+
 def _status(state: TriageState) -> str:
     decision, action_status = state.get("decision"), state.get("action_status")
     if decision is not None and decision.outcome is Outcome.NEEDS_APPROVAL and decision.mode is RunMode.ENFORCE \
@@ -62,6 +65,15 @@ def persist_notes(svc: Services, state: TriageState) -> None:
             rollback=action.rollback, action_id=state.get("action_id"),
         ))
     title = case.alerts[-1].title if case.alerts else state["alert"].title
+    session = svc.store.session
+    row = session.get(CaseRow, case.id)
+    earlier = None
+    if row is not None and row.verdict and row.runs < state["run"] and row.verdict != str(assessment.verdict):
+        # A new alert changed the case's verdict: the analyst sees what it was and that it moved.
+        earlier = f"{row.verdict} at {row.confidence or 0:.2f} (run {row.runs}, status {row.status})"
+    # A closed case stays closed only while nothing in it says otherwise: a malicious or undetermined alert
+    # joining it re-opens it.
+    reopened = row is not None and row.status == "closed" and assessment.verdict not in _NON_MALICIOUS
     summary = (f"{len(case.alerts)} distinct alert(s) ({', '.join(case.detections)}), "
                f"{case.duplicate_count} duplicate(s), {len(case.entities)} entities; "
                f"verdict {assessment.verdict} at {assessment.confidence:.2f}; "
@@ -79,18 +91,19 @@ def persist_notes(svc: Services, state: TriageState) -> None:
         verdict=str(assessment.verdict), confidence=assessment.confidence, reasoner=assessment.reasoner,
         reasoning=assessment.rationale, decision=str(decision.outcome) if decision else None,
         decision_reasons=decision.reasons if decision else [], actions=actions,
-        open_questions=_open_questions(state), trace=[t.split(":")[0] for t in state.get("trace", [])],
+        open_questions=_open_questions(state), similar_cases=state.get("similar", []),
+        earlier_verdict=(earlier + (": re-opened by the new evidence" if reopened else "")) if earlier else None,
+        trace=[t.split(":")[0] for t in state.get("trace", [])],
     )
     markdown = render_markdown(notes)
     now = to_db_time(utcnow())
-    session = svc.store.session
     svc.store.upsert(NoteRow, {"case_id": case.id, "notes_json": notes.model_dump_json(), "markdown": markdown,
                                "updated_at": now})
-    row = session.get(CaseRow, case.id)
     if row is not None:
         row.title, row.incident_class, row.playbook = title[:500], notes.incident_class, notes.playbook
         row.verdict, row.confidence = str(assessment.verdict), assessment.confidence
-        row.status = _status(state) if row.status != "closed" or _status(state) == "contained" else row.status
+        row.status = _status(state) if row.status != "closed" or reopened or _status(state) == "contained" \
+            else row.status
         row.runs, row.updated_at = state["run"], now
         row.action = decision.action.name if decision and decision.action else None
         row.decision = str(decision.outcome) if decision else None

@@ -37,7 +37,8 @@ def reason_verdict(state: TriageState, runtime: Runtime[Services]) -> dict:
     case, evidence = state["case"], state["evidence"]
     playbook = svc.playbooks.match(case_context(case, evidence, svc.knowledge))
     menu = [r.action for r in playbook.responses] if playbook else []
-    data = ReasoningInput(case=case, evidence=evidence, score=state["score"], menu=menu)
+    similar = [s.as_line() for s in svc.similar.for_case(case)] if svc.similar is not None else []
+    data = ReasoningInput(case=case, evidence=evidence, score=state["score"], menu=menu, similar=similar)
     assessment = svc.reasoner.reason(data)
     known = {e.id for e in evidence}
     note = f"reason ({assessment.reasoner}): {assessment.verdict} at {assessment.confidence:.2f}"
@@ -64,4 +65,4 @@ def reason_verdict(state: TriageState, runtime: Runtime[Services]) -> dict:
                                      "flags": assessment.flags, "llm": assessment.llm,
                                      "proposed_action": assessment.proposed_action},
                      state["case_id"], session=svc.store.session)
-    return {"assessment": assessment, "trace": [note]}
+    return {"assessment": assessment, "similar": similar, "trace": [note]}

@@ -31,3 +31,20 @@ def test_elastic_arbitrary_json_is_an_alert_or_mapping_error(record):
 def test_elastic_damaged_sample_is_an_alert_or_mapping_error(sample, data):
     record = as_record(data.draw(st.sampled_from(file_lines(sample))))
     outcome(elastic.to_alert, data.draw(mutated(record)))
+
+
+def _malware_alert(score, threshold=0.66):
+    return {"@timestamp": "2026-11-20T10:00:00Z", "kibana.alert.uuid": "u-1", "kibana.alert.rule.name": "Endpoint",
+            "kibana.alert.rule.uuid": "r-1", "kibana.alert.severity": "medium", "host": {"name": "wks-1"},
+            "event": {"code": "malicious_file", "category": "malware"},
+            "file": {"Ext": {"malware_classification": {"score": score, "threshold": threshold}}}}
+
+
+def test_the_endpoints_own_malware_score_over_its_threshold_is_a_malicious_determination():
+    from soc_agent.types import VendorVerdict
+
+    alert = elastic.to_alert(_malware_alert(0.97))
+    assert alert.vendor.verdict is VendorVerdict.MALICIOUS and alert.vendor.confidence == 0.97
+    # Under the threshold, or nonsense, the classifier said nothing: never read as benign.
+    for score in (0.2, 7, "high", None):
+        assert elastic.to_alert(_malware_alert(score)).vendor.verdict is None

@@ -29,7 +29,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from soc_agent.config import Settings  # noqa: E402
+from soc_agent.config import DEMO_AUTONOMY, Settings  # noqa: E402
 from soc_agent.fleet import BrokerConfig, Worker  # noqa: E402
 from soc_agent.fleet.postgres import psycopg_url  # noqa: E402
 from soc_agent.responders.base import ResponderError  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s {sys.argv[1]} %(message)s")
     url = os.environ["SOC_AGENT_DATABASE_URL"]
     settings = Settings(workdir=Path(os.environ["FAULT_WORKDIR"]) / sys.argv[1], database_url=url,
-                        mode=RunMode.ENFORCE, reasoner=os.environ.get("SOC_AGENT_REASONER", "deterministic"))
+                        mode=RunMode.ENFORCE, autonomy_file=DEMO_AUTONOMY, reasoner=os.environ.get("SOC_AGENT_REASONER", "deterministic"))
     worker = Worker(settings, BrokerConfig.from_env(), worker_id=sys.argv[1], batch=50)
     firewall = ExternalFirewall(url, int(os.environ.get("FAULT_FAIL_MOD", "0")), os.environ.get("FAULT_CRASH_FLAG"))
     worker.pipeline.services.executor._by_capability["firewall.block"] = firewall

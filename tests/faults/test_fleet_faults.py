@@ -34,7 +34,6 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +46,7 @@ from fleet_kit import ADMIN_URL, postgres_up, redis_up  # noqa: E402
 
 from bench.stream import generate  # noqa: E402
 from soc_agent.audit import verify  # noqa: E402
-from soc_agent.config import Settings  # noqa: E402
+from soc_agent.config import DEMO_AUTONOMY, Settings  # noqa: E402
 from soc_agent.fleet import Broker, BrokerConfig  # noqa: E402
 from soc_agent.fleet.postgres import temporary_database, upgrade_schema  # noqa: E402
 from soc_agent.types import RunMode  # noqa: E402
@@ -77,6 +76,8 @@ LLM_ENV = {
     # Budgets out of the way: a budget refusal is a fallback this test did not cause.
     "SOC_AGENT_LLM_REQUESTS_PER_MINUTE": "100000000", "SOC_AGENT_LLM_TOKENS_PER_MINUTE": "100000000000",
     "SOC_AGENT_LLM_TOKENS_PER_RUN": "100000000000000",
+    # Every case run asks the model, so the outage hits the runs it is meant to hit.
+    "SOC_AGENT_LLM_CONSULT": "always",
 }
 
 
@@ -320,7 +321,8 @@ def _drill(tmp_path: Path, cluster: list[str], prefix: str, broker: Broker) -> N
         # Every paused approval is still resumable from its Postgres checkpoint.
         from soc_agent.pipeline import Pipeline
 
-        pipeline = Pipeline(Settings(workdir=tmp_path / "approver", database_url=url, mode=RunMode.ENFORCE),
+        pipeline = Pipeline(Settings(workdir=tmp_path / "approver", database_url=url, mode=RunMode.ENFORCE,
+                                     autonomy_file=DEMO_AUTONOMY),
                             expire_on_start=False)
         try:
             pending = pipeline.pending_approvals()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from soc_agent.checkpoint import serializer
-from soc_agent.types import Alert, Decision, Entity, EntityKind, Outcome, utcnow
+from soc_agent.types import Alert, Decision, Entity, EntityKind, Outcome, VendorEvidence, VendorVerdict, utcnow
 
 
 @dataclasses.dataclass
@@ -21,6 +21,16 @@ def test_project_types_round_trip():
                             entities=[Entity(kind=EntityKind.IP, value="203.0.113.9")]),
              "decision": Decision(outcome=Outcome.DENY, reasons=["deny: test"])}
     assert serde.loads_typed(serde.dumps_typed(state)) == state
+
+
+def test_an_alert_keeps_its_vendor_evidence_across_a_checkpoint():
+    """A paused case resumes with the vendor's verdict intact, not a blocked or inert copy of it."""
+    serde = serializer()
+    alert = Alert(id="a", source="ocsf", rule_id="r", title="t", timestamp=utcnow(),
+                  vendor=VendorEvidence(verdict=VendorVerdict.MALICIOUS, tactics=["Execution"]))
+    revived = serde.loads_typed(serde.dumps_typed({"alert": alert}))["alert"]
+    assert revived == alert
+    assert revived.vendor.verdict is VendorVerdict.MALICIOUS
 
 
 def test_a_foreign_type_is_not_revived():

@@ -27,10 +27,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def cli(*args: str, workdir: Path, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``python -m soc_agent.cli ARGS --workdir WORKDIR``; text output."""
+def cli(*args: str, workdir: Path, stdin: bytes | None = None, timeout: float = 120,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m soc_agent.cli ARGS --workdir WORKDIR``; text output; ``env`` adds variables."""
     proc = subprocess.run([sys.executable, "-m", "soc_agent.cli", *args, "--workdir", str(workdir)],
-                          input=stdin, capture_output=True, cwd=REPO, env=_env(), timeout=timeout)
+                          input=stdin, capture_output=True, cwd=REPO, env={**_env(), **(env or {})},
+                          timeout=timeout)
     proc.stdout = proc.stdout.decode("utf-8", errors="replace")
     proc.stderr = proc.stderr.decode("utf-8", errors="replace")
     return proc
@@ -198,10 +200,24 @@ def _active_block_lines(workdir: Path) -> list[str]:
     return [line for line in proc.stdout.splitlines() if ATTACKER in line]
 
 
+# The demo environment's earned autonomy: brute force blocks run on their own there.
+EARNED = {"SOC_AGENT_AUTONOMY_FILE": str(REPO / "demo" / "autonomy.yml")}
+
+
+def test_a_fresh_install_says_it_is_supervised_and_asks_a_person_to_block(tmp_path):
+    proc = cli("triage", str(_write(tmp_path / "bf.jsonl", _failures(6))), workdir=tmp_path / "work")
+    assert proc.returncode == 0, proc.stderr
+    assert "supervised" in proc.stderr
+    decided = [json.loads(line) for line in proc.stdout.splitlines() if '"pending_approval"' in line]
+    assert [(r["action"], r["decision"]) for r in decided] == [("block_ip", "needs_approval")]
+    assert _active_block_lines(tmp_path / "work") == []
+
+
 def test_brute_force_block_is_listed_and_rolls_back_once(tmp_path):
     workdir = tmp_path / "work"
-    proc = cli("triage", str(_write(tmp_path / "bf.jsonl", _failures(6))), workdir=workdir)
+    proc = cli("triage", str(_write(tmp_path / "bf.jsonl", _failures(6))), workdir=workdir, env=EARNED)
     assert proc.returncode == 0, proc.stderr
+    assert "earned per class in" in proc.stderr
     decided = [json.loads(line) for line in proc.stdout.splitlines() if '"decided"' in line]
     assert [(r["action"], r["decision"]) for r in decided] == [("block_ip", "allow")]
 

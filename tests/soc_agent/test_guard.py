@@ -30,20 +30,22 @@ from soc_agent.types import (
     Outcome,
     ProposedAction,
     RunMode,
+    Severity,
     Tier,
     Verdict,
 )
 
 POLICY_FILE = Path(__file__).parents[2] / "playbooks" / "policy.yml"
 SHIPPED = load_policy(POLICY_FILE)
+"""The policy as shipped: no autonomy file, so the install is supervised."""
 
 EXTERNAL_V4 = "8.8.8.8"  # 203.0.113.0/24 is TEST-NET-3: Python (rightly) calls it private
 EXTERNAL_V6 = "2606:4700:4700::1111"
 
 
-def policy_with(base: Policy = SHIPPED, *, block: dict[str, Any] | None = None, **changes: Any) -> Policy:
-    """A validated copy of ``base`` with top-level (and ``block.*``) fields replaced."""
-    data = base.model_dump(mode="json")
+def policy_with(base: Policy | None = None, *, block: dict[str, Any] | None = None, **changes: Any) -> Policy:
+    """A validated copy of ``base`` (default ``EARNED``) with top-level (and ``block.*``) fields replaced."""
+    data = (base or EARNED).model_dump(mode="json")
     data.update(changes)
     if block:
         data["block"] = {**data["block"], **block}
@@ -52,7 +54,11 @@ def policy_with(base: Policy = SHIPPED, *, block: dict[str, Any] | None = None, 
 
 # The shipped policy does not grant edr.reimage; destructive checks need it granted
 # so that the destructive rule itself (not the missing capability) is what is tested.
-GRANTED = policy_with(granted_capabilities=[*SHIPPED.granted_capabilities, "edr.reimage", "edr.delete_file"])
+EARNED = policy_with(SHIPPED, autonomy={c: "autonomous" for c in ("phishing", "malware", "brute_force",
+                                                                   "unclassified")})
+"""The shipped rules once every class has earned autonomy: what the tier rules decide on their own."""
+GRANTED = policy_with(EARNED, granted_capabilities=[*SHIPPED.granted_capabilities, "edr.reimage",
+                                                    "edr.delete_file"])
 
 
 def proposal(name: str, target: Entity | None = None, **params: Any) -> ProposedAction:
@@ -133,7 +139,7 @@ class Case:
 @lru_cache(maxsize=1)
 def grid() -> tuple[Case, ...]:
     return tuple(Case(*combo) for combo in itertools.product(
-        list(Tier), range(4), list(IDENTITIES), list(RunMode), CONFIDENCES, list(Verdict), EVIDENCE))
+        list(TIER_ACTIONS), range(4), list(IDENTITIES), list(RunMode), CONFIDENCES, list(Verdict), EVIDENCE))
 
 
 def test_grid_covers_every_combination() -> None:
@@ -252,14 +258,14 @@ NEVER_BLOCK = [
 def test_blocking_a_never_block_address_is_denied(address: str) -> None:
     for approved_by in (None, "analyst@example.com"):
         decision = decide(proposal("block_ip", ip(address), ttl_seconds=600),
-                          good_ctx(approved_by=approved_by), SHIPPED)
+                          good_ctx(approved_by=approved_by), EARNED)
         assert decision.outcome is Outcome.DENY, decision.reasons
         assert has_reason(decision, "deny: never block", address), decision.reasons
 
 
 @pytest.mark.parametrize("address", [EXTERNAL_V4, "1.1.1.1", EXTERNAL_V6])
 def test_blocking_an_external_address_is_not_denied_for_its_range(address: str) -> None:
-    decision = decide(proposal("block_ip", ip(address), ttl_seconds=600), good_ctx(), SHIPPED)
+    decision = decide(proposal("block_ip", ip(address), ttl_seconds=600), good_ctx(), EARNED)
     assert not has_reason(decision, "never block"), decision.reasons
     assert decision.outcome is Outcome.ALLOW, decision.reasons
     assert decision.executes
@@ -288,9 +294,9 @@ def test_never_block_private_off_allows_private_blocks() -> None:
 
 
 def test_block_ip_with_a_non_ip_target_is_denied() -> None:
-    assert decide(proposal("block_ip", host("fw-01")), good_ctx(), SHIPPED).outcome is Outcome.DENY
-    assert decide(proposal("block_ip", None), good_ctx(), SHIPPED).outcome is Outcome.DENY
-    decision = decide(proposal("block_ip", ip("not-an-address")), good_ctx(), SHIPPED)
+    assert decide(proposal("block_ip", host("fw-01")), good_ctx(), EARNED).outcome is Outcome.DENY
+    assert decide(proposal("block_ip", None), good_ctx(), EARNED).outcome is Outcome.DENY
+    decision = decide(proposal("block_ip", ip("not-an-address")), good_ctx(), EARNED)
     assert decision.outcome is Outcome.DENY
     assert has_reason(decision, "not an IP address")
 
@@ -301,7 +307,7 @@ def test_block_ip_with_a_non_ip_target_is_denied() -> None:
                          ids=["missing", "zero", "negative", "true", "false", "str", "float", "none", "inf"])
 def test_an_invalid_ttl_is_replaced_by_the_default(params: dict[str, Any]) -> None:
     action = proposal("block_ip", ip(EXTERNAL_V4), **params)
-    decision = decide(action, good_ctx(), SHIPPED)
+    decision = decide(action, good_ctx(), EARNED)
     assert decision.action is not None
     assert decision.action.params["ttl_seconds"] == SHIPPED.block.default_ttl_s == 3600
     assert type(decision.action.params["ttl_seconds"]) is int
@@ -311,32 +317,32 @@ def test_an_invalid_ttl_is_replaced_by_the_default(params: dict[str, Any]) -> No
 
 
 def test_a_too_large_ttl_is_capped_and_a_valid_one_kept() -> None:
-    capped = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=10**9), good_ctx(), SHIPPED)
+    capped = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=10**9), good_ctx(), EARNED)
     assert capped.action is not None and capped.action.params["ttl_seconds"] == SHIPPED.block.max_ttl_s == 86400
     assert has_reason(capped, "capped to 86400s")
-    kept = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=7200), good_ctx(), SHIPPED)
+    kept = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=7200), good_ctx(), EARNED)
     assert kept.action is not None and kept.action.params["ttl_seconds"] == 7200
-    exact = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=86400), good_ctx(), SHIPPED)
+    exact = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=86400), good_ctx(), EARNED)
     assert exact.action is not None and exact.action.params["ttl_seconds"] == 86400
 
 
 def test_block_domain_gets_a_ttl_too() -> None:
     decision = decide(proposal("block_domain", Entity(kind=EntityKind.DOMAIN, value="evil.example")),
-                      good_ctx(), SHIPPED)
+                      good_ctx(), EARNED)
     assert decision.action is not None and decision.action.params["ttl_seconds"] == 3600
 
 
 def test_block_rate_limit_needs_approval() -> None:
     limit = SHIPPED.block.max_blocks
-    under = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(recent_blocks=limit - 1), SHIPPED)
+    under = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(recent_blocks=limit - 1), EARNED)
     assert under.outcome is Outcome.ALLOW, under.reasons
     for recent in (limit, limit + 1, 10 * limit):
-        over = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(recent_blocks=recent), SHIPPED)
+        over = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(recent_blocks=recent), EARNED)
         assert over.outcome is Outcome.NEEDS_APPROVAL, over.reasons
         assert has_reason(over, "needs_approval: block rate limit"), over.reasons
     # the rate limit is about blocks only
     assert decide(proposal("isolate_host", host()), good_ctx(recent_blocks=10 * limit),
-                  SHIPPED).outcome is Outcome.ALLOW
+                  EARNED).outcome is Outcome.ALLOW
 
 
 # --- kill switch, capabilities, catalog, allowlist, rules --------------------------
@@ -356,7 +362,7 @@ def test_kill_switch_denies_containment_and_still_allows_observe() -> None:
 
 def test_an_ungranted_capability_is_denied_naming_it() -> None:
     for approved_by in (None, "analyst@example.com"):
-        decision = decide(proposal("reimage_host", host()), good_ctx(approved_by=approved_by), SHIPPED)
+        decision = decide(proposal("reimage_host", host()), good_ctx(approved_by=approved_by), EARNED)
         assert decision.outcome is Outcome.DENY
         assert has_reason(decision, "deny:", "edr.reimage"), decision.reasons
     policy = policy_with(granted_capabilities=["case.annotate"])
@@ -377,7 +383,7 @@ def test_an_unknown_action_is_denied() -> None:
 def test_a_proposal_that_lies_about_its_tier_is_judged_by_the_catalog() -> None:
     liar = ProposedAction(name="isolate_host", tier=Tier.OBSERVE, capability="case.annotate", target=host(),
                           rollback=None)
-    decision = decide(liar, good_ctx(asset_tier=0), SHIPPED)
+    decision = decide(liar, good_ctx(asset_tier=0), EARNED)
     assert decision.outcome is Outcome.NEEDS_APPROVAL, decision.reasons
     assert decision.action is not None
     assert decision.action.tier is Tier.CONTAIN_HARD
@@ -387,14 +393,14 @@ def test_a_proposal_that_lies_about_its_tier_is_judged_by_the_catalog() -> None:
     # a lying destructive action still needs approval, and a lie does not dodge an ungranted capability
     lying_reimage = ProposedAction(name="reimage_host", tier=Tier.OBSERVE, capability="case.annotate", target=host())
     assert decide(lying_reimage, good_ctx(), GRANTED).outcome is Outcome.NEEDS_APPROVAL
-    assert decide(lying_reimage, good_ctx(), SHIPPED).outcome is Outcome.DENY
+    assert decide(lying_reimage, good_ctx(), EARNED).outcome is Outcome.DENY
     # nor the kill switch
     assert decide(liar, good_ctx(), policy_with(kill_switch=True)).outcome is Outcome.DENY
 
 
 def test_an_allowlisted_target_needs_approval() -> None:
     for name, target in (("block_ip", ip(EXTERNAL_V4)), ("isolate_host", host())):
-        decision = decide(proposal(name, target), good_ctx(allowlisted_target="vulnerability scanner"), SHIPPED)
+        decision = decide(proposal(name, target), good_ctx(allowlisted_target="vulnerability scanner"), EARNED)
         assert decision.outcome is Outcome.NEEDS_APPROVAL, decision.reasons
         assert has_reason(decision, "needs_approval: target is allowlisted", "vulnerability scanner")
 
@@ -437,11 +443,11 @@ def test_a_policy_rule_that_errors_at_evaluation_counts_as_a_hit(when: str) -> N
 
 def test_the_shipped_service_account_rule_holds_disable_account_for_approval() -> None:
     service = good_ctx(identity_roles=frozenset({IdentityRole.SERVICE}))
-    decision = decide(proposal("disable_account", user("svc-backup")), service, SHIPPED)
+    decision = decide(proposal("disable_account", user("svc-backup")), service, EARNED)
     assert decision.outcome is Outcome.NEEDS_APPROVAL
     assert has_reason(decision, "service-accounts-stay-up")
     assert decide(proposal("disable_account", user()), good_ctx(identity_roles=frozenset({IdentityRole.EMPLOYEE})),
-                  SHIPPED).outcome is Outcome.ALLOW
+                  EARNED).outcome is Outcome.ALLOW
 
 
 def test_a_tier_missing_from_the_policy_gets_a_strict_default() -> None:
@@ -466,7 +472,7 @@ def test_executive_and_privileged_identities_need_approval_whatever_the_policy_s
 
 def test_approval_roles_add_roles_that_need_approval() -> None:
     service = good_ctx(identity_roles=frozenset({IdentityRole.SERVICE}))
-    assert decide(proposal("revoke_sessions", user()), service, SHIPPED).outcome is Outcome.ALLOW
+    assert decide(proposal("revoke_sessions", user()), service, EARNED).outcome is Outcome.ALLOW
     stricter = policy_with(approval_roles=["service"])
     decision = decide(proposal("revoke_sessions", user()), service, stricter)
     assert decision.outcome is Outcome.NEEDS_APPROVAL
@@ -477,7 +483,7 @@ def test_approval_roles_add_roles_that_need_approval() -> None:
 def test_a_non_numeric_confidence_never_meets_a_containment_bar(confidence: float) -> None:
     """Dual conditions need a real confidence: NaN compares false with everything."""
     for name, target in (("block_ip", ip(EXTERNAL_V4)), ("isolate_host", host())):
-        decision = decide(proposal(name, target), good_ctx(confidence=confidence), SHIPPED)
+        decision = decide(proposal(name, target), good_ctx(confidence=confidence), EARNED)
         assert decision.outcome is not Outcome.ALLOW, (name, decision.reasons)
 
 
@@ -532,7 +538,7 @@ def _configured_blockable(address: Any, policy: Policy) -> bool:
 
 
 @_FAST
-@given(address=special_addresses, ctx=contexts, policy=st.sampled_from([SHIPPED, _NO_EXCEPTIONS]))
+@given(address=special_addresses, ctx=contexts, policy=st.sampled_from([EARNED, _NO_EXCEPTIONS]))
 @example(address=ipaddress.ip_address("198.51.100.0"), ctx=GuardContext(verdict=Verdict.TRUE_POSITIVE, confidence=1.0,
                                                                          asset_tier=3), policy=_NO_EXCEPTIONS)
 def test_property_special_addresses_are_never_allowed_to_be_blocked_unless_configured(
@@ -546,7 +552,7 @@ def test_property_special_addresses_are_never_allowed_to_be_blocked_unless_confi
 def test_a_documentation_address_is_blockable_only_through_the_configured_exception() -> None:
     # The example hypothesis found: 198.51.100.0 is special to Python but listed in the shipped allow_blocking.
     action = proposal("block_ip", ip("198.51.100.0"), ttl_seconds=600)
-    assert decide(action, good_ctx(), SHIPPED).outcome is Outcome.ALLOW
+    assert decide(action, good_ctx(), EARNED).outcome is Outcome.ALLOW
     without = decide(action, good_ctx(), _NO_EXCEPTIONS)
     assert without.outcome is Outcome.DENY and has_reason(without, "198.51.100.0 is a private address"), \
         without.reasons
@@ -554,7 +560,7 @@ def test_a_documentation_address_is_blockable_only_through_the_configured_except
 
 @_FAST
 @given(ctx=contexts, name=st.sampled_from(["reimage_host", "delete_file"]),
-       policy=st.sampled_from([SHIPPED, GRANTED, _LOOSE_DESTRUCTIVE]))
+       policy=st.sampled_from([EARNED, GRANTED, _LOOSE_DESTRUCTIVE]))
 def test_property_destructive_never_executes_without_approval(ctx: GuardContext, name: str, policy: Policy) -> None:
     ctx = GuardContext(**{**ctx.__dict__, "approved_by": None})
     target = host() if name == "reimage_host" else Entity(kind=EntityKind.FILE_HASH, value="ab" * 32)
@@ -565,7 +571,7 @@ def test_property_destructive_never_executes_without_approval(ctx: GuardContext,
 
 @_FAST
 @given(ctx=contexts, ttl=ttls, name=st.sampled_from(["block_ip", "block_domain", "isolate_host", "annotate_case"]),
-       policy=st.sampled_from([SHIPPED, GRANTED]))
+       policy=st.sampled_from([EARNED, GRANTED]))
 def test_property_decide_is_deterministic_and_total(ctx: GuardContext, ttl: Any, name: str, policy: Policy) -> None:
     target = {"block_ip": ip(EXTERNAL_V4), "block_domain": Entity(kind=EntityKind.DOMAIN, value="evil.example"),
               "isolate_host": host(), "annotate_case": None}[name]
@@ -584,11 +590,16 @@ def test_property_decide_is_deterministic_and_total(ctx: GuardContext, ttl: Any,
 # --- earned autonomy (autonomy.yml beside the policy) ---------------------------------
 
 
-def test_without_an_autonomy_file_the_tier_rules_alone_decide() -> None:
+def test_without_an_autonomy_file_the_install_is_supervised() -> None:
     assert SHIPPED.autonomy is None
     decision = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=600), good_ctx(incident_class="phishing"),
                       SHIPPED)
-    assert decision.outcome is Outcome.ALLOW
+    assert decision.outcome is Outcome.NEEDS_APPROVAL
+    assert has_reason(decision, "runs supervised"), decision.reasons
+    # The same block in a class that earned autonomy runs on its own: supervision is the only difference.
+    assert decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=600), good_ctx(incident_class="phishing"),
+                  EARNED).outcome is Outcome.ALLOW
+    assert decide(proposal("annotate_case"), good_ctx(), SHIPPED).outcome is Outcome.ALLOW
 
 
 @pytest.mark.parametrize("incident_class", ["phishing", "brute_force", None])
@@ -623,3 +634,72 @@ def test_the_autonomy_file_is_read_beside_the_policy_and_a_typo_grants_nothing(t
     (tmp_path / "autonomy.yml").write_text("- not a mapping\n")
     with pytest.raises(ValueError, match="autonomy.yml"):
         load_policy(tmp_path / "policy.yml")
+
+
+# --- closing without a person (tier dismiss) ------------------------------------------
+
+# Every class autonomous: what remains between close_case and ALLOW is the dismiss check itself.
+_ALL_AUTONOMOUS = policy_with(autonomy={c: "autonomous" for c in ("phishing", "malware", "brute_force",
+                                                                   "unclassified")})
+closing_contexts = st.builds(
+    GuardContext,
+    verdict=st.sampled_from(Verdict),
+    confidence=st.floats(0.0, 1.0, allow_nan=False) | st.just(math.nan),
+    asset_tier=st.integers(-1, 5),
+    identity_roles=st.frozensets(st.sampled_from(IdentityRole)),
+    privileged_identity=st.booleans(),
+    independent_evidence=st.integers(0, 10),
+    mode=st.sampled_from(RunMode),
+    flags=st.frozensets(st.sampled_from(["injection_suspected", "reasoner_disagreement", "degraded", ""])),
+    incident_class=st.sampled_from(["phishing", "malware", "brute_force", None]),
+    max_severity=st.sampled_from(Severity),
+    intel_hit=st.booleans(),
+    containment_signal=st.booleans(),
+    benign_evidence=st.booleans(),
+)
+
+
+def _closing_forbidden(ctx: GuardContext) -> bool:
+    return (ctx.max_severity.rank >= Severity.HIGH.rank or ctx.intel_hit or ctx.containment_signal
+            or not ctx.benign_evidence or ctx.verdict in (Verdict.TRUE_POSITIVE, Verdict.UNDETERMINED)
+            or not ctx.confidence >= SHIPPED.dismiss.min_confidence)
+
+
+@_FAST
+@given(ctx=closing_contexts, policy=st.sampled_from([SHIPPED, _ALL_AUTONOMOUS]))
+@example(ctx=GuardContext(verdict=Verdict.FALSE_POSITIVE, confidence=0.99, max_severity=Severity.CRITICAL,
+                          benign_evidence=True, incident_class="malware", mode=RunMode.ENFORCE),
+         policy=_ALL_AUTONOMOUS)
+@example(ctx=GuardContext(verdict=Verdict.FALSE_POSITIVE, confidence=0.99, max_severity=Severity.LOW,
+                          benign_evidence=False, incident_class="malware", mode=RunMode.ENFORCE),
+         policy=_ALL_AUTONOMOUS)
+def test_property_a_case_that_must_not_close_alone_is_never_closed_without_a_person(
+        ctx: GuardContext, policy: Policy) -> None:
+    decision = decide(proposal("close_case"), ctx, policy)
+    if _closing_forbidden(ctx) or policy.autonomy is None:
+        assert decision.outcome is not Outcome.ALLOW, (ctx, decision.reasons)
+    # The approval of a person is the one way such a case closes, and it is said.
+    approved = decide(proposal("close_case"), GuardContext(**{**ctx.__dict__, "approved_by": "lead@example.com"}),
+                      policy)
+    if approved.outcome is Outcome.ALLOW and decision.outcome is not Outcome.ALLOW:
+        assert has_reason(approved, "approved by lead@example.com")
+
+
+def test_a_clean_benign_case_in_an_earned_class_closes_on_its_own() -> None:
+    """The property above can fail: closing is possible, just not when anything speaks against it."""
+    ctx = GuardContext(verdict=Verdict.FALSE_POSITIVE, confidence=0.95, max_severity=Severity.LOW,
+                       benign_evidence=True, incident_class="phishing", mode=RunMode.ENFORCE)
+    assert decide(proposal("close_case"), ctx, _ALL_AUTONOMOUS).outcome is Outcome.ALLOW
+    assert decide(proposal("close_case"), ctx, SHIPPED).outcome is Outcome.NEEDS_APPROVAL
+
+
+@_FAST
+@given(ctx=closing_contexts, name=st.sampled_from(sorted(n for n, s in CATALOG.items() if s.tier is not Tier.OBSERVE)))
+def test_property_a_supervised_install_does_nothing_above_observe_without_a_person(
+        ctx: GuardContext, name: str) -> None:
+    assert SHIPPED.autonomy is None  # the shipped default is supervised
+    spec = CATALOG[name]
+    target = {EntityKind.IP: ip(EXTERNAL_V4), EntityKind.HOST: host(), EntityKind.USER: user()}.get(
+        spec.target_kind, Entity(kind=spec.target_kind, value="x") if spec.target_kind else None)
+    decision = decide(proposal(name, target, ttl_seconds=600), ctx, GRANTED)
+    assert decision.outcome is not Outcome.ALLOW, (name, ctx, decision.reasons)

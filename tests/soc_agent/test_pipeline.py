@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from sqlmodel import select
 
 from soc_agent.audit import verify
-from soc_agent.store import ActionRow, AlertRow, CaseRow, ContainmentRow, DeadLetterRow
+from soc_agent.store import ActionRow, AlertRow, CaseRow, ContainmentRow, DeadLetterRow, NoteRow
+from soc_agent.types import utcnow
 from tests.conftest import make_alert
 
 ATTACKER = "203.0.113.45"  # on the demo intel watchlist
@@ -89,9 +91,20 @@ def test_bad_input_is_dead_lettered_with_a_reason_and_nothing_is_lost(pipeline):
     reasons = [row.reason for row in pipeline.store.session.exec(select(DeadLetterRow).order_by(DeadLetterRow.id))]
     assert len(reasons) == len(lines) - 1
     expected = ["malformed JSON", "invalid UTF-8", "expected a JSON object", "unknown format",
-                "timestamp", "entities", "over the", "in the future", "older than"]
+                "timestamp", "entities", "over the", "in the future", "before 1990"]
     for fragment, reason in zip(expected, reasons):
         assert fragment in reason, (fragment, reason)
+
+
+def test_a_stale_alert_is_triaged_record_only_never_dead_lettered(pipeline):
+    line = json.dumps({"id": "last-year", "rule_id": "malware_detected", "title": "x", "severity": "critical",
+                       "timestamp": (utcnow() - timedelta(days=400)).isoformat(),
+                       "entities": [{"kind": "host", "value": "wks-eng-01.corp.example", "role": "dst"}]}).encode()
+    [result] = pipeline.process_line(line)
+    assert pipeline.summary.dead_lettered == 0 and result.status == "decided"
+    assert result.verdict is not None and any("stale alert: not acted on" in r for r in result.reasons)
+    pipeline.store.commit()
+    assert not [a for a in pipeline.store.session.exec(select(ActionRow)) if a.status == "done"]
 
 
 def test_crown_jewel_malware_waits_for_approval_and_nothing_runs(pipeline):
@@ -327,3 +340,42 @@ def test_a_long_running_pipeline_forgets_idle_cases_and_still_reports_their_dupl
     assert again.status == "decided" and again.case_id not in case_ids, \
         "a forgotten case is not joined again, as after a restart"
     p.close()
+
+
+PROCDUMP = "0b974103c47624a3ea92c738efcee64dd63a83f0a4997abcd7464059e70b6009"  # allowlisted in the demo data
+NMAP = "cff6bc62b15f14aec7842ca9f70f294d54cb7973e30ef7bcae4e9e5016fbe256"  # allowlisted in the demo data
+NEW_MALWARE = "9f1c3e5a7b2d4f6081a3c5e7f9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7"  # on no list
+
+
+def test_benign_facts_about_old_alerts_never_close_a_new_malware_alert_on_a_domain_controller(pipeline):
+    """Correlation poisoning: two allowlisted tools in an older case share a user with a critical alert."""
+    for n, sha in enumerate((PROCDUMP, NMAP)):
+        pipeline.process_line(make_alert("malware_detected", [("host", "wks-it-04.corp.example", "dst"),
+                                                              ("user", "jlee", "actor"), ("file_hash", sha, "file")],
+                                          alert_id=f"tool-{n}", severity="low", minutes_ago=30 - n))
+    pipeline.store.commit()
+    closes_before = _closes(pipeline)
+    [new] = pipeline.process_line(make_alert(
+        "malware_detected", [("host", "dc01.corp.example", "dst"), ("user", "jlee", "actor"),
+                             ("file_hash", NEW_MALWARE, "file")], alert_id="dc-new", severity="critical"))
+    assert new.verdict not in ("false_positive", "benign_positive"), new
+    assert new.case_verdict not in ("false_positive", "benign_positive"), new
+    assert not (new.action == "close_case" and new.decision == "allow"), new
+    pipeline.store.commit()
+    assert _closes(pipeline) == closes_before, "the new alert's run closed nothing"
+    assert pipeline.store.session.get(CaseRow, new.case_id).status != "closed"
+    notes = json.loads(pipeline.store.session.get(NoteRow, new.case_id).notes_json)
+    # It joined the tools' closed case (same rule, same user): each alert was judged on its own evidence (the
+    # allowlist speaks for the tools, not for the new hash), the case re-opened, and the notes show what it was.
+    assert new.case_id == _case_of(pipeline, "tool-0")
+    assert "alerts judged one by one" in notes["reasoning"]
+    assert notes["earlier_verdict"].startswith("false_positive") and "re-opened" in notes["earlier_verdict"]
+
+
+def _closes(pipeline) -> list[int]:
+    return [a.id for a in pipeline.store.session.exec(select(ActionRow)) if a.name == "close_case"]
+
+
+def _case_of(pipeline, alert_id: str) -> str | None:
+    row = pipeline.store.session.exec(select(AlertRow).where(AlertRow.alert_id == alert_id)).first()
+    return row.case_id if row else None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from soc_agent.edge.guardlite import EdgeGuard, compile_policy
+from soc_agent.edge.guardlite import EDGE_CLASS, EdgeGuard, compile_policy, edge_policy
 from soc_agent.guard import GuardContext, decide
 from soc_agent.policy import load_policy
 from soc_agent.types import (
@@ -42,14 +42,14 @@ def _policy_file(tmp_path: Path, **block) -> Path:
                                      {"kill_switch": True}])
 def test_edge_guard_matches_decide_over_addresses_block_counts_and_ttls(tmp_path, variant):
     path = _policy_file(tmp_path, **variant)
-    policy = load_policy(path)
+    policy = edge_policy(load_policy(path))
     guard = EdgeGuard(compile_policy(path))
     for ip, recent, ttl in itertools.product(ADDRESSES, (0, 19, 20, 50), (0, 600, 86400, 10**6)):
         action = ProposedAction(name="block_ip", tier=Tier.CONTAIN_SOFT, capability="firewall.block",
                                 target=Entity(kind=EntityKind.IP, value=ip, role="src"),
                                 params={"ttl_seconds": ttl})
         ctx = GuardContext(verdict=Verdict.TRUE_POSITIVE, confidence=0.9, independent_evidence=1,
-                           recent_blocks=recent, mode=RunMode.ENFORCE)
+                           recent_blocks=recent, mode=RunMode.ENFORCE, incident_class=EDGE_CLASS)
         expected = decide(action, ctx, policy)
         guard.block_times.clear()
         guard.block_times.extend([1000.0] * recent)
@@ -86,3 +86,12 @@ def test_local_judgement_takes_microseconds_where_decide_takes_far_longer():
     full = (time.perf_counter() - t0) / 200
     print(f"edge judge {lean * 1e6:.1f} us, guard.decide {full * 1e6:.1f} us")
     assert lean < 100e-6
+
+
+def test_a_supervised_install_keeps_the_edges_local_authority_and_an_autonomy_file_can_take_it(tmp_path):
+    """No autonomy file: the edge still blocks on its own; a file that withholds the class is obeyed."""
+    path = _policy_file(tmp_path)
+    assert load_policy(path).autonomy is None
+    assert compile_policy(path)["base_outcome"] == "allow"
+    (tmp_path / "autonomy.yml").write_text(f"autonomy:\n  {EDGE_CLASS}: approval\n")
+    assert compile_policy(path)["base_outcome"] == "needs_approval"

@@ -10,14 +10,15 @@ from sqlalchemy import create_engine, text
 from bench.stream import generate
 from connectors import parse_record
 from soc_agent.audit import verify
-from soc_agent.config import Settings
+from soc_agent.config import DEMO_AUTONOMY, Settings
 from soc_agent.fleet import Broker, BrokerConfig, Worker, correlation_key, partition_of
 from soc_agent.types import RunMode
 from tests.conftest import make_alert
 
 
 def _settings(tmp_path, url: str) -> Settings:
-    return Settings(workdir=tmp_path / "work", database_url=url, mode=RunMode.ENFORCE)
+    return Settings(workdir=tmp_path / "work", database_url=url, mode=RunMode.ENFORCE,
+                    autonomy_file=DEMO_AUTONOMY)
 
 
 def _counts(url: str) -> dict:

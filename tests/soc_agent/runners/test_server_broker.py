@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import select
 
 from connectors import parse_record
-from soc_agent.config import Settings
+from soc_agent.config import DEMO_AUTONOMY, Settings
 from soc_agent.fleet import Broker, BrokerConfig, Worker, partition_of
 from soc_agent.runners.tables import TicketLinkRow, WebhookEventRow
 from soc_agent.runners.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -36,7 +36,7 @@ def settings(tmp_path, pg_url, broker_config, monkeypatch):  # noqa: F811
            "SOC_AGENT_HEC_TOKEN": HEC_TOKEN}
     for name, value in env.items():
         monkeypatch.setenv(name, str(value))
-    return Settings(workdir=tmp_path / "server", database_url=pg_url, to_broker=True)
+    return Settings(workdir=tmp_path / "server", database_url=pg_url, to_broker=True, autonomy_file=DEMO_AUTONOMY)
 
 
 def _alert(ip: str, n: int) -> bytes:
