@@ -10,12 +10,15 @@ The first record chains from ``GENESIS_HASH`` (64 zeros). Two things a bare
 hash chain cannot catch, and what covers them:
 
 * Truncation (deleting the newest records) leaves a valid, shorter chain.
-  Store ``AuditLog.head()`` somewhere the writer of the database cannot
-  rewrite (a ticket, a WORM bucket, another system's log) and pass it to
-  ``verify(..., expected_head=...)``.
-* A forger with write access can recompute every hash after a change. With
-  an HMAC key each record also stores ``mac = HMAC-SHA256(key, hash)``; a
-  forger without the key cannot produce matching MACs.
+* A forger with write access can recompute every hash after a change.
+
+Both are caught by signed checkpoints (``soc_agent.audit_checkpoints``): after
+commits, ``AuditLog`` signs ``(record count, head hash)`` with an Ed25519 key
+the database does not hold and appends it to a checkpoint file outside the
+database; ``verify(..., anchors=...)`` holds the chain to them. A head kept
+elsewhere by hand works the same way (``verify(..., expected_head=...)``).
+With an HMAC key each record also stores ``mac = HMAC-SHA256(key, hash)``; a
+forger without the key cannot produce matching MACs.
 
 The table is registered on ``SQLModel.metadata`` and is created by whoever
 calls ``SQLModel.metadata.create_all(engine)``.
@@ -34,14 +37,18 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, Text, event, insert, select, text
 from sqlalchemy.orm import Session as SASession
 from sqlmodel import Field, Session, SQLModel
+
+if TYPE_CHECKING:
+    from soc_agent.audit_checkpoints import AuditCheckpoints
 
 __all__ = [
     "GENESIS_HASH",
@@ -89,12 +96,15 @@ class VerifyResult:
     ``checked`` counts the records that passed before the first bad one (all of
     them when ``ok``). ``first_bad_seq`` is the seq of the first record that is
     wrong or missing; ``reason`` says what is wrong in words.
+    ``unchecked_macs`` counts records carrying a MAC that was not checked
+    because no key was given (a caller must not call that intact).
     """
 
     ok: bool
     checked: int
     first_bad_seq: int | None
     reason: str
+    unchecked_macs: int = 0
 
 
 def canonical_json(obj: Any) -> str:
@@ -142,15 +152,37 @@ class AuditLog:
     transaction, so workers' runs overlap and only their commits queue.
 
     Appends are serialised by a lock, so one instance may be shared by threads.
+
+    After each commit the committed head is handed to ``checkpoints``, which
+    signs one at most every N records or few seconds (and at ``checkpoint()``
+    or exit). ``"auto"``: beside a SQLite database file (the workdir), or in
+    ``$SOC_AGENT_WORKDIR`` for other databases; none for in-memory ones.
     """
 
-    def __init__(self, engine: Engine, hmac_key: bytes | None = None) -> None:
+    def __init__(self, engine: Engine, hmac_key: bytes | None = None,
+                 checkpoints: "AuditCheckpoints | None | str" = "auto") -> None:
         """Bind to ``engine`` (whose ``audit`` table must exist) and load the head."""
         self._engine = engine
         self._key = hmac_key
         self._lock = threading.Lock()
         self._head: tuple[int, str] | None = _read_head(engine)
         self._multi_writer = engine.dialect.name == "postgresql"
+        if checkpoints == "auto":
+            from soc_agent.audit_checkpoints import AuditCheckpoints
+
+            checkpoints = AuditCheckpoints.for_engine(engine)
+        self._checkpoints: AuditCheckpoints | None = checkpoints  # type: ignore[assignment]
+        if self._checkpoints is not None:
+            # The newest committed head is signed when this log goes away or the process exits.
+            weakref.finalize(self, self._checkpoints.flush)
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """Sign the newest head this log committed now (end of a run); the checkpoint written, if any."""
+        return self._checkpoints.flush() if self._checkpoints is not None else None
+
+    def _committed(self, head: tuple[int, str]) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.committed(*head)
 
     def head(self) -> tuple[int, str]:
         """``(seq, hash)`` of the newest committed record, ``(0, GENESIS_HASH)`` when empty.
@@ -210,11 +242,14 @@ class AuditLog:
                 # The head already advanced past rows that never landed.
                 self._head = None
                 raise
+        if built:
+            self._committed((built[-1]["seq"], built[-1]["hash"]))
         return [AuditRecord(**row) for row in built]
 
     def _watch(self, session: SASession) -> None:
         if not event.contains(session, "before_commit", self._before_commit):
             event.listen(session, "before_commit", self._before_commit)
+            event.listen(session, "after_commit", self._after_commit)
             event.listen(session, "after_rollback", self._after_rollback)
             event.listen(session, "after_transaction_end", self._after_transaction_end)
 
@@ -223,7 +258,13 @@ class AuditLog:
         if not pending:
             return
         with self._lock:
-            self._chain(session.connection(), pending)
+            rows = self._chain(session.connection(), pending)
+        session.info[_CHAINED_KEY] = (rows[-1]["seq"], rows[-1]["hash"])
+
+    def _after_commit(self, session: SASession) -> None:
+        head = session.info.pop(_CHAINED_KEY, None)
+        if head is not None:
+            self._committed(head)
 
     def _after_rollback(self, session: SASession) -> None:
         # A head advanced by a commit that then failed points at rows that never landed.
@@ -235,6 +276,7 @@ class AuditLog:
         # commit drops them (a commit has already chained them).
         if transaction.parent is None:
             session.info.pop(_PENDING_KEY, None)
+            session.info.pop(_CHAINED_KEY, None)
 
     def _chain(self, conn: Any, staged: list[tuple[str, str, str | None, str]]) -> list[dict[str, Any]]:
         """Chain ``staged`` records after the head and INSERT them on ``conn`` (lock held)."""
@@ -264,6 +306,8 @@ class AuditLog:
 
 _PENDING_KEY = "soc_agent.audit.pending"
 """Where a session keeps its staged records until it commits."""
+_CHAINED_KEY = "soc_agent.audit.chained"
+"""The head a session's commit chained, handed to the checkpoints once the commit succeeded."""
 
 
 def _now() -> str:
@@ -274,24 +318,31 @@ def verify(
     engine: Engine,
     hmac_key: bytes | None = None,
     expected_head: tuple[int, str] | None = None,
+    anchors: Mapping[int, tuple[str, str]] | None = None,
 ) -> VerifyResult:
     """Check the whole chain in seq order and report the first bad record.
 
     Detects edited content or hashes, deleted, inserted and reordered records,
     and — when ``hmac_key`` is given — missing or forged MACs. Deleting the
-    newest records is only detectable with ``expected_head``, a ``(seq, hash)``
-    from ``AuditLog.head()`` kept outside the database: the record at that seq
-    must exist and have that hash (later records are fine; the log grows).
+    newest records or recomputing the chain is only detectable against a head
+    kept outside the database: ``expected_head``, a ``(seq, hash)`` from
+    ``AuditLog.head()``, or ``anchors``, ``{seq: (hash, what)}`` (e.g. signed
+    checkpoints; ``what`` names it in the reason). The record at each anchored
+    seq must exist and have that hash (later records are fine; the log grows).
     Records are streamed in batches, so memory does not grow with the log.
     """
     expected_seq, prev = 1, GENESIS_HASH
     checked = 0
-    anchor_seen = expected_head is None or expected_head[0] == 0
+    unchecked_macs = 0
     if expected_head is not None and expected_head[0] == 0 and expected_head[1] != GENESIS_HASH:
         return VerifyResult(False, 0, None, "anchor (0, ...) must carry GENESIS_HASH")
+    wanted: dict[int, tuple[str, str]] = {seq: a for seq, a in (anchors or {}).items() if seq > 0}
+    if expected_head is not None and expected_head[0] > 0:
+        wanted[expected_head[0]] = (expected_head[1], "the anchored head")
+    last_anchor = max(wanted, default=0)
 
     def bad(seq: int, reason: str) -> VerifyResult:
-        return VerifyResult(False, checked, seq, f"record {seq}: {reason}")
+        return VerifyResult(False, checked, seq, f"record {seq}: {reason}", unchecked_macs)
 
     stmt = select(AuditRecord.__table__).order_by(AuditRecord.seq)
     with engine.connect() as conn:
@@ -311,29 +362,32 @@ def verify(
             digest = compute_hash(row.prev_hash, row.seq, row.ts, row.kind, row.case_id, row.payload)
             if not hmac.compare_digest(digest, row.hash):
                 return bad(row.seq, "hash mismatch (content edited)")
-            if hmac_key is not None:
+            if hmac_key is None:
+                unchecked_macs += row.mac is not None
+            else:
                 if row.mac is None:
                     return bad(row.seq, "MAC missing")
                 if not hmac.compare_digest(compute_mac(hmac_key, row.hash), row.mac):
                     return bad(row.seq, "MAC mismatch (forged record or wrong key)")
-            if expected_head is not None and row.seq == expected_head[0]:
-                if not hmac.compare_digest(row.hash, expected_head[1]):
-                    return bad(row.seq, "hash does not match the anchored head (log rewritten)")
-                anchor_seen = True
+            anchor = wanted.get(row.seq)
+            if anchor is not None and not hmac.compare_digest(row.hash, anchor[0]):
+                return bad(row.seq, f"hash does not match {anchor[1]} (log rewritten)")
             prev = row.hash
             expected_seq += 1
             checked += 1
 
-    if not anchor_seen:
-        assert expected_head is not None
+    if last_anchor > checked:
+        what = wanted[last_anchor][1]
+        claim = f"the anchored head is record {last_anchor}" if what == "the anchored head" \
+            else f"{what} covers {last_anchor} records"
         return VerifyResult(
             False,
             checked,
             expected_seq,
-            f"record {expected_seq}: missing; log ends at record {expected_seq - 1} "
-            f"but the anchored head is record {expected_head[0]} (log truncated)",
+            f"record {expected_seq}: missing; log ends at record {expected_seq - 1} but {claim} (log truncated)",
+            unchecked_macs,
         )
-    return VerifyResult(True, checked, None, f"{checked} records verified")
+    return VerifyResult(True, checked, None, f"{checked} records verified", unchecked_macs)
 
 
 def records(engine: Engine, case_id: str | None = None) -> Iterator[AuditRecord]:

@@ -8,15 +8,15 @@ import stat
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlmodel import select
 
 from soc_agent.config import DEMO_AUTONOMY, Settings
+from soc_agent.terminal import make_console, safe_cell, safe_text
 from soc_agent.types import RunMode
 
 app = typer.Typer(help="soc-agent: autonomous SOC triage with guarded actions and a verifiable audit trail.",
@@ -32,14 +32,51 @@ app.add_typer(actions_app, name="actions")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_app, name="approvals")
 
-err = Console(stderr=True)
-out = Console()
+# Everything printed from alerts or the store goes through soc_agent.terminal (safe_cell, safe_text).
+err = make_console(stderr=True)
+out = make_console()
 
 WorkdirOpt = typer.Option(Path("./soc-agent-work"), "--workdir", help="store, checkpoints and notes")
 
 
+REASONERS = ("deterministic", "llm")
+ROLES = ("viewer", "analyst", "lead")
+
+
+def _fail(message: str) -> NoReturn:
+    """A usage error: one line on stderr, exit status 2."""
+    err.print(safe_cell(message), soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _choice(option: str, value: Optional[str], choices) -> None:
+    """Fail unless ``value`` (when given) is one of ``choices``."""
+    if value is not None and value not in choices:
+        _fail(f"invalid {option} {value!r}: choose one of {', '.join(choices)}")
+
+
 def _settings(workdir: Path, mode: Optional[str] = None, reasoner: Optional[str] = None) -> Settings:
-    return Settings.from_env(workdir=workdir, mode=RunMode(mode) if mode else None, reasoner=reasoner)
+    from pydantic import ValidationError
+
+    _choice("--mode", mode, [m.value for m in RunMode])
+    _choice("--reasoner", reasoner, REASONERS)
+    try:
+        return Settings.from_env(workdir=workdir, mode=RunMode(mode) if mode else None, reasoner=reasoner)
+    except ValidationError as exc:
+        _fail("invalid setting: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+
+def _existing_settings(workdir: Path) -> Settings:
+    """Settings for a command that reads an existing store: fail, creating nothing, when there is none."""
+    settings = _settings(workdir)
+    if settings.database_url is None and not (settings.workdir / "soc-agent.db").is_file():
+        _fail(f"no soc-agent workdir at {settings.workdir} (no soc-agent.db there)")
+    return settings
+
+
+def _row(table: Table, *values: object) -> None:
+    """Add a table row of untrusted values: escaped, never parsed as markup or emoji."""
+    table.add_row(*(safe_cell(value) for value in values))
 
 
 ReasonerOpt = typer.Option(None, "--reasoner", help="deterministic | llm (default: SOC_AGENT_REASONER or "
@@ -99,29 +136,29 @@ def _print_summary(summary: dict) -> None:
     table.add_column("what")
     table.add_column("count", justify="right")
     for key in ("alerts_in", "processed", "dead_lettered", "duplicates", "graph_runs", "cases"):
-        table.add_row(key, str(summary[key]))
+        _row(table, key, summary[key])
     for verdict, n in sorted(summary["cases_by_verdict"].items()):
-        table.add_row(f"cases: {verdict}", str(n))
+        _row(table, f"cases: {verdict}", n)
     for outcome, n in sorted(summary["decisions"].items()):
-        table.add_row(f"decisions: {outcome}", str(n))
+        _row(table, f"decisions: {outcome}", n)
     out.print(table)
     if summary.get("actions"):
         actions = Table(title="actions (decision)")
         actions.add_column("action")
         actions.add_column("runs", justify="right")
         for name, n in summary["actions"].items():
-            actions.add_row(name, str(n))
+            _row(actions, name, n)
         out.print(actions)
     if summary.get("top_reasons"):
         reasons = Table(title="top reasons for approval or denial")
         reasons.add_column("reason")
         reasons.add_column("n", justify="right")
         for reason, n in summary["top_reasons"].items():
-            reasons.add_row(reason, str(n))
+            _row(reasons, reason, n)
         out.print(reasons)
-    out.print(f"case notes: {summary['notes_dir']}   store: {summary['workdir']}")
-    out.print(f"autonomy: the demo environment's earned autonomy, {summary['autonomy_file']} (a fresh install has "
-              f"none and runs supervised)")
+    out.print(safe_cell(f"case notes: {summary['notes_dir']}   store: {summary['workdir']}"))
+    out.print(safe_cell(f"autonomy: the demo environment's earned autonomy, {summary['autonomy_file']} (a fresh "
+                        f"install has none and runs supervised)"))
 
 
 def _is_regular_file(stream) -> bool:
@@ -136,7 +173,7 @@ def triage(
     source: str = typer.Argument(..., help="newline-delimited alerts: a file, or - for stdin"),
     workdir: Path = WorkdirOpt,
     mode: Optional[str] = typer.Option(None, "--mode", help="shadow | enforce (default: the policy's)"),
-    fmt: str = typer.Option("auto", "--format", help="auto, or a format name"),
+    fmt: str = typer.Option("auto", "--format", help="auto, or a format name (elastic, splunk, native, ...)"),
     out_file: Optional[Path] = typer.Option(None, "--out", help="write result lines here instead of stdout"),
     as_json: bool = typer.Option(False, "--json", help="print only the summary, as one JSON object"),
     reasoner: Optional[str] = ReasonerOpt,
@@ -144,7 +181,12 @@ def triage(
                                    "(SOC_AGENT_REDIS_URL) for `soc-agent worker`s instead of triaging here"),
 ) -> None:
     """Triage alerts; one JSON line per processed alert, then a summary."""
+    from connectors import FORMATS
+
     settings = _settings(workdir, mode, reasoner)
+    _choice("--format", fmt, ["auto", *FORMATS])
+    if source != "-" and not Path(source).is_file():
+        _fail(f"not a file: {source}")
     stream = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
     if to_broker:
         from soc_agent.fleet.broker import Broker, BrokerConfig
@@ -157,7 +199,7 @@ def triage(
         print(json.dumps({"queued": published.queued, "shed": published.shed,
                           "waited_s": round(published.waited_s, 3)}))
         return
-    err.print(settings.autonomy_in_force())
+    err.print(safe_cell(settings.autonomy_in_force()))
     pipeline = _pipeline(settings)
     sink = open(out_file, "w") if out_file else None  # noqa: SIM115
     try:
@@ -178,9 +220,9 @@ def triage(
     if as_json:
         print(json.dumps(summary))
     else:
-        err.print(f"alerts in {summary['alerts_in']}, processed {summary['processed']}, "
-                  f"dead-lettered {summary['dead_lettered']}, cases {summary['cases']}, "
-                  f"decisions {summary['decisions']}")
+        err.print(safe_cell(f"alerts in {summary['alerts_in']}, processed {summary['processed']}, "
+                            f"dead-lettered {summary['dead_lettered']}, cases {summary['cases']}, "
+                            f"decisions {summary['decisions']}"))
 
 
 @cases_app.command("list")
@@ -188,7 +230,7 @@ def cases_list(workdir: Path = WorkdirOpt, status: Optional[str] = typer.Option(
     """List cases, newest first."""
     from soc_agent.store import CaseRow, Store
 
-    store = Store(_settings(workdir).db_url)
+    store = Store(_existing_settings(workdir).db_url)
     table = Table()
     for col in ("case", "class", "status", "verdict", "conf", "action", "decision", "alerts", "dups"):
         table.add_column(col)
@@ -197,9 +239,9 @@ def cases_list(workdir: Path = WorkdirOpt, status: Optional[str] = typer.Option(
         if status:
             query = query.where(CaseRow.status == status)
         for c in session.exec(query):
-            table.add_row(c.id, c.incident_class or "-", c.status, c.verdict or "-",
-                          f"{c.confidence:.2f}" if c.confidence is not None else "-", c.action or "-",
-                          c.decision or "-", str(c.alert_count), str(c.duplicate_count))
+            _row(table, c.id, c.incident_class or "-", c.status, c.verdict or "-",
+                 f"{c.confidence:.2f}" if c.confidence is not None else "-", c.action or "-",
+                 c.decision or "-", c.alert_count, c.duplicate_count)
     out.print(table)
 
 
@@ -208,13 +250,13 @@ def cases_show(case_id: str, workdir: Path = WorkdirOpt) -> None:
     """Print a case's notes (markdown)."""
     from soc_agent.store import NoteRow, Store
 
-    store = Store(_settings(workdir).db_url)
+    store = Store(_existing_settings(workdir).db_url)
     with store.reader() as session:
         note = session.get(NoteRow, case_id)
     if note is None:
-        err.print(f"no notes for case {case_id!r}")
+        err.print(safe_cell(f"no notes for case {case_id!r}"))
         raise typer.Exit(1)
-    print(note.markdown)
+    print(safe_text(note.markdown, multiline=True))
 
 
 @blocks_app.command("list")
@@ -224,7 +266,7 @@ def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--
     from soc_agent.responders import ActionExecutor, LocalResponder
     from soc_agent.store import ContainmentRow, Store
 
-    settings = _settings(workdir)
+    settings = _existing_settings(workdir)
     store = Store(settings.db_url)
     key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
     ActionExecutor(store, AuditLog(store.engine, key), [LocalResponder(store)]).expire()
@@ -234,8 +276,8 @@ def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--
     with store.reader() as session:
         for row in session.exec(select(ContainmentRow)):
             if row.active or all_:
-                table.add_row(row.effect, row.target, str(row.active), str(row.action_id),
-                              row.expires_at.isoformat() if row.expires_at else "-")
+                _row(table, row.effect, row.target, row.active, row.action_id,
+                     row.expires_at.isoformat() if row.expires_at else "-")
     out.print(table)
 
 
@@ -244,14 +286,14 @@ def actions_list(workdir: Path = WorkdirOpt) -> None:
     """Every action with its status."""
     from soc_agent.store import ActionRow, Store
 
-    store = Store(_settings(workdir).db_url)
+    store = Store(_existing_settings(workdir).db_url)
     table = Table()
     for col in ("id", "case", "action", "tier", "target", "status", "rollback"):
         table.add_column(col)
     with store.reader() as session:
         for row in session.exec(select(ActionRow).order_by(ActionRow.id)):
-            table.add_row(str(row.id), row.case_id, row.name, row.tier, row.target_value or "-", row.status,
-                          row.rollback or "-")
+            _row(table, row.id, row.case_id, row.name, row.tier, row.target_value or "-", row.status,
+                 row.rollback or "-")
     out.print(table)
 
 
@@ -262,32 +304,52 @@ def actions_rollback(action_id: int, workdir: Path = WorkdirOpt, by: str = typer
     from soc_agent.responders import ActionExecutor, LocalResponder, ResponderError
     from soc_agent.store import Store
 
-    settings = _settings(workdir)
+    settings = _existing_settings(workdir)
     store = Store(settings.db_url)
     key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
     executor = ActionExecutor(store, AuditLog(store.engine, key), [LocalResponder(store)])
     try:
         row = executor.rollback(action_id, by=by)
     except ResponderError as exc:
-        err.print(f"cannot roll back: {exc}")
+        err.print(safe_cell(f"cannot roll back: {exc}"))
         raise typer.Exit(1) from None
-    out.print(f"action {row.id} ({row.name} on {row.target_value}) rolled back")
+    out.print(safe_cell(f"action {row.id} ({row.name} on {row.target_value}) rolled back"))
 
 
 @audit_app.command("verify")
-def audit_verify(workdir: Path = WorkdirOpt) -> None:
-    """Exit 0 when the audit chain is intact; 1 naming the first bad record otherwise."""
-    from soc_agent.audit import verify
-    from soc_agent.store.engine import make_engine
+def audit_verify(workdir: Path = WorkdirOpt,
+                 public_key: Optional[Path] = typer.Option(None, "--public-key", help="PEM public key kept "
+                                                           "elsewhere to check the checkpoint signatures with")) -> None:
+    """Check the chain, its MACs and its signed checkpoints (truncation, rewrites). Exit 0 intact; 1 broken
+    (naming the first bad record or checkpoint); 2 nothing to verify; 3 MACs present but no key."""
+    from soc_agent.audit_checkpoints import verify_workdir
 
-    settings = _settings(workdir)
-    key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
-    result = verify(make_engine(settings.db_url), key)
-    if result.ok:
-        out.print(f"audit intact: {result.reason}")
+    verdict = verify_workdir(_settings(workdir), public_key)
+    for note in verdict.notes:
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    for problem in verdict.problems:
+        err.print(f"audit BROKEN: {problem}", markup=False, highlight=False, soft_wrap=True)
+    if verdict.ok:
+        out.print(f"audit intact: {verdict.message}", markup=False, highlight=False, soft_wrap=True)
         return
-    err.print(f"audit BROKEN: {result.reason}")
-    raise typer.Exit(1)
+    label = {"broken": "audit BROKEN", "nothing": "audit NOT VERIFIED", "unverifiable": "audit NOT VERIFIED"}
+    err.print(f"{label[verdict.status]}: {verdict.message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(verdict.exit_code)
+
+
+@audit_app.command("export")
+def audit_export(out_dir: Path = typer.Option(..., "--out", help="bundle folder (created)"),
+                 workdir: Path = WorkdirOpt) -> None:
+    """Write a bundle (records.jsonl, checkpoints.jsonl, the public key, verify_bundle.py) that verifies
+    without soc-agent: `cd DIR && python verify_bundle.py`."""
+    from soc_agent.audit_checkpoints import export_bundle
+
+    try:
+        summary = export_bundle(_settings(workdir), out_dir)
+    except LookupError as exc:
+        err.print(f"audit NOT EXPORTED: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    out.print(f"audit exported: {summary}", markup=False, highlight=False, soft_wrap=True)
 
 
 @approvals_app.command("list")
@@ -295,14 +357,14 @@ def approvals_list(workdir: Path = WorkdirOpt) -> None:
     """Pending approval items."""
     from soc_agent.store import ApprovalRow, Store
 
-    store = Store(_settings(workdir).db_url)
+    store = Store(_existing_settings(workdir).db_url)
     table = Table()
     for col in ("id", "case", "action", "tier", "reasons"):
         table.add_column(col)
     with store.reader() as session:
         for row in session.exec(select(ApprovalRow).where(ApprovalRow.status == "pending")):
             reasons = [r for r in json.loads(row.reasons) if r.startswith("needs_approval")]
-            table.add_row(str(row.id), row.case_id, row.action, row.tier, "; ".join(reasons))
+            _row(table, row.id, row.case_id, row.action, row.tier, "; ".join(reasons))
     out.print(table)
 
 
@@ -318,17 +380,18 @@ def _cli_identity(by: str, role: str, token: Optional[str]):
             raise typer.Exit(1)
         return who
     # Whoever runs the CLI on the store's host already holds its keys; --role says which hat they wear.
+    _choice("--role", role, ROLES)
     return Identity(name=by, role=Role(role))
 
 
 def _queue_call(workdir: Path, method: str, *args, **kwargs) -> dict:
     from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, QueuePolicy
 
-    pipeline = _pipeline(_settings(workdir))
+    pipeline = _pipeline(_existing_settings(workdir))
     try:
         return getattr(ApprovalQueue(pipeline, QueuePolicy.from_env()), method)(*args, **kwargs)
     except ApprovalError as exc:
-        err.print(f"refused ({exc.status_code}): {exc}")
+        err.print(safe_cell(f"refused ({exc.status_code}): {exc}"))
         raise typer.Exit(1) from None
     finally:
         pipeline.close()
@@ -339,8 +402,8 @@ def _decide_approval(approval_id: int, approved: bool, by: str, comment: str, wo
     who = _cli_identity(by, role, token)
     method = "approve" if approved else "reject"
     result = _queue_call(workdir, method, approval_id, who, comment)
-    out.print(f"approval {approval_id}: {result['status']} by {who.name}; "
-              f"action {result['action_status']} ({result['decision'] or '-'})")
+    out.print(safe_cell(f"approval {approval_id}: {result['status']} by {who.name}; "
+                        f"action {result['action_status']} ({result['decision'] or '-'})"))
 
 
 RoleOpt = typer.Option("lead", "--role", help="viewer | analyst | lead (ignored with --token)")
@@ -372,16 +435,15 @@ def approvals_edit(approval_id: int, by: str = typer.Option("cli", "--by"), comm
     for item in param:
         key, sep, value = item.partition("=")
         if not sep:
-            err.print(f"--param {item!r}: expected KEY=VALUE")
-            raise typer.Exit(2)
+            _fail(f"--param {item!r}: expected KEY=VALUE")
         try:
             params[key] = json.loads(value)
         except ValueError:
             params[key] = value
     who = _cli_identity(by, role, token)
     result = _queue_call(workdir, "edit", approval_id, who, comment, action=action, params=params)
-    out.print(f"approval {approval_id}: edited and {result['status']} by {who.name}; "
-              f"action {result['action_status']} ({result['decision'] or '-'})")
+    out.print(safe_cell(f"approval {approval_id}: edited and {result['status']} by {who.name}; "
+                        f"action {result['action_status']} ({result['decision'] or '-'})"))
 
 
 @approvals_app.command("show")
@@ -393,19 +455,22 @@ def approvals_show(approval_id: int, workdir: Path = WorkdirOpt,
         print(json.dumps(item, default=str))
         return
     case = item["case"]
-    out.print(f"approval {item['id']} [{item['status']}] case {item['case_id']}: {case['title']}", markup=False)
-    out.print(f"action: {item['action']} ({item['tier']}) on {item['target'] or '-'} params {item['params']}",
-              markup=False)
-    out.print(f"blast radius: {item['blast_radius'].get('summary')}", markup=False)
-    out.print(f"rollback: {item['rollback'] or 'none'} · needs: {item['required_role']} · "
-              f"raised by: {item['requested_by']} · expires: {item['expires_at']}", markup=False)
-    out.print(f"menu: {', '.join(m['name'] for m in item['menu']) or '-'}", markup=False)
-    out.print(f"summary: {case['summary']}", markup=False)
+
+    def say(line: str) -> None:
+        out.print(safe_cell(line))
+
+    say(f"approval {item['id']} [{item['status']}] case {item['case_id']}: {case['title']}")
+    say(f"action: {item['action']} ({item['tier']}) on {item['target'] or '-'} params {item['params']}")
+    say(f"blast radius: {item['blast_radius'].get('summary')}")
+    say(f"rollback: {item['rollback'] or 'none'} · needs: {item['required_role']} · "
+        f"raised by: {item['requested_by']} · expires: {item['expires_at']}")
+    say(f"menu: {', '.join(m['name'] for m in item['menu']) or '-'}")
+    say(f"summary: {case['summary']}")
     for reason in item["guard_reasons"]:
-        out.print(f"  - {reason}", markup=False)
-    out.print("evidence:")
+        say(f"  - {reason}")
+    say("evidence:")
     for ev in case["evidence"]:
-        out.print(f"  {ev['id']} ({ev['kind']}, {ev['weight']:+.1f}): {ev['summary']}", markup=False)
+        say(f"  {ev['id']} ({ev['kind']}, {ev['weight']:+.1f}): {ev['summary']}")
 
 
 db_app = typer.Typer(help="The database schema (Alembic).", no_args_is_help=True)
@@ -419,7 +484,7 @@ def db_upgrade(workdir: Path = WorkdirOpt, revision: str = typer.Argument("head"
 
     settings = _settings(workdir)
     upgrade_schema(settings.db_url, revision)
-    out.print(f"database at {revision}")
+    out.print(safe_cell(f"database at {revision}"))
 
 
 @app.command()
@@ -458,7 +523,7 @@ def serve(workdir: Path = WorkdirOpt, host: str = typer.Option("127.0.0.1", "--h
     from soc_agent.runners.server import serve as run_server
 
     settings = Settings.from_env(workdir=workdir, to_broker=to_broker)
-    err.print(settings.autonomy_in_force())
+    err.print(safe_cell(settings.autonomy_in_force()))
     run_server(settings, host=host, port=port)
 
 
@@ -485,10 +550,10 @@ def poll(
     try:
         sources = configured_sources(environ)
     except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(safe_cell(str(exc), style="red"))
         raise typer.Exit(2) from None
     if not sources:
-        err.print(f"no connector has poll: true (set {CONNECTORS_ENV} or --connectors)")
+        err.print(safe_cell(f"no connector has poll: true (set {CONNECTORS_ENV} or --connectors)"))
         raise typer.Exit(2)
 
     def report(outcomes) -> None:
@@ -511,8 +576,9 @@ def poll(
         summary = pipeline.summary.as_dict(pipeline.store)
     finally:
         pipeline.close()
-    err.print(f"alerts in {summary['alerts_in']}, processed {summary['processed']}, "
-              f"dead-lettered {summary['dead_lettered']}, duplicates {summary['duplicates']}, cases {summary['cases']}")
+    err.print(safe_cell(f"alerts in {summary['alerts_in']}, processed {summary['processed']}, "
+                        f"dead-lettered {summary['dead_lettered']}, duplicates {summary['duplicates']}, "
+                        f"cases {summary['cases']}"))
     if any(o.error for o in outcomes):
         raise typer.Exit(1)
 
@@ -541,7 +607,7 @@ def eval_cmd(
         _eval_labelled(workdir, out_file, as_json, reasoner, alerts, labels, learn_alerts, learn_labels)
         return
     if dataset not in ("demo", "redteam", "all"):
-        err.print(f"unknown dataset {dataset!r}: demo, redteam or all")
+        err.print(safe_cell(f"unknown dataset {dataset!r}: demo, redteam or all"))
         raise typer.Exit(2)
     settings = _settings(workdir, reasoner=reasoner)
     results: dict = {}
@@ -565,22 +631,24 @@ def eval_cmd(
         for col in ("label", "precision", "recall", "f1", "support"):
             table.add_column(col)
         for label, row in results["per_label"].items():
-            table.add_row(label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                          str(row["support"]))
+            _row(table, label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                 row["support"])
         out.print(table)
-        out.print(f"macro-F1 {results['macro_f1']:.3f} · TPR {results['tpr']:.3f} · FPR {results['fpr']:.3f} · "
-                  f"action agreement {results['action_agreement']:.3f} · "
-                  f"guardrail violations {results['guardrail_violations']}")
+        out.print(safe_cell(f"macro-F1 {results['macro_f1']:.3f} · TPR {results['tpr']:.3f} · "
+                            f"FPR {results['fpr']:.3f} · "
+                            f"action agreement {results['action_agreement']:.3f} · "
+                            f"guardrail violations {results['guardrail_violations']}"))
     if "injection_attack_success_rate" in results:
-        out.print(f"injection attack success rate {results['injection_attack_success_rate']:.3f} "
-                  f"({results['injection_attack_successes']}/{results['redteam_alerts']})")
+        out.print(safe_cell(f"injection attack success rate {results['injection_attack_success_rate']:.3f} "
+                            f"({results['injection_attack_successes']}/{results['redteam_alerts']})"))
     if "deterministic" in results:
         plain = results["deterministic"]
-        out.print(f"without the model (deterministic, same stream): macro-F1 {plain['macro_f1']:.3f} · TPR "
-                  f"{plain['tpr']:.3f} · FPR {plain['fpr']:.3f}; the model was asked "
-                  f"{results.get('llm_calls_per_100_alerts', 0)} times per 100 alerts and not needed for "
-                  f"{results.get('llm_not_needed', 0)} case runs")
-    out.print(f"LLM calls {results.get('llm_calls', 0)} · tokens {results.get('tokens', 0)} · results in {out_file}")
+        out.print(safe_cell(f"without the model (deterministic, same stream): macro-F1 {plain['macro_f1']:.3f} · TPR "
+                            f"{plain['tpr']:.3f} · FPR {plain['fpr']:.3f}; the model was asked "
+                            f"{results.get('llm_calls_per_100_alerts', 0)} times per 100 alerts and not needed for "
+                            f"{results.get('llm_not_needed', 0)} case runs"))
+    out.print(safe_cell(f"LLM calls {results.get('llm_calls', 0)} · tokens {results.get('tokens', 0)} · "
+                        f"results in {out_file}"))
 
 
 def _eval_labelled(workdir: Path, out_file: Path, as_json: bool, reasoner: Optional[str], alerts: list[Path],
@@ -592,7 +660,7 @@ def _eval_labelled(workdir: Path, out_file: Path, as_json: bool, reasoner: Optio
         raise typer.Exit(2)
     for path in (*alerts, *labels, *learn_alerts, *learn_labels):
         if not path.is_file():
-            err.print(f"not a file: {path}")
+            err.print(safe_cell(f"not a file: {path}"))
             raise typer.Exit(2)
     results = run_labelled(_settings(workdir, reasoner=reasoner), alerts, labels, learn_alerts, learn_labels).results
     out_file.write_text(json.dumps(results, indent=2))
@@ -601,25 +669,28 @@ def _eval_labelled(workdir: Path, out_file: Path, as_json: bool, reasoner: Optio
         return
     if "learn" in results:
         learned = results["learn"]
-        out.print(f"learned {learned['learned']} disposition(s); model v{learned['model_version']} "
-                  f"(cross-validated macro-F1 {learned['model_cv_macro_f1']}, ECE {learned['model_cv_ece']})")
+        out.print(safe_cell(f"learned {learned['learned']} disposition(s); model v{learned['model_version']} "
+                            f"(cross-validated macro-F1 {learned['model_cv_macro_f1']}, "
+                            f"ECE {learned['model_cv_ece']})"))
     table = Table(title=f"verdicts on {results['alerts']} labelled alerts")
     # The last four columns are the confusion matrix's row: what the agent called the alerts of that label.
     for col in ("label", "prec", "recall", "F1", "n", "TP", "BP", "FP", "und"):
         table.add_column(col)
     for label, row in results["per_label"].items():
         called = results["confusion"][label]
-        table.add_row(label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                      str(row["support"]), *(str(called[v]) for v in ("true_positive", "benign_positive",
-                                                                      "false_positive", "undetermined")))
+        _row(table, label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+             row["support"], *(called[v] for v in ("true_positive", "benign_positive", "false_positive",
+                                                   "undetermined")))
     out.print(table)
     show = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    out.print(f"macro-F1 {show(results['macro_f1'])} · TPR {show(results['tpr'])} · FPR {show(results['fpr'])} · "
-              f"ECE {show(results['ece'])} · undetermined {show(results['undetermined'])}")
-    out.print(f"true positives closed without a person {results['true_positives_closed_without_a_person']} · "
-              f"true positives called benign or false positive {results['true_positives_called_non_malicious']}")
-    out.print(f"dead-lettered {results['dead_lettered']} · {results['autonomy']} · LLM calls "
-              f"{results['llm_calls']} · results in {out_file}")
+    out.print(safe_cell(f"macro-F1 {show(results['macro_f1'])} · TPR {show(results['tpr'])} · "
+                        f"FPR {show(results['fpr'])} · "
+                        f"ECE {show(results['ece'])} · undetermined {show(results['undetermined'])}"))
+    out.print(safe_cell(f"true positives closed without a person "
+                        f"{results['true_positives_closed_without_a_person']} · true positives called benign or "
+                        f"false positive {results['true_positives_called_non_malicious']}"))
+    out.print(safe_cell(f"dead-lettered {results['dead_lettered']} · {results['autonomy']} · LLM calls "
+                        f"{results['llm_calls']} · results in {out_file}"))
 
 
 @app.command()
@@ -647,7 +718,7 @@ def shadow(
 
     for path in (alerts, labels):
         if not path.is_file():
-            err.print(f"not a file: {path}")
+            err.print(safe_cell(f"not a file: {path}"))
             raise typer.Exit(2)
     settings = _settings(workdir)
     if learn_split is not None:
@@ -656,7 +727,7 @@ def shadow(
     try:
         gate = GateConfig.from_file(gate_file) if gate_file else GateConfig()
     except (OSError, ValueError, TypeError) as exc:
-        err.print(f"bad gate file: {exc}")
+        err.print(safe_cell(f"bad gate file: {exc}"))
         raise typer.Exit(2) from None
     overrides = {k: v for k, v in (("min_cases", min_cases), ("min_agreement", min_agreement)) if v is not None}
     if overrides:
@@ -686,27 +757,28 @@ def shadow(
     else:
         _print_shadow(results)
     if results.get("error"):
-        err.print(f"[red]{results['error']}[/red]")
+        err.print(safe_cell(results["error"], style="red"))
         raise typer.Exit(1)
 
 
 def _print_shadow(results: dict) -> None:
-    out.print(f"verdict agreement {results['verdict_agreement']:.1%} · macro-F1 {results['macro_f1']:.3f} · "
-              f"risky recommendations {results['risky_recommendations']} · missed true positives "
-              f"{results['missed_true_positives']} ({results['missed_critical_true_positives']} critical) · "
-              f"ECE {results['calibration']['ece']} · scored {results['scored_alerts']}")
+    out.print(safe_cell(f"verdict agreement {results['verdict_agreement']:.1%} · macro-F1 {results['macro_f1']:.3f} · "
+                        f"risky recommendations {results['risky_recommendations']} · missed true positives "
+                        f"{results['missed_true_positives']} ({results['missed_critical_true_positives']} critical) · "
+                        f"ECE {results['calibration']['ece']} · scored {results['scored_alerts']}"))
     table = Table(title="autonomy per incident class")
     for col in ("class", "decision", "mode", "cases", "agreement", "why"):
         table.add_column(col)
     for name, c in results["per_class"].items():
-        table.add_row(name, c["decision"], c["mode"], str(c["evidence"]["cases"]),
-                      f"{c['evidence']['verdict_agreement']:.1%}", "; ".join(c["reasons"]))
+        _row(table, name, c["decision"], c["mode"], c["evidence"]["cases"],
+             f"{c['evidence']['verdict_agreement']:.1%}", "; ".join(c["reasons"]))
     out.print(table)
     for reason, item in results["skipped"].items():
-        err.print(f"skipped {item['count']}: {reason}" + (f" (e.g. {item['examples'][0]})" if item["examples"] else ""))
+        example = f" (e.g. {item['examples'][0]})" if item["examples"] else ""
+        err.print(safe_cell(f"skipped {item['count']}: {reason}{example}"))
     if "files" in results:
-        out.print(f"results {results['files']['results']} · report {results['files']['report']} · "
-                  f"suggestion {results['files']['autonomy']}")
+        out.print(safe_cell(f"results {results['files']['results']} · report {results['files']['report']} · "
+                            f"suggestion {results['files']['autonomy']}"))
 
 
 def _learn_after_shadow(alerts: Path, labels: Path, settings: Settings, fitter, results: dict) -> None:
@@ -752,13 +824,12 @@ def _shadow_split(alerts: Path, labels: Path, settings: Settings, fraction: floa
         table.add_column(col)
     for name in ("before", "priors_only", "after"):
         r = data[name]
-        table.add_row(name.replace("_", " "), f"{r['macro_f1']:.4f}", f"{r['verdict_agreement']:.4f}",
-                      str(r["ece"]), f"{r['decided_share']:.1%}", str(r["risky_recommendations"]),
-                      str(r["missed_true_positives"]))
+        _row(table, name.replace("_", " "), f"{r['macro_f1']:.4f}", f"{r['verdict_agreement']:.4f}",
+             r["ece"], f"{r['decided_share']:.1%}", r["risky_recommendations"], r["missed_true_positives"])
     out.print(table)
-    out.print(f"train {data['train_lines']} lines ({data['learned_dispositions']} dispositions learned, "
-              f"{data['rules_with_prior']} rule and {data['entities_with_prior']} entity priors in force), "
-              f"test {data['test_lines']} lines · {out_dir / 'learn-split.json'}")
+    out.print(safe_cell(f"train {data['train_lines']} lines ({data['learned_dispositions']} dispositions learned, "
+                        f"{data['rules_with_prior']} rule and {data['entities_with_prior']} entity priors in force), "
+                        f"test {data['test_lines']} lines · {out_dir / 'learn-split.json'}"))
 
 
 @app.command()
@@ -780,7 +851,7 @@ def learn(
         raise typer.Exit(2)
     for path in (alerts, labels):
         if path is not None and not path.is_file():
-            err.print(f"not a file: {path}")
+            err.print(safe_cell(f"not a file: {path}"))
             raise typer.Exit(2)
     settings = _settings(workdir)
     store = Store(settings.db_url)
@@ -810,33 +881,34 @@ def learn(
     if as_json:
         print(json.dumps(data))
         return
-    out.print(f"learned {data['learned']} disposition(s) {data['by_label']}; {data['already_learned']} already known; "
-              f"{data['rule_priors']} rule and {data['entity_priors']} entity priors; "
-              f"{len(suggestions)} tuning suggestion(s) in {path}")
+    out.print(safe_cell(f"learned {data['learned']} disposition(s) {data['by_label']}; "
+                        f"{data['already_learned']} already known; "
+                        f"{data['rule_priors']} rule and {data['entity_priors']} entity priors; "
+                        f"{len(suggestions)} tuning suggestion(s) in {path}"))
     model = data["model"]
     if model["trained"]:
         kept = "" if model["active_version"] is not None else " (not served)"
-        out.print(f"model trained on {model['examples']} disposition(s): cross-validated macro-F1 "
-                  f"{model['cv_macro_f1']:.3f}, ECE {model['cv_ece']:.3f}; serving version "
-                  f"{model['active_version']}{kept}")
+        out.print(safe_cell(f"model trained on {model['examples']} disposition(s): cross-validated macro-F1 "
+                            f"{model['cv_macro_f1']:.3f}, ECE {model['cv_ece']:.3f}; serving version "
+                            f"{model['active_version']}{kept}"))
     else:
-        out.print(f"no model trained: {model['why_not']}"
-                  + (f"; still serving version {model['active_version']}" if model["active_version"] else ""))
+        serving = f"; still serving version {model['active_version']}" if model["active_version"] else ""
+        out.print(safe_cell(f"no model trained: {model['why_not']}{serving}"))
     for reason, item in data["skipped"].items():
-        err.print(f"skipped {item['count']}: {reason}")
+        err.print(safe_cell(f"skipped {item['count']}: {reason}"))
 
 
 @app.command("llm-server")
 def llm_server(port: int = typer.Option(8080, "--port"), threads: Optional[int] = typer.Option(None, "--threads")) -> None:
     """Serve the bundled Gemma 3 270M on 127.0.0.1 as an OpenAI-compatible endpoint (needs the llm extra)."""
-    import subprocess
+    from soc_agent.llm.local_server import run_server, server_command
 
-    from soc_agent.llm.local_server import server_command
-
-    err.print(f"serving on http://127.0.0.1:{port}/v1 — use it with: SOC_AGENT_LLM_BASE_URL=http://127.0.0.1:"
-              f"{port}/v1 SOC_AGENT_LLM_MODEL=gemma-3-270m SOC_AGENT_LLM_FOLD_SYSTEM=true "
-              f"SOC_AGENT_LLM_SCHEMA_STYLE=llama_cpp SOC_AGENT_LLM_MAX_TOKENS=400 soc-agent demo --reasoner llm")
-    raise typer.Exit(subprocess.call(server_command(port, threads)))
+    err.print(safe_cell(f"serving on http://127.0.0.1:{port}/v1 — use it with: SOC_AGENT_LLM_BASE_URL="
+                        f"http://127.0.0.1:{port}/v1 SOC_AGENT_LLM_MODEL=gemma-3-270m SOC_AGENT_LLM_FOLD_SYSTEM=true "
+                        f"SOC_AGENT_LLM_SCHEMA_STYLE=llama_cpp SOC_AGENT_LLM_MAX_TOKENS=400 soc-agent demo "
+                        f"--reasoner llm"))
+    # SIGTERM and SIGINT go on to the server, which is waited for: stopping this command stops the model.
+    raise typer.Exit(run_server(server_command(port, threads)))
 
 
 @app.command("edge", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -864,7 +936,7 @@ def edge(ctx: typer.Context,
     if (log is None) == (journal is None):
         err.print("give exactly one of --log or --journal")
         raise typer.Exit(2)
-    settings = _settings(Path("./soc-agent-work"))
+    settings = _settings(Path("./soc-agent-work"), mode)
     state_dir.mkdir(parents=True, exist_ok=True)
     compiled = state_dir / "policy.compiled.json"
     write_compiled(compile_policy(settings.playbooks_dir / "policy.yml", settings.data_dir / "allowlists.yml",
@@ -894,7 +966,7 @@ def edge_key(sensor_id: str = typer.Argument(..., help="the sensor to derive a s
 
     config = EdgeConfig.from_file(os.environ.get(EDGE_FILE_ENV))
     if not config.master_key:
-        err.print(f"set {EDGE_FILE_ENV} to the edge configuration (master_key_file, sensors)")
+        err.print(safe_cell(f"set {EDGE_FILE_ENV} to the edge configuration (master_key_file, sensors)"))
         raise typer.Exit(2)
     print(config.sensor_key(sensor_id).hex())
 

@@ -51,6 +51,10 @@ class Settings(BaseModel):
                                     description="a stream runs its queue once its oldest run has waited this long; "
                                     "a run a threshold opened never waits")
     audit_hmac_key: str | None = Field(default=None, description="optional key; set from SOC_AGENT_AUDIT_HMAC_KEY")
+    audit_signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 key signing the audit checkpoints (SOC_AGENT_AUDIT_SIGNING_KEY_FILE); "
+        "default <workdir>/audit-signing.key, created 0600 on first use. In production keep it on another volume "
+        "or in a secret store: whoever reads it can forge checkpoints")
     max_alert_bytes: int = Field(default=256 * 1024, description="larger input lines are dead-lettered")
     max_clock_skew_s: int = Field(default=300, description="alerts further in the future are dead-lettered")
     oldest_alert_days: int = Field(default=365, description="the live window: an older alert is triaged "

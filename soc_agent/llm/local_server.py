@@ -15,9 +15,11 @@ client sends ``max_tokens``.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,6 +57,38 @@ def server_command(port: int, threads: int | None = None) -> list[str]:
         "--host", "127.0.0.1", "--port", str(port), "--chat_format", "gemma", "--n_ctx", "4096",
         "--n_threads", count, "--n_threads_batch", count,
     ]
+
+
+def run_server(command: list[str], grace_s: float = 30.0) -> int:
+    """Run the server in the foreground until it exits; returns an exit status.
+
+    SIGTERM and SIGINT are forwarded to the server and it is waited for (and
+    killed if it has not stopped ``grace_s`` seconds later), so stopping
+    ``soc-agent llm-server`` never leaves the model running. A server ended
+    by a signal gives the shell's status for it (128 + the signal number).
+    """
+    process = subprocess.Popen(command)
+    killer = threading.Timer(grace_s, process.kill)
+    killer.daemon = True
+
+    def forward(signum: int, _frame: object) -> None:
+        if process.poll() is None:
+            process.send_signal(signum)
+            if not killer.is_alive() and not killer.finished.is_set():
+                killer.start()
+
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.signal(signum, forward) for signum in handled}
+    try:
+        returncode = process.wait()
+    finally:
+        killer.cancel()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if process.poll() is None:  # this process is leaving for another reason: the server goes too
+            process.kill()
+            process.wait()
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def start_local_server(port: int | None = None, timeout_s: float = 180.0, log: Path | None = None,

@@ -341,3 +341,224 @@ def test_staged_payload_is_frozen_when_appended(engine):
         payload["status"] = "rewritten"
         session.commit()
     assert json.loads(next(records(engine)).payload) == {"status": "intent"}
+
+
+# ---- signed checkpoints outside the database (truncation, recomputed chains) ------------------
+
+import base64  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+
+from soc_agent import audit_bundle_verify as bundle_fmt  # noqa: E402
+from soc_agent.audit_checkpoints import (  # noqa: E402
+    CHECKPOINTS_FILE,
+    KEY_FILE,
+    PUBLIC_KEY_FILE,
+    AuditCheckpoints,
+    export_bundle,
+    verify_workdir,
+)
+from soc_agent.config import Settings  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A workdir whose store holds 120 records and whose checkpoints cover all of them."""
+    work = tmp_path / "work"
+    work.mkdir()
+    engine = create_engine(f"sqlite:///{work}/soc-agent.db")
+    SQLModel.metadata.create_all(engine)
+    log = fill(engine, 120)
+    assert log.checkpoint()["count"] == 120
+    engine.dispose()
+    return work
+
+
+def db(work):
+    return create_engine(f"sqlite:///{work}/soc-agent.db")
+
+
+def checkpoint_lines(work):
+    return [json.loads(line) for line in (work / CHECKPOINTS_FILE).read_text().splitlines()]
+
+
+def soc_cli(*args, cwd=REPO, env=None):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SOC_AGENT_")}
+    return subprocess.run([sys.executable, "-m", "soc_agent.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**clean, "PYTHONPATH": str(REPO), "COLUMNS": "300", **(env or {})},
+                          timeout=120)
+
+
+def test_checkpoints_are_signed_outside_the_database_with_a_private_key_file(workdir):
+    lines = checkpoint_lines(workdir)
+    # The first commit is signed at once, the rest at checkpoint() (every 256 records / 5 s otherwise).
+    assert [(c["seq"], c["count"]) for c in lines] == [(1, 1), (2, 120)]
+    assert lines[-1]["head"] == hash_of(db(workdir), 120)
+    assert set(lines[0]) == {"v", "seq", "ts", "count", "head", "key_id", "sig"}
+    assert (workdir / KEY_FILE).stat().st_mode & 0o777 == 0o600
+    assert (workdir / PUBLIC_KEY_FILE).read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    verdict = verify_workdir(Settings(workdir=workdir))
+    assert verdict.ok and verdict.exit_code == 0, verdict
+    assert "120 records verified" in verdict.message and "checkpoint 2" in verdict.message
+
+
+def test_checkpoints_are_written_every_n_records_not_per_record(tmp_path):
+    engine = make_engine(tmp_path)
+    log = AuditLog(engine, checkpoints=AuditCheckpoints(tmp_path, every=10, max_interval_s=3600))
+    for i in range(25):
+        log.append("node.assess", {"i": i})
+    assert [c["count"] for c in checkpoint_lines(tmp_path)] == [1, 11, 21]
+    log.checkpoint()
+    assert [c["count"] for c in checkpoint_lines(tmp_path)] == [1, 11, 21, 25]
+    assert log.checkpoint() is None, "nothing new to sign"
+
+
+def test_session_commits_are_checkpointed_after_the_commit(tmp_path):
+    engine = make_engine(tmp_path)
+    log = AuditLog(engine)
+    with Session(engine) as session:
+        log.append_many([("a", {}, None), ("b", {}, None)], session=session)
+        assert not (tmp_path / CHECKPOINTS_FILE).exists(), "nothing is signed before the commit"
+        session.commit()
+    assert [(c["count"], c["head"]) for c in checkpoint_lines(tmp_path)] == [(2, hash_of(engine, 2))]
+
+
+def test_deleting_the_newest_50_records_is_caught_as_truncation(workdir):
+    sql(db(workdir), "DELETE FROM audit WHERE seq > 70")
+    assert verify(db(workdir)).ok, "the shorter chain is valid on its own"
+    verdict = verify_workdir(Settings(workdir=workdir))
+    assert verdict.status == "broken" and verdict.exit_code == 1
+    assert "record 71: missing" in verdict.message and "covers 120 records (log truncated)" in verdict.message
+    proc = soc_cli("audit", "verify", "--workdir", str(workdir))
+    assert proc.returncode == 1 and "log truncated" in proc.stderr and "intact" not in proc.stdout, proc
+
+
+def test_recomputed_chain_without_the_signing_key_is_caught(workdir):
+    # The attacker has the database (and no HMAC key is configured, the default): edit, recompute every hash.
+    engine = db(workdir)
+    sql(engine, "UPDATE audit SET payload = :p WHERE seq = 5", p='{"i":0}')
+    rechain(engine)
+    assert verify(engine).ok, "the recomputed chain is valid on its own"
+    verdict = verify_workdir(Settings(workdir=workdir))
+    assert verdict.status == "broken"
+    assert verdict.message.startswith("record 120: hash does not match signed checkpoint 2") \
+        and "(log rewritten)" in verdict.message
+    # Removing the checkpoints does not help them either.
+    (workdir / CHECKPOINTS_FILE).unlink()
+    verdict = verify_workdir(Settings(workdir=workdir))
+    assert verdict.status == "broken" and "no signed checkpoint" in verdict.message
+
+
+def forge_checkpoint(work, key, count, head):
+    last = checkpoint_lines(work)[-1]
+    cp = {"v": 1, "seq": last["seq"] + 1, "ts": last["ts"], "count": count, "head": head,
+          "key_id": last["key_id"]}
+    cp["sig"] = base64.b64encode(key.sign(bundle_fmt.checkpoint_message(cp))).decode()
+    with open(work / CHECKPOINTS_FILE, "a") as f:
+        f.write(json.dumps(cp) + "\n")
+
+
+def test_forged_checkpoint_signed_with_another_key_is_caught(workdir):
+    # Truncate, then sign a checkpoint for the shorter chain with a key of the attacker's own.
+    sql(db(workdir), "DELETE FROM audit WHERE seq > 70")
+    forge_checkpoint(workdir, Ed25519PrivateKey.generate(), 70, hash_of(db(workdir), 70))
+    verdict = verify_workdir(Settings(workdir=workdir))
+    assert verdict.status == "broken"
+    assert any("checkpoint 3" in p and "bad signature" in p for p in verdict.problems), verdict
+    proc = soc_cli("audit", "verify", "--workdir", str(workdir))
+    assert proc.returncode == 1 and "bad signature" in proc.stderr, proc
+
+
+def test_replaced_public_key_is_caught_when_the_private_key_is_at_hand(workdir):
+    from cryptography.hazmat.primitives import serialization
+
+    other = Ed25519PrivateKey.generate()
+    (workdir / PUBLIC_KEY_FILE).write_bytes(other.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    verdict = verify_workdir(Settings(workdir=workdir))
+    assert verdict.status == "broken" and any("replaced?" in p for p in verdict.problems)
+
+
+@pytest.mark.parametrize("make", ["missing", "empty dir"])
+def test_verify_on_an_empty_or_mistyped_workdir_fails_and_creates_nothing(tmp_path, make):
+    target = tmp_path / "typo-work"
+    if make == "empty dir":
+        target.mkdir()
+    proc = soc_cli("audit", "verify", "--workdir", str(target))
+    assert proc.returncode == 2, proc
+    assert "nothing to verify: no audit database" in proc.stderr and "intact" not in proc.stdout
+    if make == "missing":
+        assert not target.exists(), "verify created the workdir"
+    else:
+        assert list(target.iterdir()) == [], "verify created files"
+
+
+def test_store_with_no_records_is_nothing_to_verify(tmp_path):
+    make_engine(tmp_path).dispose()  # the tables, no records
+    verdict = verify_workdir(Settings(workdir=tmp_path, database_url=f"sqlite:///{tmp_path}/a.db"))
+    assert verdict.status == "nothing" and verdict.exit_code == 2 and "0 audit records" in verdict.message
+
+
+def test_macs_present_but_no_key_is_its_own_failure(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    engine = create_engine(f"sqlite:///{work}/soc-agent.db")
+    SQLModel.metadata.create_all(engine)
+    fill(engine, 5, key=b"k" * 32).checkpoint()
+    assert verify(engine).unchecked_macs == 5
+    verdict = verify_workdir(Settings(workdir=work))
+    assert verdict.status == "unverifiable" and "carry HMACs but no key" in verdict.message
+    proc = soc_cli("audit", "verify", "--workdir", str(work))
+    assert proc.returncode == 3 and "HMACs but no key" in proc.stderr and "intact" not in proc.stdout, proc
+    assert verify_workdir(Settings(workdir=work, audit_hmac_key="k" * 32)).ok
+
+
+def run_bundle(bundle):
+    # cwd is the bundle and no PYTHONPATH: the script cannot import soc_agent.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "verify_bundle.py"], cwd=bundle, capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def test_export_bundle_verifies_standalone_and_rejects_tampering(workdir, tmp_path):
+    bundle = tmp_path / "bundle"
+    proc = soc_cli("audit", "export", "--out", str(bundle), "--workdir", str(workdir))
+    assert proc.returncode == 0 and "120 records, 2 checkpoints" in proc.stdout, proc
+    assert sorted(p.name for p in bundle.iterdir()) == \
+        ["audit-signing.pub", "checkpoints.jsonl", "records.jsonl", "verify_bundle.py"]
+    assert "soc_agent" not in "".join(line for line in (bundle / "verify_bundle.py").read_text().splitlines()
+                                      if line.startswith(("import", "from")))
+    good = run_bundle(bundle)
+    assert good.returncode == 0 and "audit bundle intact: 120 records verified" in good.stdout, good
+
+    records_file = bundle / "records.jsonl"
+    original = records_file.read_text()
+    rows = [json.loads(line) for line in original.splitlines()]
+    rows[9]["payload"] = '{"tampered":true}'
+    records_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    edited = run_bundle(bundle)
+    assert edited.returncode == 1 and "record 10: hash mismatch" in edited.stderr, edited
+
+    records_file.write_text("".join(line + "\n" for line in original.splitlines()[:70]))
+    truncated = run_bundle(bundle)
+    assert truncated.returncode == 1 and "log truncated" in truncated.stderr, truncated
+
+    records_file.write_text(original)
+    with open(bundle / "checkpoints.jsonl", "a") as f:
+        cp = {"v": 1, "seq": 3, "ts": "x", "count": 120, "head": rows[-1]["hash"], "key_id": "0" * 16}
+        cp["sig"] = base64.b64encode(Ed25519PrivateKey.generate().sign(bundle_fmt.checkpoint_message(cp))).decode()
+        f.write(json.dumps(cp) + "\n")
+    forged = run_bundle(bundle)
+    assert forged.returncode == 1 and "bad signature" in forged.stderr, forged
+
+
+def test_nothing_to_export_from_a_mistyped_workdir(tmp_path):
+    with pytest.raises(LookupError, match="no audit database"):
+        export_bundle(Settings(workdir=tmp_path / "nope"), tmp_path / "bundle")
+    assert not (tmp_path / "nope").exists()

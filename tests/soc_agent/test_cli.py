@@ -273,3 +273,125 @@ def test_triage_from_stdin_then_crown_jewel_approval_is_listed_and_executed(tmp_
 
     still = cli("approvals", "list", workdir=workdir)
     assert result["case_id"] not in still.stdout, "the item left the queue"
+
+
+# ---- hostile alert text on the terminal ------------------------------------------------------
+
+# Clear screen, an OSC window title, a one-byte CSI (U+009B), a bidi override, and Rich markup and emoji codes.
+HOSTILE = "evil\x1b[2J\x1b]0;pwned\x07\u009b31m\u202egnp.exe [/] [bold red]RED[/bold red] :email:"
+# What a terminal would act on or hide: C0 (but newline), DEL, C1, bidi controls, separators, zero-width.
+RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def _hostile(alert: bytes, **fields) -> bytes:
+    return json.dumps({**json.loads(alert), **fields}).encode()
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> tuple[Path, dict[str, dict]]:
+    """Triage of hostile alerts in the demo environment: one awaits approval, one killed a process."""
+    base = tmp_path_factory.mktemp("hostile")
+    lines = [
+        _hostile(CROWN_JEWEL_MALWARE, title=HOSTILE),
+        _hostile(make_alert("suspicious_powershell",
+                            [("host", "wks-eng-01.corp.example", "dst"),
+                             ("process", "power[/]shell[bold red]:email:\u202e.exe:4242", "process"),
+                             ("user", "alice", "actor")],
+                            alert_id="hostile-ps", command_line="powershell.exe -nop -w hidden -enc AAAA",
+                            parent_process="winword.exe", pid=4242), title=HOSTILE),
+        _hostile(make_alert("phishing_reported", [("email", "x:email:[/]@evil.example", "sender"),
+                                                  ("user", "bob", "recipient")], alert_id="hostile-mail"),
+                 title=HOSTILE),
+    ]
+    proc = cli("triage", str(_write(base / "hostile.jsonl", lines)), workdir=base / "work", env=EARNED)
+    assert proc.returncode == 0, proc.stderr
+    results = {r["alert_id"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert results["dc-1"]["status"] == "pending_approval"
+    assert (results["hostile-ps"]["action"], results["hostile-ps"]["decision"]) == ("kill_process", "allow")
+    return base / "work", results
+
+
+def _shown(proc: subprocess.CompletedProcess) -> str:
+    """The command's output, asserting it succeeded and printed nothing a terminal would act on."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Traceback" not in output, output
+    raw = sorted({f"U+{ord(c):04X}" for c in RAW.findall(output)})
+    assert not raw, f"raw control characters reach the terminal: {raw}\n{output}"
+    return output
+
+
+def test_approvals_show_prints_a_hostile_title_visibly_escaped(hostile):
+    workdir, _ = hostile
+    listed = _shown(cli("approvals", "list", workdir=workdir))
+    approval_id = re.search(r"│ (\d+)\s+│ \S+\s+│ isolate_host", listed).group(1)
+    shown = _shown(cli("approvals", "show", approval_id, workdir=workdir))
+    title = next(line for line in shown.splitlines() if line.startswith(f"approval {approval_id} "))
+    assert title.endswith(r"evil\x1b[2J\x1b]0;pwned\x07\x9b31m\u202egnp.exe [/] [bold red]RED[/bold red] :email:")
+    assert "\U0001f4e7" not in shown, ":email: is text, not an emoji"
+
+
+def test_actions_list_shows_a_process_name_with_markup_as_text(hostile):
+    listed = _shown(cli("actions", "list", workdir=hostile[0]))
+    assert "MarkupError" not in listed
+    row = next(line for line in listed.splitlines() if "kill_process" in line)
+    assert r"power[/]shell[bold red]:email:\u202e.exe:4242" in row
+
+
+def test_cases_list_and_show_keep_hostile_text_inert(hostile):
+    workdir, results = hostile
+    listed = _shown(cli("cases", "list", workdir=workdir))
+    for result in results.values():
+        assert result["case_id"] in listed
+    for result in results.values():
+        shown = _shown(cli("cases", "show", result["case_id"], workdir=workdir))
+        assert "## Verdict" in shown and r"\x9b31m" in shown, shown
+        assert "\U0001f4e7" not in shown
+
+
+def test_blocks_list_survives_hostile_data(hostile):
+    _shown(cli("blocks", "list", "--all", workdir=hostile[0]))
+
+
+# ---- bad command lines -------------------------------------------------------------------------
+
+
+def _usage_error(proc: subprocess.CompletedProcess, *names: str) -> str:
+    """A usage error: exit 2, one line on stderr that names ``names``, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for name in names:
+        assert name in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, names", [
+    (["triage", "{alerts}", "--mode", "yolo"], ["yolo", "shadow", "enforce"]),
+    (["triage", "{alerts}", "--reasoner", "gpt5"], ["gpt5", "deterministic", "llm"]),
+    (["triage", "{alerts}", "--format", "bogus"], ["bogus", "auto", "native", "splunk"]),
+    (["triage", "{missing}"], ["not a file", "missing.jsonl"]),
+    (["demo", "--reasoner", "gpt5"], ["gpt5", "deterministic", "llm"]),
+    (["approvals", "approve", "1", "--role", "boss"], ["boss", "viewer", "analyst", "lead"]),
+    (["approvals", "reject", "1", "--role", "boss"], ["boss", "viewer", "analyst", "lead"]),
+], ids=["mode", "reasoner", "format", "missing-file", "demo-reasoner", "approve-role", "reject-role"])
+def test_a_bad_option_is_a_one_line_usage_error_and_creates_nothing(args, names, small_file, tmp_path):
+    workdir = tmp_path / "work"
+    args = [a.format(alerts=small_file, missing=tmp_path / "missing.jsonl") for a in args]
+    _usage_error(cli(*args, workdir=workdir), *names)
+    assert not workdir.exists()
+
+
+def test_a_bad_role_is_refused_before_the_store_is_touched(triaged):
+    workdir, _ = triaged
+    _usage_error(cli("approvals", "edit", "1", "--role", "boss", workdir=workdir), "boss", "lead")
+
+
+@pytest.mark.parametrize("args", [["cases", "list"], ["cases", "show", "case-1"], ["approvals", "list"],
+                                  ["approvals", "show", "1"], ["actions", "list"], ["blocks", "list"]],
+                         ids=lambda a: "-".join(a))
+def test_a_read_only_command_on_a_missing_workdir_fails_and_creates_nothing(args, tmp_path):
+    workdir = tmp_path / "typo"
+    line = _usage_error(cli(*args, workdir=workdir), "no soc-agent workdir at", str(workdir))
+    assert line.startswith("no soc-agent workdir at")
+    assert not workdir.exists()
