@@ -1,25 +1,20 @@
 """Classify one sshd message as a login attempt, without its syslog header.
 
-One attempt can produce several lines (``Invalid user X`` then ``Failed
-password for invalid user X``; PAM's own failure line beside sshd's), so only
+The patterns live in ``soc_agent.edge.sshd_grammar`` (the edge sensor parses
+the same grammar on bytes). One attempt can produce several lines (``Invalid
+user X`` then ``Failed password for invalid user X``; PAM's own failure line
+beside sshd's), so only
 one line per attempt is counted as ``auth_failure``: PAM lines and the
 ``maximum authentication attempts`` summary are deliberately not classified.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_SOLARIS_ID = r"(?:\[ID \d+ [\w.]+\] )?"
-_FAILED = re.compile(_SOLARIS_ID + r"Failed (?P<method>[\w/-]+) for (?P<invalid>invalid user )?(?P<user>.*?)"
-                     r" from (?P<ip>\S+)(?: port (?P<port>\d+))?(?: ssh\d?)?(?:: .*)?\s*$")
-_INVALID = re.compile(_SOLARIS_ID + r"Invalid user (?P<user>.*?) from (?P<ip>\S+)(?: port (?P<port>\d+))?\s*$")
-# A client that offers keys and gives up: no "Failed" line is ever written for it.
-_PREAUTH_CLOSE = re.compile(r"(?:Connection (?:closed|reset) by|Disconnected from) authenticating user (?P<user>\S+) "
-                            r"(?P<ip>\S+) port (?P<port>\d+) \[preauth\]\s*$")
-_ACCEPTED = re.compile(r"Accepted (?P<method>[\w/-]+) for (?P<user>\S+) from (?P<ip>\S+)"
-                       r"(?: port (?P<port>\d+))?(?: ssh\d?)?(?:: .*)?\s*$")
+# The one sshd grammar, shared with the edge sensor (a stdlib-only leaf module; see its docstring
+# for why the user name is anchored at the end of the line).
+from soc_agent.edge.sshd_grammar import TEXT as _G
 
 
 @dataclass(frozen=True)
@@ -47,20 +42,20 @@ def _user(raw: str | None) -> str | None:
 def classify(message: str) -> SshdAttempt | None:
     """The attempt a message records, or None when it is not a countable login line."""
     message = message.strip()
-    match = _FAILED.match(message)
+    match = _G.failed(message)
     if match:
         user = _user(match["user"])
         return SshdAttempt("auth_failure", "failure", user, match["ip"], _port(match["port"]), match["method"],
                            bool(match["invalid"]) or user is None)
-    match = _INVALID.match(message)
+    match = _G.invalid(message)
     if match:
         return SshdAttempt("auth_invalid_user", "failure", _user(match["user"]), match["ip"],
                            _port(match["port"]), None, True)
-    match = _PREAUTH_CLOSE.match(message)
+    match = _G.preauth_close(message)
     if match:
         return SshdAttempt("auth_failure", "failure", _user(match["user"]), match["ip"], _port(match["port"]),
                            "preauth_close", False)
-    match = _ACCEPTED.match(message)
+    match = _G.accepted(message)
     if match:
         return SshdAttempt("auth_success", "success", _user(match["user"]), match["ip"], _port(match["port"]),
                            match["method"], False)

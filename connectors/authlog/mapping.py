@@ -9,12 +9,12 @@ not login attempts, are recognised as this format but rejected with a reason.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from connectors._common import Entities, build_alert, digest, fail, parse_time, text, utcnow
 from connectors.authlog._sshd import SshdAttempt, classify
+from soc_agent.edge.sshd_grammar import TEXT as _GRAMMAR
 from soc_agent.types import Alert, EntityKind, Severity
 
 NAME = "authlog"
@@ -22,16 +22,10 @@ TEXT_KEY = "syslog_line"
 """The key under which the registry passes a non-JSON text line."""
 
 _SSHD_PROGRAMS = {"sshd", "sshd-session"}
-_SYSLOG = re.compile(
-    r"^(?:(?P<bsd>[A-Z][a-z]{2} {1,2}\d{1,2} \d{2}:\d{2}:\d{2})|(?P<iso>\d{4}-\d{2}-\d{2}T\S+))?\s*"
-    r"(?:(?P<host>[^\s:\[]+) )?(?P<prog>[\w./-]+)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)$"
-)
-_SD_ELEMENT = r'\[(?:[^\]"]|"(?:[^"\\]|\\.)*")*\]'
+# Header grammar shared with the edge sensor (soc_agent/edge/sshd_grammar.py).
+_SYSLOG = _GRAMMAR.syslog
 # RFC 5424: <PRI>1 TIMESTAMP HOST APP PROCID MSGID STRUCTURED-DATA MSG
-_RFC5424 = re.compile(
-    r"^<\d{1,3}>1 (?P<iso>\S+) (?P<host>\S+) (?P<prog>\S+) (?P<pid>\S+) \S+ "
-    r"(?:-|(?:" + _SD_ELEMENT + r")+) ?(?P<msg>.*)$"
-)
+_RFC5424 = _GRAMMAR.rfc5424
 # A clock a little ahead of the log writer's must not push today's lines into last year.
 _SKEW = timedelta(days=1)
 

@@ -1,10 +1,12 @@
 """sshd lines to counted login attempts, on bytes, without building alerts.
 
-Line level, this agrees with ``connectors.authlog`` (same header grammar, same
-message patterns, same rule ids; ``tests/soc_agent/edge/test_edge_parse.py``
-proves it on the shared sample logs). The patterns are restated here instead
-of imported because importing ``connectors`` loads every vendor mapping and
-pydantic, several times the sensor's whole memory budget.
+Line level, this agrees with ``connectors.authlog``: both use the one sshd
+grammar in ``soc_agent.edge.sshd_grammar`` (headers and messages; the name is
+anchored at the end of the line, so a user name cannot forge the source),
+here on bytes, with the same rule ids; ``tests/soc_agent/edge/test_edge_parse.py``
+proves it on the shared sample logs. That module is a stdlib-only leaf: importing
+``connectors`` would load every vendor mapping and pydantic, several times the
+sensor's whole memory budget.
 
 On top of the line classification, :class:`AttemptCounter` counts each failed
 attempt once, per sshd connection (host + pid), the way the benchmark's ground
@@ -26,6 +28,8 @@ import re
 import time
 from collections import OrderedDict
 
+from soc_agent.edge import sshd_grammar as _grammar
+
 FAIL, INVALID, PREAUTH_CLOSE, ACCEPT, CLOSE, CLOSING = 1, 2, 3, 4, 5, 6
 """Line kinds: the first four are authlog's classes; CLOSE is any other last line of a connection
 that did not log in, CLOSING a line announcing that end (more lines of the connection follow)."""
@@ -34,24 +38,9 @@ RULE_IDS = {FAIL: "auth_failure", INVALID: "auth_invalid_user", PREAUTH_CLOSE: "
 """The authlog rule id each counted line kind corresponds to."""
 
 _SSHD = (b"sshd", b"sshd-session")
-# authlog's header grammar (connectors/authlog/mapping.py), on bytes.
-_SYSLOG = re.compile(
-    rb"^(?:(?P<bsd>[A-Z][a-z]{2} {1,2}\d{1,2} \d{2}:\d{2}:\d{2})|(?P<iso>\d{4}-\d{2}-\d{2}T\S+))?\s*"
-    rb"(?:(?P<host>[^\s:\[]+) )?(?P<prog>[\w./-]+)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)$", re.DOTALL)
-_SD_ELEMENT = rb'\[(?:[^\]"]|"(?:[^"\\]|\\.)*")*\]'
-_RFC5424 = re.compile(
-    rb"^<\d{1,3}>1 (?P<iso>\S+) (?P<host>\S+) (?P<prog>\S+) (?P<pid>\S+) \S+ "
-    rb"(?:-|(?:" + _SD_ELEMENT + rb")+) ?(?P<msg>.*)$", re.DOTALL)
-# authlog's message patterns (connectors/authlog/_sshd.py), on bytes.
-_SOLARIS_ID = rb"(?:\[ID \d+ [\w.]+\] )?"
-_FAILED = re.compile(_SOLARIS_ID + rb"Failed (?P<method>[\w/-]+) for (?P<invalid>invalid user )?(?P<user>.*?)"
-                     rb" from (?P<ip>\S+)(?: port (?P<port>\d+))?(?: ssh\d?)?(?:: .*)?\s*$", re.DOTALL)
-_INVALID = re.compile(_SOLARIS_ID + rb"Invalid user (?P<user>.*?) from (?P<ip>\S+)(?: port (?P<port>\d+))?\s*$",
-                      re.DOTALL)
-_PREAUTH = re.compile(rb"(?:Connection (?:closed|reset) by|Disconnected from) authenticating user (?P<user>\S+) "
-                      rb"(?P<ip>\S+) port (?P<port>\d+) \[preauth\]\s*$", re.DOTALL)
-_ACCEPTED = re.compile(rb"Accepted (?P<method>[\w/-]+) for (?P<user>\S+) from (?P<ip>\S+)"
-                       rb"(?: port (?P<port>\d+))?(?: ssh\d?)?(?:: .*)?\s*$", re.DOTALL)
+_G = _grammar.BYTES
+_SYSLOG = _G.syslog
+_RFC5424 = _G.rfc5424
 # Lines announcing the end, with the connection's last line still to come.
 _CLOSING = (b"Received disconnect from ", b"error: maximum authentication attempts")
 # Anything else that ends a connection before authentication completed.
@@ -75,19 +64,19 @@ def classify_message(message: bytes) -> tuple[int, bytes | None, bytes | None] |
     first = msg[:1]
     if first and first[0] in _FIRST:
         if first == b"F" or first == b"[":
-            m = _FAILED.match(msg)
+            m = _G.failed(msg)
             if m:
                 return FAIL, m["ip"], m["user"]
         if first == b"I" or first == b"[":
-            m = _INVALID.match(msg)
+            m = _G.invalid(msg)
             if m:
                 return INVALID, m["ip"], m["user"]
         elif first == b"C" or first == b"D":
-            m = _PREAUTH.match(msg)
+            m = _G.preauth_close(msg)
             if m:
                 return PREAUTH_CLOSE, m["ip"], m["user"]
         elif first == b"A":
-            m = _ACCEPTED.match(msg)
+            m = _G.accepted(msg)
             if m:
                 return ACCEPT, m["ip"], m["user"]
     for marker in _CLOSING:

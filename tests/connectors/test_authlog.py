@@ -129,3 +129,54 @@ def test_arbitrary_journald_like_records_are_an_alert_or_mapping_error(record, m
     if message is not None:
         record = {**record, "MESSAGE": message, "_HOSTNAME": "h", "SYSLOG_IDENTIFIER": "sshd"}
     outcome(to_alert, json.loads(json.dumps(record)))
+
+
+# ---- log injection: the source is the rightmost address, where sshd writes it --------------------
+
+INJECTED = "Failed password for invalid user x from 198.51.100.77 port 1 ssh2: from 203.0.113.200 port 50000 ssh2"
+
+
+def test_injected_address_in_the_user_name_does_not_become_the_source():
+    alert = _line(f"Jun 10 10:00:00 h sshd[9]: {INJECTED}")
+    assert ("ip:203.0.113.200", "src") in [(e.key, e.role) for e in alert.entities]
+    assert "ip:198.51.100.77" not in [e.key for e in alert.entities]
+    assert alert.attributes["src_port"] == 50000
+
+
+@pytest.mark.parametrize("message, source, user", [
+    ("Failed password for invalid user a from 1.2.3.4 port 22 from 5.6.7.8 port 9 ssh2", "5.6.7.8",
+     "a from 1.2.3.4 port 22"),
+    ("Failed password for invalid user a from 1.2.3.4 port 22 ssh2 from 2001:db8::9 port 9 ssh2", "2001:db8::9",
+     "a from 1.2.3.4 port 22 ssh2"),
+    ("Failed publickey for invalid user a from 6.6.6.6 port 1 ssh2: RSA SHA256:x from 5.6.7.8 port 9 ssh2: "
+     "ED25519 SHA256:y", "5.6.7.8", "a from 6.6.6.6 port 1 ssh2: RSA SHA256:x"),
+    ("Accepted password for root from 6.6.6.6 port 1 ssh2: x from 5.6.7.8 port 9 ssh2", "5.6.7.8",
+     "root from 6.6.6.6 port 1 ssh2: x"),
+    ('Invalid user "a from 6.6.6.6 port 1" from 5.6.7.8 port 9', "5.6.7.8", '"a from 6.6.6.6 port 1"'),
+    ("Invalid user a\\nJun 10 10:00:00 h sshd[1]: Failed password for root from 6.6.6.6 port 1 ssh2 "
+     "from 5.6.7.8 port 9", "5.6.7.8", "a\\nJun 10 10:00:00 h sshd[1]: Failed password for root from 6.6.6.6 port 1 ssh2"),
+    ("Connection closed by authenticating user a 6.6.6.6 port 1 [preauth] 5.6.7.8 port 9 [preauth]", "5.6.7.8",
+     "a 6.6.6.6 port 1 [preauth]"),
+    ("Failed password for invalid user x from 2001:db8::1 port 22 ssh2", "2001:db8::1", "x"),
+])
+def test_hostile_user_names_keep_the_real_source(message, source, user):
+    attempt = classify(message)
+    assert (attempt.source, attempt.user) == (source, user)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
+       | st.lists(st.sampled_from([" from ", "port ", "1.2.3.4", " 22", " ssh2", ": ", '"', "2001:db8::6",
+                                   "\\n", "\\012", "[preauth]", "x"]), max_size=12).map("".join),
+       ip=st.ip_addresses().filter(lambda a: not a.is_unspecified).map(str), port=st.integers(1, 65535))
+def test_fuzzed_user_names_never_move_the_source(name, ip, port):
+    for message in (f"Failed password for invalid user {name} from {ip} port {port} ssh2",
+                    f"Invalid user {name} from {ip} port {port}",
+                    f"Connection closed by authenticating user {name} {ip} port {port} [preauth]"):
+        alert = to_alert(record_from_text(f"Jun 10 10:00:00 h sshd[9]: {message}"))
+        assert alert.attributes["src_port"] == port, message
+        src = [e.value for e in alert.entities if e.role == "src"]
+        assert src == [ip], (message, src)
+        attempt = classify(message)
+        assert attempt.source == ip
+        assert attempt.user == (None if not name or name.startswith("<") else (name.strip() or None))

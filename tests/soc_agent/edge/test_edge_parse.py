@@ -120,3 +120,99 @@ def test_journald_export_records_are_counted_per_connection(tmp_path):
     records.append({**records[0], "SYSLOG_IDENTIFIER": "sudo"})
     sensor.feed_chunk(b"\n".join(json.dumps(r).encode() for r in records))
     assert sensor.failures == 5 and sensor.flagged == {"2001:db8::7"}
+
+
+# ---- log injection: the source is the address sshd writes at the END of the line -------------------
+
+from hypothesis import assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from connectors.authlog import classify as authlog_classify  # noqa: E402
+
+INJECTED = "Failed password for invalid user x from 198.51.100.77 port 1 ssh2: from 203.0.113.200 port 50000 ssh2"
+
+
+def test_injected_address_in_the_user_name_is_not_the_source():
+    kind, ip, user = parse.classify_message(INJECTED.encode())
+    assert (kind, ip, user) == (parse.FAIL, b"203.0.113.200", b"x from 198.51.100.77 port 1 ssh2:")
+    assert authlog_classify(INJECTED).source == "203.0.113.200"
+
+
+def test_six_injected_attempts_block_the_attacker_not_the_victim(tmp_path):
+    sensor = _sensor(tmp_path)
+    sensor.feed_chunk(b"\n".join(f"Jun 10 10:00:0{i} h sshd[{100 + i}]: {INJECTED}".encode() for i in range(6)))
+    assert sensor.failures == 6
+    assert sensor.flagged == {"203.0.113.200"}
+
+
+def test_free_text_auth_info_with_a_second_address_is_never_attributed_to_it():
+    # host-based auth logs client-chosen "client user"/"client host" after the address: a forged
+    # address there (or in the name) makes the line ambiguous, and it is not counted for anyone.
+    real = 'Failed hostbased for dan from 192.0.2.9 port 45785 ssh2: RSA SHA256:x, client user "dan", client host "h"'
+    assert parse.classify_message(real.encode())[1] == b"192.0.2.9"
+    forged = ('Failed hostbased for dan from 192.0.2.9 port 45785 ssh2: RSA SHA256:x, client user '
+              '"a from 198.51.100.77 port 1 ssh2: RSA SHA256:y, client user "b", client host "h"')
+    hit = parse.classify_message(forged.encode())
+    assert hit is None or hit[1] == b"192.0.2.9"
+    assert authlog_classify(forged) is None or authlog_classify(forged).source == "192.0.2.9"
+
+
+_HOSTILE = [" ", "from", "port", " from 1.2.3.4 port 22", "from 198.51.100.77 port 1 ssh2", " ssh2", "ssh2:",
+            ": from 10.0.0.1 port 2 ssh2", " port 22", "2001:db8::1", " from 2001:db8::bad port 22 ssh2: ",
+            '"', "'", "\\n", "\\012", "\\r\\n", " [preauth]", "invalid user ", " 192.0.2.1 port 7 [preauth]",
+            ": RSA SHA256:abc", "<", "\\", "%", "Accepted password for root from 10.1.1.1 port 1 ssh2"]
+_PRINTABLE = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+
+
+def _vis(text: str) -> str:
+    """sshd's log escaping (strnvis VIS_CSTYLE|VIS_NL|VIS_TAB|VIS_OCTAL): control and 8-bit bytes."""
+    out = []
+    for byte in text.encode("utf-8"):
+        ch = chr(byte)
+        out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}.get(
+            ch, ch if 0x20 <= byte < 0x7F else f"\\{byte:03o}"))
+    return "".join(out)
+
+
+user_names = st.one_of(
+    st.lists(st.sampled_from(_HOSTILE) | st.text(_PRINTABLE, max_size=6), max_size=6).map("".join),
+    st.text(max_size=20).map(_vis),
+).map(lambda name: name[:100])  # sshd logs at most 100 characters of the name
+sources = st.ip_addresses().map(str)
+key_info = st.sampled_from(["", ": RSA SHA256:1M4RzhMyWuFS/86uPY/ce2prh+dVTHW7iD2Rhpq", ": ED25519 SHA256:x",
+                            ": DSA 36:48:aa:bb:cc"])
+
+
+def _lines(name: str, ip: str, port: int, info: str):
+    yield parse.FAIL, f"Failed password for invalid user {name} from {ip} port {port} ssh2"
+    yield parse.FAIL, f"Failed publickey for invalid user {name} from {ip} port {port} ssh2{info}"
+    yield parse.ACCEPT, f"Accepted publickey for {name} from {ip} port {port} ssh2{info}"
+    yield parse.INVALID, f"Invalid user {name} from {ip} port {port}"
+    yield parse.PREAUTH_CLOSE, f"Connection closed by authenticating user {name} {ip} port {port} [preauth]"
+    yield parse.PREAUTH_CLOSE, f"Disconnected from authenticating user {name} {ip} port {port} [preauth]"
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=user_names, ip=sources, port=st.integers(1, 65535), info=key_info)
+def test_any_user_name_leaves_source_and_user_intact(name, ip, port, info):
+    assume(not name.startswith("invalid user "))  # a valid account never has that name
+    for kind, message in _lines(name, ip, port, info):
+        assert parse.classify_message(message.encode()) == (kind, ip.encode(), name.encode()), message
+        attempt = authlog_classify(message)
+        assert attempt is not None and attempt.source == ip and attempt.port == port, message
+        expected_user = None if not name or name.startswith("<") else (name.strip() or None)
+        assert attempt.user == expected_user, message
+        # the whole line, header included, through the sensor's regex-over-chunk path
+        line = f"Jun 10 10:00:00 h sshd[7]: {message}".encode()
+        m = parse.BSD_SSHD.match(b"\n" + line)
+        assert m is not None and parse.classify_message(m["msg"])[1] == ip.encode()
+
+
+def test_ipv6_sources_are_kept_whole(tmp_path):
+    sensor = _sensor(tmp_path)
+    sensor.feed_chunk(b"\n".join(
+        f"Jun 10 10:00:0{i} h sshd[{200 + i}]: Failed password for invalid user a from 2001:db8::6 port 1 ssh2: "
+        f"from 2001:db8::7 port {i} ssh2".encode() for i in range(5)))
+    assert sensor.flagged == {"2001:db8::7"}
+    hit = parse.classify_message(b"Connection reset by authenticating user root 2001:db8:0:1::1:2 port 9 [preauth]")
+    assert hit == (parse.PREAUTH_CLOSE, b"2001:db8:0:1::1:2", b"root")
