@@ -38,6 +38,8 @@ class Deduper:
         self.window = window
         self.max_entries = max_entries
         self._seen: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
+        self.evicted = 0
+        """Entries forgotten to bound memory: past this, only the store remembers every key."""
 
     def check(self, key: str, fp: str, ts: datetime) -> str | None:
         """The key of the first alert with this fingerprint or source key, or None (and remember it).
@@ -45,10 +47,12 @@ class Deduper:
         ``key`` is ``source:id``: a source re-sending the same id is a duplicate
         even when its content changed.
         """
-        for probe in (f"id:{key}", f"fp:{fp}"):
-            hit = self._seen.get(probe)
-            if hit is not None and abs(ts - hit[1]) <= self.window:
-                return hit[0]
+        hit = self._seen.get(f"id:{key}")
+        if hit is not None:  # the same alert re-sent, whenever: its time may even have been re-stamped
+            return hit[0]
+        hit = self._seen.get(f"fp:{fp}")
+        if hit is not None and abs(ts - hit[1]) <= self.window:
+            return hit[0]
         self._remember(f"id:{key}", key, ts)
         self._remember(f"fp:{fp}", key, ts)
         return None
@@ -58,3 +62,4 @@ class Deduper:
         self._seen.move_to_end(probe)
         while len(self._seen) > self.max_entries:
             self._seen.popitem(last=False)
+            self.evicted += 1

@@ -44,6 +44,7 @@ from soc_agent.dedupe import Deduper, fingerprint
 from soc_agent.detect import ThresholdDetector
 from soc_agent.enrich import LocalKnowledge, local_enrichers
 from soc_agent.graph import AWAITING_APPROVAL, batch_input, build_batch_graph, build_graph, hand_over
+from soc_agent.lines import OversizeLine, bounded_lines
 from soc_agent.playbooks import PlaybookSet, load_playbooks
 from soc_agent.policy import load_policy
 from soc_agent.reasoner import DeterministicReasoner, Reasoner, make_reasoner
@@ -172,7 +173,10 @@ def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Serv
     """Everything the graph needs, from the settings' files and store."""
     store = Store(settings.db_url)
     key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
-    audit = AuditLog(store.engine, key)
+    from soc_agent.audit_checkpoints import AuditCheckpoints
+
+    # Signed checkpoints beside the workdir, for Postgres fleets too (their store is not a file to sit beside).
+    audit = AuditLog(store.engine, key, checkpoints=AuditCheckpoints.for_settings(settings))
     knowledge = LocalKnowledge.from_dir(settings.data_dir)
     # Remote connectors only when $SOC_AGENT_CONNECTORS names a file; otherwise the local defaults alone.
     from connectors.loader import configured_connectors
@@ -242,6 +246,12 @@ class Pipeline:
         # that join without a run; bounded like the deduper.
         self._judged: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._pending = 0
+        # Keys an earlier run stored, met again in this one (bounded like the deduper).
+        self._from_store: OrderedDict[str, None] = OrderedDict()
+        # A key the store already holds is a re-send (a re-run, a restart): checked there whenever this process
+        # cannot know every key itself (the store held alerts when it started, or the deduper forgot some).
+        with self.store.reader() as session:
+            self._store_had_alerts = session.exec(select(AlertRow.id).limit(1)).first() is not None
         self._restore()
         if expire_on_start:
             self.services.executor.expire()
@@ -294,13 +304,18 @@ class Pipeline:
                 self._case_rows.pop(case_id, None)
         return produced
 
-    def dead_letter(self, line: bytes, source: str, line_no: int | None, reason: str) -> None:
-        """Keep what could not be processed, with why; nothing is silently dropped."""
+    def dead_letter(self, line: bytes, source: str, line_no: int | None, reason: str,
+                    raw_size: int | None = None) -> None:
+        """Keep what could not be processed, with why; nothing is silently dropped.
+
+        ``raw_size``: the input's full size when ``line`` is only its head (an oversize line).
+        """
         self.summary.dead_lettered += 1
         self.summary.dead_letter_reasons[reason.split(":")[0][:60]] += 1
         self.store.session.add(DeadLetterRow(
             received_at=to_db_time(utcnow()), source=source, line_no=line_no, reason=reason[:1000],
-            raw=line[:_MAX_DEAD_LETTER_TEXT].decode("utf-8", errors="replace"), raw_size=len(line),
+            raw=line[:_MAX_DEAD_LETTER_TEXT].decode("utf-8", errors="replace"),
+            raw_size=len(line) if raw_size is None else raw_size,
         ))
 
     def _check_clock(self, alert: Alert) -> None:
@@ -316,6 +331,20 @@ class Pipeline:
         key = f"{alert.source}:{alert.id}"
         fp = fingerprint(alert)
         original = self.deduper.check(key, fp, alert.timestamp)
+        if original is None and (self._store_had_alerts or self.deduper.evicted):
+            stored = self._stored_key(key)
+            if stored is not None:
+                # Received before (an earlier run, a restart): counted, answered with its case, done nothing.
+                self._case_of_key[key] = stored[0]
+                self._from_store[key] = None
+                if len(self._from_store) > self.deduper.max_entries:
+                    self._from_store.popitem(last=False)
+                original = key
+        if original in self._from_store:
+            # A re-send of what an earlier run stored (or of its duplicates): the store has it all already.
+            self.summary.duplicates += 1
+            return [self._result_once_decided(alert, self._case_of_key.get(original), "duplicate",
+                                              [f"already received: {original} (in the store)"], started)]
         if original is not None:
             self.summary.duplicates += 1
             case_id = self._case_of_key.get(original)
@@ -361,6 +390,13 @@ class Pipeline:
         if not attachment.material or case.status == "pending_approval":
             return [self._result_once_decided(alert, case_id, "follow_up", attachment.why, started)]
         return [self._queue_run(alert, case, attachment.why, started)]
+
+    def _stored_key(self, key: str) -> tuple[str | None] | None:
+        """``(case_id,)`` of the first stored alert with ``key`` (committed by any run), or None."""
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(AlertRow.case_id).where(AlertRow.key == key).order_by(AlertRow.id)
+                               .limit(1)).first()
+        return (row[0],) if row is not None else None
 
     def _record_alert(self, alert: Alert, key: str, fp: str, case_id: str | None,
                       duplicate_of: str | None = None) -> None:
@@ -626,8 +662,13 @@ class Pipeline:
         away and a queued run must not wait for it.
         """
         out: deque[_Produced] = deque()
+        if hasattr(lines, "readline"):  # a file: never a whole line in memory, however long (soc_agent.lines)
+            lines = bounded_lines(lines, self.settings.max_alert_bytes)
         for line_no, line in enumerate(lines, start=1):
-            if line.strip():
+            if isinstance(line, OversizeLine):
+                self.summary.alerts_in += 1
+                self.dead_letter(line.head, source, line_no, line.reason, raw_size=line.size)
+            elif line.strip():
                 out.extend(self.take_line(line, source, line_no, fmt))
                 if not batched:
                     self.flush_runs()

@@ -34,7 +34,7 @@ from typing import Any
 
 from soc_agent.edge import parse as _p
 from soc_agent.edge.guardlite import ALLOW, EdgeGuard, load_compiled
-from soc_agent.edge.window import SourceWindows
+from soc_agent.edge.window import RecentSet, SourceWindows
 
 _SSHD_PROGS = frozenset(_p._SSHD)
 _SYSLOG_MATCH = _p._SYSLOG.match
@@ -57,7 +57,7 @@ class EdgeSensor:
 
     def __init__(self, guard: EdgeGuard, firewall, reporter=None, *, count: int = 5, window_s: float = 60.0,
                  base_ttl: int = 600, ttl_factor: int = 4, max_sources: int = 100_000,
-                 decisions=None, sensor_id: str = "edge") -> None:
+                 decisions=None, sensor_id: str = "edge", max_flagged: int = 100_000) -> None:
         self.guard, self.firewall, self.reporter = guard, firewall, reporter
         self.windows = SourceWindows(count, window_s, max_sources)
         self.attempts = _p.AttemptCounter()
@@ -73,7 +73,8 @@ class EdgeSensor:
         """Addresses blocked on the shared watchlist's word (a retraction lifts only these)."""
         self.lines = 0
         self.failures = 0
-        self.flagged: set[str] = set()
+        self.flagged = RecentSet(max_flagged)
+        """Sources that crossed the threshold, most recent last; at most ``max_flagged`` (oldest evicted)."""
         self.stats = {"blocked": 0, "denied": 0, "needs_approval": 0, "shadow": 0, "already_blocked": 0,
                       "block_errors": 0, "intel_blocked": 0, "intel_lifted": 0}
 
@@ -269,6 +270,7 @@ class EdgeSensor:
     def summary(self) -> dict[str, Any]:
         """Counters for logs and benchmarks."""
         return {"lines": self.lines, "failures": self.failures, "flagged": len(self.flagged),
+                "flagged_evicted": self.flagged.evicted,
                 "sources_tracked": len(self.windows), "sources_evicted": self.windows.evicted,
                 "open_connections": len(self.attempts), **self.stats}
 
@@ -296,6 +298,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--base-ttl", type=int, default=600)
     ap.add_argument("--ttl-factor", type=int, default=4)
     ap.add_argument("--max-sources", type=int, default=100_000)
+    ap.add_argument("--max-flagged", type=int, default=100_000,
+                    help="threshold-crossing sources remembered for the summary (oldest dropped first)")
     ap.add_argument("--queue-max", type=int, default=100_000, help="events kept on disk while the server is away")
     ap.add_argument("--intel-interval", type=float, default=10.0)
     ap.add_argument("--decisions", default=None, help="append '<time> <ip> <outcome> <ttl> <judged>' per decision")
@@ -324,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     decisions = open(args.decisions, "a", buffering=1) if args.decisions else None  # noqa: SIM115  (process-long)
     sensor = EdgeSensor(guard, firewall, reporter, count=args.count, window_s=args.window, base_ttl=args.base_ttl,
                         ttl_factor=args.ttl_factor, max_sources=args.max_sources, decisions=decisions,
-                        sensor_id=args.sensor_id)
+                        sensor_id=args.sensor_id, max_flagged=args.max_flagged)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bisect import insort
 from collections import OrderedDict
+from collections.abc import Iterator, MutableSet
 
 
 class SourceWindows:
@@ -56,3 +57,45 @@ class SourceWindows:
 
     def __len__(self) -> int:
         return len(self._src)
+
+
+class RecentSet(MutableSet):
+    """A set holding at most ``max_size`` items: adding past it evicts the least recently added first.
+
+    Compares equal to a ``set`` with the same items; ``evicted`` counts what was dropped.
+    """
+
+    __slots__ = ("_items", "evicted", "max_size")
+
+    def __init__(self, max_size: int = 100_000) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        self.max_size = max_size
+        self._items: OrderedDict[object, None] = OrderedDict()
+        self.evicted = 0
+
+    def add(self, item: object) -> None:
+        """Add ``item`` (or refresh it as the most recent), evicting the oldest past ``max_size``."""
+        items = self._items
+        if item in items:
+            items.move_to_end(item)
+            return
+        items[item] = None
+        while len(items) > self.max_size:
+            items.popitem(last=False)
+            self.evicted += 1
+
+    def discard(self, item: object) -> None:
+        self._items.pop(item, None)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __iter__(self) -> Iterator:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"RecentSet({list(self._items)!r}, max_size={self.max_size})"

@@ -281,6 +281,8 @@ class ApprovalQueue:
     # ---- internals ----------------------------------------------------
 
     def _row(self, approval_id: int) -> ApprovalRow:
+        if not 0 < approval_id < 2**63:  # an id the store's integer key cannot hold names no approval
+            raise NotFound(f"no approval {approval_id}")
         row = self._session.get(ApprovalRow, approval_id, populate_existing=True)
         if row is None:
             raise NotFound(f"no approval {approval_id}")

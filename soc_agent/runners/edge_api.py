@@ -61,10 +61,13 @@ from soc_agent.edge.tables import (
     IndicatorSightingRow,
 )
 from soc_agent.runners.auth import Identity, Role, TokenStore
+from soc_agent.runners.limits import body_timeout_s, read_limited
 
 EDGE_FILE_ENV = "SOC_AGENT_EDGE_FILE"
 _MAX_BODY = 1 << 20
 _PAGE = 500
+_MAX_INT = 2**63 - 1
+"""Integers stored from a sensor's event must fit the store's 64-bit columns."""
 
 
 @dataclass
@@ -117,6 +120,30 @@ def _epoch(value: datetime) -> float:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
+def _int_field(data: dict[str, Any], name: str) -> int:
+    """A non-negative integer field of a sensor's payload (absent or null: 0), else ``EdgeRejected`` 422."""
+    value = data.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT:
+        raise EdgeRejected(422, f"{name} must be an integer from 0 to {_MAX_INT}")
+    return value
+
+
+def _log_time(value: Any) -> datetime | None:
+    """An event's log time (Unix seconds) as a datetime; absent: None; out of range: ``EdgeRejected`` 422."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise EdgeRejected(422, "log_time must be a number of Unix seconds")
+    try:
+        return _utc(value)
+    except (OverflowError, ValueError, OSError):
+        raise EdgeRejected(422, "log_time is out of range") from None
+
+
 def _canon_ip(value: str) -> str | None:
     try:
         return str(ipaddress.ip_address(value))
@@ -139,6 +166,9 @@ class EdgeService:
         ts, nonce, sig = headers.get(signing.TIMESTAMP), headers.get(signing.NONCE), headers.get(signing.SIGNATURE)
         if not (sensor and ts and nonce and sig) or not self.config.master_key:
             raise EdgeRejected(401, "unsigned request")
+        # Header values are latin-1 text: anything but ASCII is no signature, timestamp or nonce of ours.
+        if not (sig.isascii() and ts.isascii() and nonce.isascii()):
+            raise EdgeRejected(401, "malformed signature headers")
         tenant = self.config.sensors.get(sensor)
         if tenant is None:
             raise EdgeRejected(401, "unknown sensor")
@@ -146,7 +176,7 @@ class EdgeService:
         if not hmac.compare_digest(expected, sig):
             raise EdgeRejected(401, "bad signature")
         now = self.clock()
-        if not ts.isdigit() or abs(now - int(ts)) > self.config.max_skew_s:
+        if not ts.isdigit() or len(ts) > 12 or abs(now - int(ts)) > self.config.max_skew_s:
             raise EdgeRejected(401, "stale timestamp")
         if not (8 <= len(nonce) <= 64):
             raise EdgeRejected(401, "bad nonce")
@@ -184,13 +214,11 @@ class EdgeService:
                     continue
                 known.add(event["id"])
                 ip = _canon_ip(str(event.get("ip", ""))) or str(event.get("ip", ""))[:64]
-                log_time = event.get("log_time")
                 s.add(EdgeEventRow(
-                    event_id=event["id"], tenant=tenant, sensor_id=sensor, seq=int(event.get("seq", 0)),
+                    event_id=event["id"], tenant=tenant, sensor_id=sensor, seq=_int_field(event, "seq"),
                     kind=str(event.get("kind", ""))[:32], ip=ip, outcome=str(event.get("outcome", ""))[:200],
-                    ttl_s=int(event.get("ttl_s") or 0), received_at=_utc(now),
-                    log_time=_utc(log_time) if isinstance(log_time, (int, float)) else None,
-                    body=json.dumps(event)[:8192]))
+                    ttl_s=_int_field(event, "ttl_s"), received_at=_utc(now),
+                    log_time=_log_time(event.get("log_time")), body=json.dumps(event)[:8192]))
                 accepted += 1
                 if event.get("kind") == "threshold" and _canon_ip(ip):
                     self._sighting(s, ip, tenant, sensor, now)
@@ -198,7 +226,7 @@ class EdgeService:
             if row is None:
                 row = EdgeSensorRow(sensor_id=sensor, tenant=tenant, first_seen=_utc(now), last_seen=_utc(now))
             row.last_seen, row.events = _utc(now), row.events + accepted
-            row.shed_total = max(row.shed_total, int(payload.get("shed_total") or 0))
+            row.shed_total = max(row.shed_total, _int_field(payload, "shed_total"))
             s.add(row)
             s.commit()
         return {"accepted": accepted, "duplicates": duplicates}
@@ -329,11 +357,10 @@ def edge_router(engine, tokens: TokenStore, config: EdgeConfig | None = None, cl
     service = EdgeService(engine, config or EdgeConfig.from_file(os.environ.get(EDGE_FILE_ENV)), clock)
     router = APIRouter()
     router.edge_service = service  # type: ignore[attr-defined]  (tests and the CLI reach it here)
+    timeout_s = body_timeout_s()
 
     async def signed(request: Request) -> tuple[str, str, bytes]:
-        body = await request.body()
-        if len(body) > _MAX_BODY:
-            raise HTTPException(413, "body too large")
+        body = await read_limited(request, _MAX_BODY, timeout_s)
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
             sensor, tenant = service.verify(request.method, path, {k.lower(): v for k, v in request.headers.items()},
@@ -400,7 +427,7 @@ def edge_router(engine, tokens: TokenStore, config: EdgeConfig | None = None, cl
         status = {"publish": "published", "retract": "retracted", "allowlist": "allowlisted"}.get(verb)
         if status is None:
             raise HTTPException(404, "publish, retract or allowlist")
-        raw = await request.body()
+        raw = await read_limited(request, _MAX_BODY, timeout_s)
         reason = ""
         if raw:
             try:

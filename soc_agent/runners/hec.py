@@ -29,10 +29,14 @@ code  text                                  HTTP
 12    Event field is required               400
 13    Event field cannot be blank           400
 27    Request entity too large              413
+28    Request timeout                       408
 ====  ====================================  ======
 
 Codes 0-13 are Splunk's; HEC documents no code for an oversize body (Splunk
-itself answers a bare HTTP 413), so 27 is ours, chosen outside its range.
+itself answers a bare HTTP 413), so 27 is ours, chosen outside its range, as
+is 28 (the body did not arrive within ``SOC_AGENT_BODY_TIMEOUT_S``). A body is
+read through :func:`soc_agent.runners.limits.read_limited`: a declared length
+over the limit is refused before reading, a chunked one at the limit.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+
+from soc_agent.runners.limits import BodyRefused, body_timeout_s, read_limited
 
 __all__ = ["HEC_MAX_BYTES_ENV", "HEC_TOKEN_ENV", "hec_router"]
 
@@ -75,6 +81,18 @@ def _check_token(header: str | None, expected: str | None) -> None:
     # compare_digest on bytes: constant time whatever the (attacker-chosen) length and characters.
     if not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise _Refused(403, 4, "Invalid token")
+
+
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The body within ``limit`` bytes and ``timeout_s`` seconds, else ``_Refused`` in HEC's terms."""
+    try:
+        return await read_limited(request, limit, timeout_s)
+    except BodyRefused as exc:
+        if exc.status_code == 413:
+            raise _Refused(413, 27, "Request entity too large") from None
+        if exc.status_code == 408:
+            raise _Refused(408, 28, "Request timeout") from None
+        raise _Refused(400, 6, "Invalid data format") from None
 
 
 def parse_envelopes(body: bytes) -> list[tuple[bytes, str]]:
@@ -125,18 +143,8 @@ def hec_router(state: Any, token: str | None = None, max_bytes: int | None = Non
     """
     expected = token if token is not None else os.environ.get(HEC_TOKEN_ENV) or None
     limit = max_bytes if max_bytes is not None else int(os.environ.get(HEC_MAX_BYTES_ENV) or _DEFAULT_MAX_BYTES)
+    timeout_s = body_timeout_s()
     router = APIRouter()
-
-    async def read_limited(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _Refused(413, 27, "Request entity too large")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:  # a chunked upload has no Content-Length to refuse up front
-                raise _Refused(413, 27, "Request entity too large")
-        return bytes(body)
 
     def triage(events: list[tuple[bytes, str]]) -> None:
         with state.lock:
@@ -149,7 +157,7 @@ def hec_router(state: Any, token: str | None = None, max_bytes: int | None = Non
     async def collect(request: Request) -> JSONResponse:
         try:
             _check_token(request.headers.get("authorization"), expected)  # before reading a byte of the body
-            events = parse_envelopes(await read_limited(request))
+            events = parse_envelopes(await read_body(request, limit, timeout_s))
         except _Refused as refused:
             return refused.response()
         await run_in_threadpool(triage, events)

@@ -1,7 +1,10 @@
 """``/metrics``: the store's counters in Prometheus text format (version 0.0.4).
 
 Everything is read from the store, so the numbers survive restarts and agree
-with what the CLI shows; nothing is kept in process memory.
+with what the CLI shows; the one exception is requests refused before their
+sender proved who it is (``soc_agent_webhook_rejected_total``): those are
+never stored, so a stranger cannot grow the store, and are counted in
+process memory instead (since the process started).
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ def _grouped(session: Session, *columns) -> list[tuple]:
     return list(session.exec(select(*columns, func.count()).group_by(*columns)))
 
 
-def render(engine, llm_calls: int = 0, llm_tokens: int = 0) -> str:
+def render(engine, llm_calls: int = 0, llm_tokens: int = 0,
+           webhook_rejected: dict[tuple[str, int], int] | None = None) -> str:
     """The exposition text for everything in the store behind ``engine``.
 
-    ``llm_calls`` / ``llm_tokens`` come from the LLM budget once one is wired in (0 until then).
+    ``llm_calls`` / ``llm_tokens`` come from the LLM budget once one is wired in (0 until then);
+    ``webhook_rejected`` is the webhook's in-memory count of refused deliveries by (provider, status).
     """
     out = _Exposition()
     with Session(engine) as session:
@@ -72,4 +77,7 @@ def render(engine, llm_calls: int = 0, llm_tokens: int = 0) -> str:
         out.metric("soc_agent_webhook_events_total", "counter", "Webhook deliveries by provider and outcome.",
                    [({"provider": p, "outcome": o}, n)
                     for p, o, n in _grouped(session, WebhookEventRow.provider, WebhookEventRow.outcome)])
+    out.metric("soc_agent_webhook_rejected_total", "counter",
+               "Webhook deliveries refused (not stored), by provider and HTTP status, since the process started.",
+               [({"provider": p, "status": s}, n) for (p, s), n in sorted((webhook_rejected or {}).items())])
     return "\n".join(out.lines) + "\n"

@@ -24,6 +24,13 @@ pool, so they queue on the lock. Endpoints:
 API calls carry ``Authorization: Bearer <token>``; the page keeps the token
 in an HttpOnly, SameSite=Strict cookie and refuses cross-origin posts.
 
+Every body is read through :func:`soc_agent.runners.limits.read_limited`:
+its limit is enforced before reading (413 on a declared length over it, or
+as soon as a chunked body passes it) and it must arrive within
+``SOC_AGENT_BODY_TIMEOUT_S`` (408). Limits: the sign-in form 16 KiB, an
+alert ``max_alert_bytes``, other API bodies 256 KiB, the webhook its
+``max_bytes``, HEC ``SOC_AGENT_HEC_MAX_BYTES``, the edge API 1 MiB.
+
 **Broker mode** (``soc-agent serve --to-broker``, setting ``to_broker``): the
 three intake endpoints (``/api/alerts``, a ticket-created webhook, HEC) do
 not triage. They check auth and signatures exactly as before, parse each
@@ -78,7 +85,9 @@ from soc_agent.runners import metrics
 from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, QueuePolicy
 from soc_agent.runners.auth import Identity, Role, TokenStore
 from soc_agent.runners.edge_api import edge_router
+from soc_agent.runners.limits import BodyRefused, body_timeout_s, read_limited
 from soc_agent.runners.tables import TicketLinkRow, WebhookEventRow
+from soc_agent.runners.webhooks import ADAPTERS as WEBHOOK_ADAPTERS
 from soc_agent.runners.webhooks import (
     LocalTicketSink,
     TicketEvent,
@@ -95,6 +104,7 @@ from soc_agent.types import to_db_time, utcnow
 COOKIE = "soc_agent_token"
 _TEMPLATES = Path(__file__).parent / "templates"
 _MAX_API_BODY = 256 * 1024
+_MAX_LOGIN_BODY = 16 * 1024
 OFFER_WAIT_ENV = "SOC_AGENT_BROKER_OFFER_WAIT_S"
 """How long (seconds) a request waits for a full partition to drain before it is refused (default 1)."""
 RETRY_AFTER_ENV = "SOC_AGENT_BROKER_RETRY_AFTER_S"
@@ -455,10 +465,10 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
             return origin is None
         return urlsplit(origin).netloc == request.headers.get("host")
 
+    timeout_s = body_timeout_s()
+
     async def json_body(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > _MAX_API_BODY:
-            raise HTTPException(413, "body too large")
+        raw = await read_limited(request, _MAX_API_BODY, timeout_s)
         if not raw:
             return {}
         try:
@@ -485,7 +495,9 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
     def metrics_endpoint() -> Response:
         with state.lock:
             state.pipeline.store.commit()
-        return PlainTextResponse(metrics.render(state.pipeline.store.engine), media_type=metrics.CONTENT_TYPE)
+        return PlainTextResponse(metrics.render(state.pipeline.store.engine,
+                                                webhook_rejected=state.webhooks.rejected_counts()),
+                                 media_type=metrics.CONTENT_TYPE)
 
     # ---- JSON API ---------------------------------------------------------
 
@@ -539,9 +551,7 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
     @app.post("/api/alerts")
     async def submit_alert(request: Request) -> Any:
         who = api_identity(request, Role.ANALYST)
-        raw = await request.body()
-        if len(raw) > state.settings.max_alert_bytes:
-            raise HTTPException(413, "alert too large")
+        raw = await read_limited(request, state.settings.max_alert_bytes, timeout_s)
         if state.intake is not None:
             return await _in_thread(queue_alert, raw, who)
 
@@ -576,19 +586,18 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
 
     @app.post("/webhooks/{provider}")
     async def webhook(provider: str, request: Request) -> Any:
-        limit = state.webhooks.config.max_bytes
-        declared = request.headers.get("content-length")
-        oversize = declared is not None and declared.isdigit() and int(declared) > limit
-        body = bytearray()
-        if not oversize:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    oversize = True
-                    break
+        # Refused before a byte is read: an unknown provider, then a body over the limit or too slow.
+        # Counted in /metrics, never stored (a stranger's requests must not grow the store).
+        if provider not in WEBHOOK_ADAPTERS:
+            state.webhooks.count_rejected(provider, 404)
+            return JSONResponse({"detail": f"unknown provider {provider[:40]!r}"}, status_code=404)
         try:
-            result = await _in_thread(state.webhooks.handle, provider, dict(request.headers), bytes(body[:limit + 1]),
-                                      oversize)
+            body = await read_limited(request, state.webhooks.config.max_bytes, timeout_s)
+        except BodyRefused as exc:
+            state.webhooks.count_rejected(provider, exc.status_code)
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        try:
+            result = await _in_thread(state.webhooks.handle, provider, dict(request.headers), body)
         except WebhookRejected as exc:
             headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, WebhookBusy) else None
             return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
@@ -618,7 +627,7 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
 
     @app.post("/ui/login")
     async def login(request: Request) -> Response:
-        form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
+        form = parse_qs((await read_limited(request, _MAX_LOGIN_BODY, timeout_s)).decode("utf-8", "replace"))
         token = (form.get("token") or [""])[0]
         if not same_origin(request) or state.tokens.authenticate(token) is None:
             return page("sign in", _template("login.html").substitute(), None, "unknown token", True, 401)
@@ -681,7 +690,7 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
             return login_redirect()
         if not same_origin(request):
             return page("refused", "", who, "cross-origin form posts are refused", True, 403)
-        form = parse_qs((await request.body())[:_MAX_API_BODY].decode("utf-8", "replace"))
+        form = parse_qs((await read_limited(request, _MAX_API_BODY, timeout_s)).decode("utf-8", "replace"))
         decision = (form.get("decision") or [""])[0]
         comment = (form.get("comment") or [""])[0]
         ttl_text = (form.get("ttl_seconds") or [""])[0].strip()
@@ -756,21 +765,12 @@ def _broker_hec_router(intake: BrokerIntake, token: str | None = None, max_bytes
         int(os.environ.get(hec.HEC_MAX_BYTES_ENV) or hec._DEFAULT_MAX_BYTES)
     router = APIRouter()
 
-    async def read_limited(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise hec._Refused(413, 27, "Request entity too large")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise hec._Refused(413, 27, "Request entity too large")
-        return bytes(body)
+    timeout_s = body_timeout_s()
 
     async def collect(request: Request) -> JSONResponse:
         try:
             hec._check_token(request.headers.get("authorization"), expected)  # before reading a byte of the body
-            events = hec.parse_envelopes(await read_limited(request))
+            events = hec.parse_envelopes(await hec.read_body(request, limit, timeout_s))
         except hec._Refused as refused:
             return refused.response()
         lines = [(line, f"hec:{sourcetype}"[:200]) for line, sourcetype in events]

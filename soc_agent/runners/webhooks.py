@@ -7,12 +7,17 @@ Request authentication (the same for every provider)::
 
 The secret is ``$SOC_AGENT_WEBHOOK_SECRET_<PROVIDER>`` (e.g. ``..._JIRA``),
 else ``$SOC_AGENT_WEBHOOK_SECRET``; a provider without a secret accepts
-nothing. Checks, in order, each recorded in ``webhook_events`` and changing
-nothing else when it fails:
+nothing. Checks, in order, each changing nothing when it fails. A refusal
+before the sender proved it holds the secret (unknown provider, size,
+timeout, signature, replay) is only counted, in memory
+(``soc_agent_webhook_rejected_total`` in ``/metrics``): a stranger's
+requests never grow the store. Later refusals are also recorded in
+``webhook_events``:
 
 ==========================================  ======
 unknown provider                            404
-body over ``max_bytes``                     413
+body over ``max_bytes``                     413 (refused before reading it)
+body not received in time                   408
 missing/malformed headers, timestamp
 outside the replay window, bad signature    401
 a signature that was already accepted       409 (replay)
@@ -40,6 +45,7 @@ import os
 import re
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -109,6 +115,10 @@ class WebhookRejected(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
+
+
+class _Stranger(WebhookRejected):
+    """Refused before the sender proved it holds the secret: counted, never stored."""
 
 
 # ---- provider adapters ---------------------------------------------------------------------------
@@ -260,7 +270,19 @@ class WebhookHandler:
         self.lock: threading.RLock = queue.lock
         self.config = config
         self.poster = poster
+        self._rejected: Counter[tuple[str, int]] = Counter()
+        self._rejected_lock = threading.Lock()
         queue.listeners.append(self._on_decision)
+
+    def count_rejected(self, provider: str, status: int) -> None:
+        """Count one refused delivery (labels are bounded: an unknown provider is ``unknown``)."""
+        with self._rejected_lock:
+            self._rejected[(provider if provider in ADAPTERS else "unknown", int(status))] += 1
+
+    def rejected_counts(self) -> dict[tuple[str, int], int]:
+        """Refused deliveries by (provider, HTTP status) since this handler started."""
+        with self._rejected_lock:
+            return dict(self._rejected)
 
     def handle(self, provider: str, headers: dict[str, str], body: bytes, oversize: bool = False) -> dict[str, Any]:
         """Process one delivery; raises :class:`WebhookRejected` (already recorded) when refused."""
@@ -269,18 +291,20 @@ class WebhookHandler:
             try:
                 return self._handle(provider, headers, body, oversize)
             except WebhookRejected as exc:
-                self._record(provider, exc.status, "rejected", str(exc), size=len(body))
+                self.count_rejected(provider, exc.status)
+                if not isinstance(exc, _Stranger):
+                    self._record(provider, exc.status, "rejected", str(exc), size=len(body))
                 raise
 
     def _handle(self, provider: str, headers: dict[str, str], body: bytes, oversize: bool) -> dict[str, Any]:
         adapter = ADAPTERS.get(provider)
         if adapter is None:
-            raise WebhookRejected(404, f"unknown provider {provider[:40]!r}")
+            raise _Stranger(404, f"unknown provider {provider[:40]!r}")
         if oversize or len(body) > self.config.max_bytes:
-            raise WebhookRejected(413, f"body over {self.config.max_bytes} bytes")
+            raise _Stranger(413, f"body over {self.config.max_bytes} bytes")
         signature = self._verify(provider, headers, body)
         if self._seen(WebhookEventRow.signature == signature):
-            raise WebhookRejected(409, "replayed request: this signature was already accepted")
+            raise _Stranger(409, "replayed request: this signature was already accepted")
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
@@ -317,18 +341,17 @@ class WebhookHandler:
         timestamp = headers.get(TIMESTAMP_HEADER.lower())
         given = headers.get(SIGNATURE_HEADER.lower())
         if not secret:
-            raise WebhookRejected(401, f"no secret configured for {provider}")
+            raise _Stranger(401, f"no secret configured for {provider}")
         if not timestamp or not given:
-            raise WebhookRejected(401, f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER}")
-        try:
-            sent = int(timestamp)
-        except ValueError:
-            raise WebhookRejected(401, "malformed timestamp") from None
-        if abs(time.time() - sent) > self.config.window_s:
-            raise WebhookRejected(401, f"timestamp outside the {self.config.window_s}s replay window")
+            raise _Stranger(401, f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER}")
+        timestamp = timestamp.strip()
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            raise _Stranger(401, "malformed timestamp")
+        if abs(time.time() - int(timestamp)) > self.config.window_s:
+            raise _Stranger(401, f"timestamp outside the {self.config.window_s}s replay window")
         expected = sign(secret, timestamp, body)
-        if not hmac.compare_digest(expected.encode(), given.strip().encode()):
-            raise WebhookRejected(401, "bad signature")
+        if not hmac.compare_digest(expected.encode(), given.strip().encode("utf-8", "replace")):
+            raise _Stranger(401, "bad signature")
         return expected
 
     def _created(self, provider: str, key: str, signature: str, event: TicketEvent, size: int) -> dict[str, Any]:

@@ -379,3 +379,57 @@ def _closes(pipeline) -> list[int]:
 def _case_of(pipeline, alert_id: str) -> str | None:
     row = pipeline.store.session.exec(select(AlertRow).where(AlertRow.alert_id == alert_id)).first()
     return row.case_id if row else None
+
+
+def test_a_re_run_of_the_same_alerts_does_nothing_twice(settings):
+    """Re-sending a stream into the same workdir: every alert is a duplicate, no case, approval or action is
+    added, and a re-stamped re-send (the demo regenerates times) is still the same alert."""
+    from evals.dataset import load_demo_stream
+    from soc_agent.pipeline import Pipeline
+    from soc_agent.store import ApprovalRow
+
+    def counts() -> dict[str, int]:
+        from soc_agent.store import Store
+
+        store = Store(settings.db_url)
+        try:
+            with store.reader() as session:
+                return {table.__name__: len(session.exec(select(table)).all())
+                        for table in (CaseRow, ApprovalRow, ActionRow, AlertRow)}
+        finally:
+            store.engine.dispose()
+
+    first = Pipeline(settings)
+    list(first.run_lines(load_demo_stream(), "demo"))
+    first.close()
+    after_one = counts()
+    assert after_one["CaseRow"] > 50 and after_one["ActionRow"] > 20
+
+    again = Pipeline(settings)
+    results = list(again.run_lines(load_demo_stream(), "demo"))  # timestamps regenerated: same ids, new times
+    summary = again.summary
+    again.close()
+    assert counts() == after_one
+    assert summary.duplicates == summary.alerts_in == len(results)
+    assert all(r.status == "duplicate" and any("already received" in w for w in r.reasons) for r in results)
+
+
+def test_a_50_mb_line_in_a_file_is_dead_lettered_as_oversize_and_the_next_line_is_processed(pipeline, tmp_path):
+    good = make_alert("port_scan", [("ip", "10.0.5.20", "src"), ("host", "web01.corp.example", "dst")],
+                      alert_id="after-the-big-one", severity="low")
+    path = tmp_path / "alerts.ndjson"
+    with path.open("wb") as fh:
+        fh.write(b'{"id": "big", "rule_id": "port_scan", "blob": "')
+        for _ in range(50):
+            fh.write(b"A" * (1 << 20))
+        fh.write(b'"}\r\n' + good + b"\n")
+    size = path.stat().st_size - len(good) - 3
+    with path.open("rb") as fh:  # as `soc-agent triage FILE` passes it: an open binary file
+        results = list(pipeline.run_lines(fh, str(path)))
+    assert [r.alert_id for r in results] == ["after-the-big-one"]
+    assert (pipeline.summary.alerts_in, pipeline.summary.processed, pipeline.summary.dead_lettered) == (2, 1, 1)
+    pipeline.store.commit()
+    [dead] = pipeline.store.session.exec(select(DeadLetterRow)).all()
+    assert dead.reason.startswith("oversize:") and f"{size} bytes" in dead.reason
+    assert (dead.line_no, dead.raw_size) == (1, size) and dead.raw.startswith('{"id": "big"')
+    assert len(dead.raw) <= 64 * 1024

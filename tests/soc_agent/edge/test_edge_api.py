@@ -169,3 +169,29 @@ def test_the_server_app_serves_the_edge_endpoints(settings, monkeypatch, tmp_pat
     with TestClient(create_app(settings, sweep_s=3600)) as client:
         assert post(client, clock, "a1", crossing("a1", 1)).json()["accepted"] == 1
         assert client.post("/edge/v1/events", content=b"{}").status_code == 401
+
+
+def test_a_non_ascii_signature_header_is_401_not_500(env):
+    client, clock = env
+    body = json.dumps({"sensor": "a1", "events": [crossing("a1", 1)]}).encode()
+    headers = sign(derive_key(MASTER, "a1"), "a1", "POST", "/edge/v1/events", body, now=clock.now)
+    headers["X-Edge-Signature"] = "sig\u00e9\u00e8".encode("latin-1")
+    response = client.post("/edge/v1/events", content=body, headers=headers)
+    assert response.status_code == 401
+    headers["X-Edge-Signature"] = "\u00e9".encode("utf-8")
+    assert client.post("/edge/v1/events", content=body, headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize("bad", [{"seq": "notint"}, {"seq": 10**30}, {"seq": -1}, {"ttl_s": "600s"},
+                                 {"log_time": 1e300}, {"log_time": float("inf")}, {"log_time": "yesterday"}])
+def test_a_signed_event_with_bad_fields_is_422_and_stores_nothing(env, bad):
+    client, clock = env
+    response = post(client, clock, "a1", crossing("a1", 1) | bad)
+    assert response.status_code == 422, response.text
+    assert call(client, clock, "a1", "GET", "/edge/v1/events").json() == []
+
+
+def test_a_signed_batch_with_a_bad_shed_total_is_422(env):
+    client, clock = env
+    payload = {"sensor": "a1", "events": [crossing("a1", 1)], "shed_total": "lots"}
+    assert call(client, clock, "a1", "POST", "/edge/v1/events", payload).status_code == 422

@@ -74,3 +74,40 @@ def test_follower_wakes_on_append_without_polling(tmp_path):
         fh.write(b"hello\n")
     thread.join(3)
     assert got == [b"hello"]
+
+
+def test_the_set_of_sources_that_crossed_is_bounded_oldest_evicted_first():
+    from soc_agent.edge.window import RecentSet
+
+    flagged = RecentSet(max_size=100)
+    for i in range(10_000):
+        flagged.add(f"198.51.{i // 256}.{i % 256}")
+        assert len(flagged) <= 100
+    assert flagged.evicted == 9_900
+    assert next(iter(flagged)) == "198.51.38.172" and "198.51.38.171" not in flagged  # the newest 100 remain
+    flagged.add("198.51.38.172")  # re-adding refreshes: it is now the newest, evicted last
+    flagged.add("203.0.113.1")
+    assert "198.51.38.172" in flagged and "198.51.38.173" not in flagged and len(flagged) == 100
+    assert RecentSet(5) == set() and {"a"} == _filled(RecentSet(5), "a")
+
+
+def _filled(s, *items):
+    for item in items:
+        s.add(item)
+    return s
+
+
+def test_the_sensor_keeps_at_most_max_flagged_sources():
+    from soc_agent.edge.firewall import NullFirewall
+    from soc_agent.edge.sensor import EdgeSensor
+
+    class DenyAll:  # the guard's verdict does not matter here: every crossing is remembered
+        shadow = False
+
+        def judge(self, ip, ttl, ts):
+            return "deny", 0, "test"
+
+    sensor = EdgeSensor(DenyAll(), NullFirewall(), max_flagged=50)
+    for i in range(1000):
+        sensor.crossed(f"203.0.{i // 256}.{i % 256}", float(i))
+    assert len(sensor.flagged) == 50 and sensor.summary()["flagged_evicted"] == 950

@@ -47,16 +47,17 @@ def _events(server) -> list[WebhookEventRow]:
         return list(session.exec(select(WebhookEventRow).order_by(WebhookEventRow.id)))
 
 
-def test_bad_signature_missing_headers_and_stale_timestamp_are_401_and_recorded(kit, start_server):
+def test_bad_signature_missing_headers_and_stale_timestamp_are_401_counted_not_stored(kit, start_server):
     server = start_server()
     payload = _jira_created(kit)
     assert _post(server, kit, "jira", payload, secret="wrong").status_code == 401
     assert _post(server, kit, "jira", payload, headers={}).status_code == 401
     assert _post(server, kit, "jira", payload, ts=str(int(time.time()) - 3600)).status_code == 401
     assert _post(server, kit, "jira", payload, ts="yesterday").status_code == 401
-    events = _events(server)
-    assert [e.http_status for e in events] == [401, 401, 401, 401]
-    assert all(e.outcome == "rejected" for e in events)
+    odd = {TIMESTAMP_HEADER: "\u00b2".encode("latin-1"), SIGNATURE_HEADER: "sha256=\u00e9".encode("latin-1")}
+    assert _post(server, kit, "jira", payload, headers=odd).status_code == 401
+    assert _events(server) == []  # a stranger's requests never grow the store
+    assert server.state.webhooks.rejected_counts() == {("jira", 401): 5}
     with Session(server.state.pipeline.store.engine) as session:
         assert session.exec(select(CaseRow)).all() == []
 
@@ -79,7 +80,9 @@ def test_oversize_non_json_and_unknown_provider(kit, start_server):
     assert _post(server, kit, "jira", None, raw=b"not json{").status_code == 400
     assert _post(server, kit, "jira", None, raw=b"[1, 2]").status_code == 400
     assert _post(server, kit, "pagerduty", {"a": 1}).status_code == 404
-    assert [e.http_status for e in _events(server)] == [413, 400, 400, 404]
+    # Oversize and unknown provider are refused before the signature is checked: counted, not stored.
+    assert [e.http_status for e in _events(server)] == [400, 400]
+    assert server.state.webhooks.rejected_counts() == {("jira", 413): 1, ("jira", 400): 2, ("unknown", 404): 1}
 
 
 def test_new_ticket_starts_triage_and_the_decision_goes_back_to_the_ticket(kit, start_server):

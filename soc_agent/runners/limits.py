@@ -1,0 +1,61 @@
+"""Bounded request bodies: the one way every endpoint reads a body.
+
+:func:`read_limited` enforces a size limit *before* reading (a declared
+``Content-Length`` over the limit is refused with 413 at once, nothing read),
+counts bytes while streaming otherwise (a chunked body is cut off at the
+limit with 413), and gives the whole body a deadline (a client that trickles,
+or never sends what it declared, gets 408). Memory per request is at most the
+limit plus one network chunk, whatever the client sends.
+
+``SOC_AGENT_BODY_TIMEOUT_S`` sets the default deadline (seconds, default 30).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from fastapi import HTTPException, Request
+
+__all__ = ["BODY_TIMEOUT_ENV", "BodyRefused", "body_timeout_s", "read_limited"]
+
+BODY_TIMEOUT_ENV = "SOC_AGENT_BODY_TIMEOUT_S"
+_DEFAULT_TIMEOUT_S = 30.0
+
+
+class BodyRefused(HTTPException):
+    """A body refused before or while reading it: 400 (bad framing), 408 (too slow) or 413 (too large)."""
+
+
+def body_timeout_s() -> float:
+    """The deadline for reading one request body, from ``SOC_AGENT_BODY_TIMEOUT_S``."""
+    try:
+        value = float(os.environ.get(BODY_TIMEOUT_ENV) or _DEFAULT_TIMEOUT_S)
+    except ValueError:
+        return _DEFAULT_TIMEOUT_S
+    return value if value > 0 else _DEFAULT_TIMEOUT_S
+
+
+async def read_limited(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The request body, at most ``limit`` bytes, read within ``timeout_s`` seconds; else :class:`BodyRefused`."""
+    timeout = body_timeout_s() if timeout_s is None else timeout_s
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        declared = declared.strip()
+        if not (declared.isascii() and declared.isdigit()):
+            raise BodyRefused(400, "malformed Content-Length")
+        if int(declared) > limit:
+            raise BodyRefused(413, f"body over {limit} bytes")
+    body = bytearray()
+
+    async def pump() -> None:
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > limit:  # counted before keeping it: a chunked body has no length up front
+                raise BodyRefused(413, f"body over {limit} bytes")
+            body.extend(chunk)
+
+    try:
+        await asyncio.wait_for(pump(), timeout)
+    except TimeoutError:  # asyncio.TimeoutError is TimeoutError from Python 3.11
+        raise BodyRefused(408, f"body not received within {timeout:g} s") from None
+    return bytes(body)
