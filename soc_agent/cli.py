@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -124,6 +126,8 @@ def demo(workdir: Path = WorkdirOpt, as_json: bool = typer.Option(False, "--json
     summary["notes_dir"] = str(settings.notes_dir)
     summary["workdir"] = str(settings.workdir)
     summary["autonomy_file"] = str(settings.autonomy_file)
+    # A second demo in the same workdir re-sends the same alerts: nothing is done twice, and it says so.
+    summary["already_run"] = summary["alerts_in"] > 0 and summary["duplicates"] == summary["alerts_in"]
     pipeline.close()
     if as_json:
         print(json.dumps(summary))
@@ -159,6 +163,24 @@ def _print_summary(summary: dict) -> None:
     out.print(safe_cell(f"case notes: {summary['notes_dir']}   store: {summary['workdir']}"))
     out.print(safe_cell(f"autonomy: the demo environment's earned autonomy, {summary['autonomy_file']} (a fresh "
                         f"install has none and runs supervised)"))
+    if summary.get("already_run"):
+        out.print("this workdir already holds the demo: every alert was received before, so nothing was done "
+                  "twice and the store is as it was; give a fresh --workdir to run it again")
+
+
+def _stop_on_interrupt() -> threading.Event:
+    """Ctrl-C asks the run to stop between two alerts (the one in hand is finished and committed); a second
+    Ctrl-C interrupts at once."""
+    stop = threading.Event()
+
+    def handle(signum, frame) -> None:
+        if stop.is_set():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    return stop
 
 
 def _is_regular_file(stream) -> bool:
@@ -202,6 +224,7 @@ def triage(
     err.print(safe_cell(settings.autonomy_in_force()))
     pipeline = _pipeline(settings)
     sink = open(out_file, "w") if out_file else None  # noqa: SIM115
+    interrupted = _stop_on_interrupt()
     try:
         # A pipe or a terminal may pause between lines: then every line is decided before the next is read.
         for result in pipeline.run_lines(stream, source, fmt, batched=_is_regular_file(stream)):
@@ -209,14 +232,24 @@ def triage(
                 sink.write(result.to_json() + "\n")
             elif not as_json:
                 print(result.to_json())
+            if interrupted.is_set():
+                break  # between two alerts: what was taken in is finished and committed below
+        pipeline.flush_runs()
         pipeline.store.commit()
         summary = pipeline.summary.as_dict(pipeline.store)
     finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         if sink is not None:
             sink.close()
         if stream is not sys.stdin.buffer:
             stream.close()
         pipeline.close()
+    if interrupted.is_set():
+        err.print(safe_cell(f"interrupted: {summary['alerts_in']} alert(s) taken in and committed "
+                            f"({summary['processed']} processed, {summary['dead_lettered']} dead-lettered, "
+                            f"{summary['cases']} cases); run the same command again to resume: alerts already "
+                            f"stored are skipped as duplicates"))
+        raise typer.Exit(130)
     if as_json:
         print(json.dumps(summary))
     else:
@@ -269,14 +302,16 @@ def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--
     settings = _existing_settings(workdir)
     store = Store(settings.db_url)
     key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
-    ActionExecutor(store, AuditLog(store.engine, key), [LocalResponder(store)]).expire()
+    local = LocalResponder(store)
+    ActionExecutor(store, AuditLog(store.engine, key), [local]).expire()
     table = Table()
-    for col in ("effect", "target", "active", "action", "expires_at"):
+    for col in ("effect", "target", "active", "action", "held by", "expires_at"):
         table.add_column(col)
     with store.reader() as session:
         for row in session.exec(select(ContainmentRow)):
             if row.active or all_:
-                _row(table, row.effect, row.target, row.active, row.action_id,
+                holders = ", ".join(str(h.action_id) for h in local.holders(row.effect, row.target)) or "-"
+                _row(table, row.effect, row.target, row.active, row.action_id, holders,
                      row.expires_at.isoformat() if row.expires_at else "-")
     out.print(table)
 
@@ -284,6 +319,7 @@ def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--
 @actions_app.command("list")
 def actions_list(workdir: Path = WorkdirOpt) -> None:
     """Every action with its status."""
+    from soc_agent.responders.executor import describe_status
     from soc_agent.store import ActionRow, Store
 
     store = Store(_existing_settings(workdir).db_url)
@@ -292,7 +328,7 @@ def actions_list(workdir: Path = WorkdirOpt) -> None:
         table.add_column(col)
     with store.reader() as session:
         for row in session.exec(select(ActionRow).order_by(ActionRow.id)):
-            _row(table, row.id, row.case_id, row.name, row.tier, row.target_value or "-", row.status,
+            _row(table, row.id, row.case_id, row.name, row.tier, row.target_value or "-", describe_status(row),
                  row.rollback or "-")
     out.print(table)
 
@@ -301,6 +337,7 @@ def actions_list(workdir: Path = WorkdirOpt) -> None:
 def actions_rollback(action_id: int, workdir: Path = WorkdirOpt, by: str = typer.Option("cli", "--by")) -> None:
     """Undo an executed action through its responder (audited)."""
     from soc_agent.audit import AuditLog
+    from soc_agent.notes import NoteFiles
     from soc_agent.responders import ActionExecutor, LocalResponder, ResponderError
     from soc_agent.store import Store
 
@@ -308,12 +345,18 @@ def actions_rollback(action_id: int, workdir: Path = WorkdirOpt, by: str = typer
     store = Store(settings.db_url)
     key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
     executor = ActionExecutor(store, AuditLog(store.engine, key), [LocalResponder(store)])
+    executor.note_files = NoteFiles(settings.notes_dir)  # the notes' markdown files get the rollback line too
+    store.after_commit(executor.note_files.write)
     try:
         row = executor.rollback(action_id, by=by)
     except ResponderError as exc:
         err.print(safe_cell(f"cannot roll back: {exc}"))
         raise typer.Exit(1) from None
-    out.print(safe_cell(f"action {row.id} ({row.name} on {row.target_value}) rolled back"))
+    undone = json.loads(row.result).get("rollback", {})
+    what = ("it owned nothing (the effect was already in place); nothing lifted" if undone.get("owned") is False
+            else f"still held by action {', '.join(map(str, undone['still_held_by']))}"
+            if undone.get("still_held_by") else "lifted" if undone.get("lifted") else "undone")
+    out.print(safe_cell(f"action {row.id} ({row.name} on {row.target_value}) rolled back: {what}"))
 
 
 @audit_app.command("verify")
@@ -404,6 +447,15 @@ def _decide_approval(approval_id: int, approved: bool, by: str, comment: str, wo
     result = _queue_call(workdir, method, approval_id, who, comment)
     out.print(safe_cell(f"approval {approval_id}: {result['status']} by {who.name}; "
                         f"action {result['action_status']} ({result['decision'] or '-'})"))
+    _say_decision_notes(result)
+
+
+def _say_decision_notes(result: dict) -> None:
+    """What a decision did not do on its own: a first of two approvals, an effect already in place."""
+    if result["status"] == "pending":
+        out.print(safe_cell("; ".join(result.get("reasons") or ["awaiting a second approver"])))
+    if result.get("note") or result.get("already_in_effect"):
+        out.print(safe_cell(result.get("note") or result["already_in_effect"]))
 
 
 RoleOpt = typer.Option("lead", "--role", help="viewer | analyst | lead (ignored with --token)")
@@ -444,6 +496,7 @@ def approvals_edit(approval_id: int, by: str = typer.Option("cli", "--by"), comm
     result = _queue_call(workdir, "edit", approval_id, who, comment, action=action, params=params)
     out.print(safe_cell(f"approval {approval_id}: edited and {result['status']} by {who.name}; "
                         f"action {result['action_status']} ({result['decision'] or '-'})"))
+    _say_decision_notes(result)
 
 
 @approvals_app.command("show")
@@ -465,6 +518,12 @@ def approvals_show(approval_id: int, workdir: Path = WorkdirOpt,
     say(f"rollback: {item['rollback'] or 'none'} · needs: {item['required_role']} · "
         f"raised by: {item['requested_by']} · expires: {item['expires_at']}")
     say(f"menu: {', '.join(m['name'] for m in item['menu']) or '-'}")
+    for vote in item.get("approvals", []):
+        say(f"approved by {vote['by']} ({vote['role']}) at {vote['at']}: {vote['comment'] or '-'}")
+    if item.get("awaiting_second_approver"):
+        say("awaiting a second approver (two-person rule)")
+    if item.get("already_in_effect"):
+        say(item["already_in_effect"])
     say(f"summary: {case['summary']}")
     for reason in item["guard_reasons"]:
         say(f"  - {reason}")

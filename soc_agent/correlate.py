@@ -7,6 +7,14 @@ a domain or a sender ties alerts from different rules together, while a
 user, a host or an internal address (shared by half the company's alerts)
 only joins alerts of the same rule. That keeps a malware case on a laptop
 apart from a scanner case that touched the same laptop.
+
+Alerts about another machine join only through a strong indicator: a weak
+(same-rule) join is refused when the alert and the case both name machines
+(hosts or internal addresses) and share none of them, so a second host's
+malware alert that shares only a user with the first host's case opens its
+own case. Every join says through which entity it was made
+("joined through file_hash:..."), and an alert about a machine the case did
+not cover yet (or a process it did not name) is material: its run must act on it.
 """
 
 from __future__ import annotations
@@ -47,6 +55,16 @@ def scoped_key(tenant: str | None, key: str) -> str:
     return f"{tenant}\x1f{key}" if tenant else key
 
 
+def is_machine(entity: Entity) -> bool:
+    """Does this entity name a machine (a host, or an internal address standing for one)?"""
+    return entity.kind is EntityKind.HOST or (entity.kind is EntityKind.IP and is_internal_ip(entity.value))
+
+
+def _is_machine_key(key: str) -> bool:
+    kind, _, value = key.rpartition("\x1f")[2].partition(":")
+    return kind == EntityKind.HOST.value or (kind == EntityKind.IP.value and is_internal_ip(value))
+
+
 def is_strong(entity: Entity) -> bool:
     """Does this entity tie alerts of different rules together?"""
     if entity.kind in _STRONG_KINDS:
@@ -72,6 +90,8 @@ class CaseIndex:
     """Detector group keys (e.g. a brute-forcing source) that point at this case."""
     touched: float = 0.0
     """When this process last joined an alert to the case (the correlator's clock, in seconds)."""
+    machines: set[str] = field(default_factory=set)
+    """The (scoped) keys of the hosts and internal addresses the case's alerts name."""
 
 
 @dataclass
@@ -112,23 +132,37 @@ class Correlator:
         key (the source): two attackers hitting the same host and account are
         two cases, each blocked on its own.
         """
+        return self._find(alert)[0]
+
+    def _find(self, alert: Alert) -> tuple[str | None, str | None]:
+        """``(case id, the key it was joined through)``, or ``(None, None)``.
+
+        Entities are tried in the alert's own order (its source first), as the
+        fleet's broker routes them. A weak entity joins only a case of the same
+        rule that is about the same machine (when both name one).
+        """
         if alert.kind == "event" or alert.source == "detector":
             keys = [alert.attributes.get("group_key")] if alert.source == "detector" else \
                 [e.key for e in alert.entities]
             for key in keys:
                 case_id = self._by_group.get(key)
                 if case_id is not None and self._recent(self.cases[case_id], alert):
-                    return case_id
-            return None
+                    return case_id, key
+            return None, None
+        machines = {scoped_key(alert.tenant, e.key) for e in alert.entities if is_machine(e)}
         for entity in alert.entities:
             key = scoped_key(alert.tenant, entity.key)
             if is_strong(entity):
                 case_id = self._by_entity.get(key)
             else:
                 case_id = self._by_rule_entity.get((alert.rule_id, key))
-            if case_id is not None and self._recent(self.cases[case_id], alert):
-                return case_id
-        return None
+            if case_id is None or not self._recent(self.cases[case_id], alert):
+                continue
+            case = self.cases[case_id]
+            if not is_strong(entity) and machines and case.machines and not machines & case.machines:
+                continue  # another machine: only a strong indicator joins it
+            return case_id, entity.key
+        return None, None
 
     def _recent(self, case: CaseIndex, alert: Alert) -> bool:
         return case.last_seen is None or abs(alert.timestamp - case.last_seen) <= self.window
@@ -139,7 +173,7 @@ class Correlator:
         Raw events never open a case: they join one a detector opened, or stay
         case-less until a threshold is crossed.
         """
-        case_id = self.find(alert)
+        case_id, via = self._find(alert)
         if case_id is None:
             if alert.kind == "event":
                 return Attachment(None, False, False, ["raw event below any threshold"])
@@ -157,8 +191,19 @@ class Correlator:
                  if is_strong(e) and scoped_key(alert.tenant, e.key) not in case.entity_keys]
         if alert.kind == "alert" and fresh:
             why.append(f"new indicator {fresh[0]}")
+        machines = [e.key for e in alert.entities if is_machine(e)]
+        if alert.kind == "alert" and machines and case.machines and \
+                not {scoped_key(alert.tenant, k) for k in machines} & case.machines:
+            why.append(f"new host {machines[0]}")
+        processes = [e.key for e in alert.entities if e.kind is EntityKind.PROCESS
+                     and scoped_key(alert.tenant, e.key) not in case.entity_keys]
+        if alert.kind == "alert" and processes:
+            why.append(f"new process {processes[0]}")  # a process still running: its own run acts on it
+        material = bool(why)
+        why = why or ["follow-up, nothing material changed"]
+        why.append(f"joined through {via}")
         self._index(case, alert)
-        return Attachment(case_id, False, bool(why), why or ["follow-up, nothing material changed"])
+        return Attachment(case_id, False, material, why)
 
     def remember_group(self, group_key: str, case_id: str) -> None:
         """Re-link a detector's group key to its case (process restart)."""
@@ -203,7 +248,7 @@ class Correlator:
         if rule_entities is not None:
             rule_entities = {(r, scoped_key(tenant, k)) for r, k in rule_entities}
         case = CaseIndex(case_id, set(rules), set(entity_keys), severity.rank, last_seen, runs,
-                         touched=self._clock())
+                         touched=self._clock(), machines={k for k in entity_keys if _is_machine_key(k)})
         self.cases[case_id] = case
         self.cases.move_to_end(case_id)
         pairs = rule_entities if rule_entities is not None else {(r, k) for r in rules for k in entity_keys}
@@ -231,6 +276,8 @@ class Correlator:
         for entity in alert.entities:
             key = scoped_key(alert.tenant, entity.key)
             case.entity_keys.add(key)
+            if is_machine(entity):
+                case.machines.add(key)
             self._by_entity[key] = case.case_id
             if alert.kind == "alert":
                 self._by_rule_entity[(alert.rule_id, key)] = case.case_id

@@ -23,6 +23,8 @@ def fingerprint(alert: Alert) -> str:
         "title": alert.title,
         "attributes": alert.attributes,
         "tenant": alert.tenant,
+        # The same alert raised to a higher severity is news, not a repeat: it must reach its case.
+        "severity": str(alert.severity),
     }
     if alert.kind == "event":
         body["id"] = alert.id

@@ -18,7 +18,9 @@ Order of precedence, strictest wins:
   on positive benign evidence above the policy's floor, in an earned class,
   and never happens alone with a high/critical alert, an intel hit or
   evidence worth containment.
-* allow: everything else. An approval turns needs_approval into allow.
+* allow: everything else. An approval turns needs_approval into allow;
+  destructive actions and containment of a crown jewel need the approvals
+  of two distinct people (the two-person rule, ``two_person_reason``).
 
 Shadow mode does not change the outcome, only whether it executes
 (``Decision.executes``); the notes show what would have happened.
@@ -64,6 +66,8 @@ class GuardContext:
     mode: RunMode = RunMode.SHADOW
     approved_by: str | None = None
     """Set when a person approved this action (approval queue)."""
+    approvers: tuple[str, ...] = ()
+    """Everyone who approved this action; when empty, ``approved_by`` alone (the two-person rule counts these)."""
     flags: frozenset[str] = field(default_factory=frozenset)
     """Extra facts for policy rules, e.g. ``injection_suspected``."""
     responder_capabilities: frozenset[str] | None = None
@@ -79,6 +83,22 @@ class GuardContext:
     benign_evidence: bool = False
     """The verdict rests on positive evidence of benign (an allowlist, a benign signal, the vendor's own benign
     determination, learned history or the learned model with enough history)."""
+
+
+    @property
+    def approver_names(self) -> frozenset[str]:
+        """The distinct people who approved this action."""
+        names = self.approvers or ((self.approved_by,) if self.approved_by else ())
+        return frozenset(n.strip() for n in names if n and n.strip())
+
+
+def two_person_reason(tier: Tier, asset_tier: int, policy: Policy) -> str | None:
+    """Why an action needs two distinct approvers (destructive, or containment of a crown jewel), else None."""
+    if tier is Tier.DESTRUCTIVE:
+        return "destructive actions need two distinct approvers"
+    if tier not in (Tier.OBSERVE, Tier.DISMISS) and asset_tier <= policy.crown_jewel_tier:
+        return f"crown-jewel asset (tier {asset_tier}) actions need two distinct approvers"
+    return None
 
 
 class _Verdicts:
@@ -188,9 +208,16 @@ def decide(action: ProposedAction, ctx: GuardContext, policy: Policy) -> Decisio
         if hit:
             out.add(rule.outcome, f"policy rule {rule.name}: {rule.reason}")
 
-    if out.outcome is Outcome.NEEDS_APPROVAL and ctx.approved_by:
-        out.outcome = Outcome.ALLOW
-        out.reasons.append(f"approved by {ctx.approved_by}")
+    approvers = ctx.approver_names
+    if out.outcome is Outcome.NEEDS_APPROVAL and approvers:
+        two = two_person_reason(tier, ctx.asset_tier, policy)
+        if two and len(approvers) < 2:
+            # The two-person rule: one approval never lifts a destructive or crown-jewel action.
+            out.reasons.append(f"{Outcome.NEEDS_APPROVAL}: two-person rule: {two}; approved so far by "
+                               f"{', '.join(sorted(approvers))} only")
+        else:
+            out.outcome = Outcome.ALLOW
+            out.reasons.append(f"approved by {' and '.join(sorted(approvers))}")
     if ctx.mode is RunMode.SHADOW and out.outcome is Outcome.ALLOW:
         out.reasons.append("shadow mode: recorded, not executed")
     return Decision(outcome=out.outcome, reasons=out.reasons, action=action, mode=ctx.mode)

@@ -40,6 +40,7 @@ from soc_agent.audit import AuditLog
 from soc_agent.checkpoint import make_checkpointer
 from soc_agent.config import Settings
 from soc_agent.correlate import Correlator
+from soc_agent.actions import TTL_ACTIONS
 from soc_agent.dedupe import Deduper, fingerprint
 from soc_agent.detect import ThresholdDetector
 from soc_agent.enrich import LocalKnowledge, local_enrichers
@@ -53,7 +54,7 @@ from soc_agent.responders.local import CASE_CAPABILITIES
 from soc_agent.scoring import RuleBook
 from soc_agent.services import Services
 from soc_agent.vendor_evidence import EvidenceBook
-from soc_agent.store import AlertRow, ApprovalRow, CaseEntityRow, CaseRow, DeadLetterRow, Store
+from soc_agent.store import AlertRow, ApprovalRow, CaseEntityRow, CaseRow, DeadLetterRow, DecisionRow, Store
 from soc_agent.types import Alert, Severity, to_db_time, utcnow
 
 _COMMIT_EVERY = 500
@@ -496,9 +497,14 @@ class Pipeline:
             self.store.commit()
 
     def resume(self, thread_id: str, approved: bool, by: str, comment: str = "",
-               params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resume a paused run with a person's answer; the act node re-checks the guard."""
-        answer = {"approved": approved, "by": by, "comment": comment, "params": params or {}}
+               params: dict[str, Any] | None = None, approvers: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Resume a paused run with a person's answer; the act node re-checks the guard.
+
+        ``approvers`` are every distinct person who approved (the two-person rule needs two for crown jewels
+        and destructive actions); ``by`` alone counts as one.
+        """
+        answer = {"approved": approved, "by": by, "comment": comment, "params": params or {},
+                  "approvers": list(approvers)}
         state = self.graph.invoke(Command(resume=answer), {"configurable": {"thread_id": thread_id}},
                                   context=self.services, durability=self.durability)
         self.store.commit()
@@ -586,9 +592,17 @@ class Pipeline:
     # ---- lifecycle ----------------------------------------------------
 
     def _restore(self) -> None:
-        """Rebuild the correlator's index of open cases after a restart."""
+        """Rebuild the correlator's index of open cases, and the guard's recent blocks, after a restart."""
         horizon = to_db_time(utcnow() - self.correlator.window)
         self._restore_cases(list(self.store.session.exec(select(CaseRow).where(CaseRow.updated_at >= horizon))))
+        # The block-rate limit counts blocks decided within its window, whichever process decided them: a
+        # restart must not hand out a fresh allowance.
+        since = to_db_time(utcnow() - timedelta(seconds=self.services.policy.block.rate_window_s))
+        self.services.block_times.extend(to_db_time(t) for t in self.store.session.exec(
+            select(DecisionRow.created_at).where(DecisionRow.outcome == "allow", DecisionRow.mode == "enforce",
+                                                 DecisionRow.action.in_(sorted(TTL_ACTIONS)),
+                                                 DecisionRow.created_at >= since)
+            .order_by(DecisionRow.created_at)))
 
     def _restore_cases(self, cases: list[CaseRow], chunk: int = 500) -> None:
         """Re-index open cases, a few queries per ``chunk`` of cases (a takeover restores thousands)."""

@@ -362,42 +362,53 @@ class PlaybookSet:
         return next((p for p in self._playbooks if self.holds(p.when, ctx)), None)
 
     def menu(
-        self, playbook: Playbook, ctx: dict[str, Any] | cel.Context, entities: Sequence[Entity] | None = None
+        self, playbook: Playbook, ctx: dict[str, Any] | cel.Context, entities: Sequence[Entity] | None = None,
+        new: Sequence[Entity] = (),
     ) -> list[Response]:
         """Every response whose ``when`` holds, in playbook order.
 
         With ``entities`` (the case's), responses whose target cannot be
         resolved are left out, so nothing on the menu lacks a target.
         """
-        return list(self._eligible(playbook, ctx, entities))
+        return list(self._eligible(playbook, ctx, entities, new))
 
     def choose(
-        self, playbook: Playbook, ctx: dict[str, Any] | cel.Context, entities: Sequence[Entity] | None = None
+        self, playbook: Playbook, ctx: dict[str, Any] | cel.Context, entities: Sequence[Entity] | None = None,
+        new: Sequence[Entity] = (),
     ) -> Response | None:
         """The first response whose ``when`` holds (and, with ``entities``, whose target resolves)."""
-        return next(self._eligible(playbook, ctx, entities), None)
+        return next(self._eligible(playbook, ctx, entities, new), None)
 
     def _eligible(
-        self, playbook: Playbook, ctx: dict[str, Any] | cel.Context, entities: Sequence[Entity] | None
+        self, playbook: Playbook, ctx: dict[str, Any] | cel.Context, entities: Sequence[Entity] | None,
+        new: Sequence[Entity] = (),
     ) -> Iterator[Response]:
         ctx = cel_context(ctx)
         for response in playbook.responses:
             if not self.holds(response.when, ctx):
                 continue
             if entities is not None and response.target is not None:
-                if self.resolve_target(response, entities) is None:
+                if self.resolve_target(response, entities, new) is None:
                     continue
             yield response
 
     @staticmethod
-    def resolve_target(response: Response, case_entities: Sequence[Entity]) -> Entity | None:
-        """The first case entity of the selector's kind (and role, if given); None if absent."""
+    def resolve_target(response: Response, case_entities: Sequence[Entity],
+                       new: Sequence[Entity] = ()) -> Entity | None:
+        """The entity a response acts on; None if there is none of the selector's kind (and role).
+
+        ``new`` are the entities of the alert that triggered the run: the new
+        evidence is what the run acts on, so the first fitting one of those
+        wins, and the case's entities are the fallback only when the new
+        alert has none of the kind (a second LOLBin alert kills its own
+        process, not the first alert's).
+        """
         selector = response.target
         if selector is None:
             return None
         return next(
             (
-                e for e in case_entities
+                e for e in (*new, *case_entities)
                 if e.kind == selector.kind and (selector.role is None or e.role == selector.role)
             ),
             None,

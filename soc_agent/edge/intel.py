@@ -5,7 +5,9 @@ The server numbers every watchlist change; the sensor asks for changes
 resumes where it stopped) and applies them in order: ``block`` (pre-emptive,
 still judged by the local guard: never-block ranges, allowlist, rate limit,
 TTL cap), ``remove`` (a retraction or expiry: lifts a block the watchlist
-caused), ``allow`` / ``unallow`` (shared allowlist entries).
+caused, or drops a shared allowlist entry), ``allow`` / ``unallow`` (shared
+allowlist entries). ``apply`` returns what it did; a result starting with
+``error`` is counted as a failure (``failed``, ``last_failure``), never as applied.
 """
 
 from __future__ import annotations
@@ -33,10 +35,15 @@ class IntelPuller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.applied = 0
+        """Changes applied successfully."""
+        self.failed = 0
+        """Changes the sensor could not apply (each reported upstream by the sensor)."""
+        self.last_failure: str | None = None
         self.last_error: str | None = None
+        """The last pull that failed (server unreachable, refused); None after a good pull."""
 
     def pull_once(self) -> int:
-        """Fetch and apply every change since the cursor; returns how many were applied."""
+        """Fetch and apply every change since the cursor; returns how many were applied successfully."""
         done = 0
         while True:
             status, body = self._client.request("GET", f"{WATCHLIST_PATH}?since={self.cursor}")
@@ -44,9 +51,14 @@ class IntelPuller:
                 raise OSError(f"watchlist pull answered {status}: {body[:200]!r}")
             page = json.loads(body)
             for entry in page["entries"]:
-                self.apply(entry)
+                result = str(self.apply(entry))
                 self.cursor = max(self.cursor, int(entry["version"]))
-                done += 1
+                if result.startswith("error"):
+                    self.failed += 1
+                    self.last_failure = (f"version {entry.get('version')} {entry.get('action')} "
+                                         f"{entry.get('value')}: {result}")[:300]
+                else:
+                    done += 1
             self.cursor = max(self.cursor, int(page.get("cursor", self.cursor)))
             tmp = self.cursor_file.with_suffix(".tmp")
             tmp.write_text(str(self.cursor))
@@ -55,6 +67,11 @@ class IntelPuller:
                 break
         self.applied += done
         return done
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the sensor's summary."""
+        return {"cursor": self.cursor, "applied": self.applied, "failed": self.failed,
+                "last_failure": self.last_failure, "last_error": self.last_error}
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -21,6 +21,7 @@ table and then replaces itself with this process.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import signal
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from soc_agent.edge import parse as _p
-from soc_agent.edge.guardlite import ALLOW, EdgeGuard, load_compiled
+from soc_agent.edge.guardlite import ALLOW, EdgeGuard, _canon, load_compiled
 from soc_agent.edge.window import RecentSet, SourceWindows
 
 _SSHD_PROGS = frozenset(_p._SSHD)
@@ -71,12 +72,16 @@ class EdgeSensor:
         self._max_offenders = max_sources
         self.intel_blocked: dict[str, float] = {}
         """Addresses blocked on the shared watchlist's word (a retraction lifts only these)."""
+        self.intel_allowed: dict[str, bool] = {}
+        """Shared allowlist entries applied here -> whether the guard holds them because of the watchlist
+        (False: the local allowlist file has the same entry, which a retraction leaves alone)."""
         self.lines = 0
         self.failures = 0
         self.flagged = RecentSet(max_flagged)
         """Sources that crossed the threshold, most recent last; at most ``max_flagged`` (oldest evicted)."""
         self.stats = {"blocked": 0, "denied": 0, "needs_approval": 0, "shadow": 0, "already_blocked": 0,
-                      "block_errors": 0, "intel_blocked": 0, "intel_lifted": 0}
+                      "block_errors": 0, "intel_blocked": 0, "intel_lifted": 0,
+                      "intel_errors": 0}
 
     # ---- hot path -----------------------------------------------------------------------------
 
@@ -215,39 +220,86 @@ class EdgeSensor:
     # ---- the shared watchlist -----------------------------------------------------------------
 
     def apply_intel(self, entry: dict[str, Any]) -> str:
-        """Apply one watchlist change through the local guard; returns what was done."""
+        """Apply one watchlist change through the local guard; returns what was done.
+
+        A change that could not be applied returns (and reports upstream, with
+        ``executed: false``) ``"error: ..."`` and is counted in ``intel_errors``.
+        """
         ip, action = str(entry.get("value", "")), entry.get("action")
         now = time.time()
         with self.lock:
-            if action == "allow":
-                self.guard.allow(ip, f"shared allowlist: {entry.get('reason') or 'analyst'}")
-                done = self._lift(ip, force=True)
-            elif action == "unallow":
-                self.guard.unallow(ip)
-                done = "unallowed"
-            elif action == "remove":
-                done = self._lift(ip, force=False)
-            elif action == "block":
-                ttl = int(entry.get("ttl_s") or self.base_ttl)
-                outcome, ttl, reason = self.guard.judge(ip, ttl, now)
-                if outcome == ALLOW and not self.guard.shadow:
-                    try:
-                        self.firewall.block(ip, ttl, extend_only=True)
-                    except Exception as exc:  # noqa: BLE001
-                        done = f"error: {exc}"
-                    else:
-                        self.guard.record_block(now)
-                        self.intel_blocked[ip] = now + ttl
-                        self.stats["intel_blocked"] += 1
-                        done = "blocked"
-                else:
-                    done = f"{'shadow' if outcome == ALLOW else outcome}: {reason}"
-            else:
-                done = "ignored"
+            try:
+                done = self._apply_intel(ip, action, entry, now)
+            except Exception as exc:  # noqa: BLE001  (a malformed entry: reported, never fatal)
+                done = f"error: {exc}"
+            executed = not done.startswith("error")
+            if not executed:
+                self.stats["intel_errors"] += 1
         if self.reporter is not None:
             self.reporter.submit({"kind": "intel", "ip": ip, "action": action, "outcome": done,
-                                  "version": entry.get("version"), "decided_at": time.time()})
+                                  "executed": executed, "version": entry.get("version"), "decided_at": time.time()})
         return done
+
+    def _apply_intel(self, ip: str, action: Any, entry: dict[str, Any], now: float) -> str:
+        if action == "allow":
+            return self._shared_allow(ip, f"shared allowlist: {entry.get('reason') or 'analyst'}")
+        if action == "unallow":
+            return self._shared_unallow(ip) or "not on the shared allowlist"
+        if action == "remove":
+            # A retraction or expiry: of a shared allow (the guard drops it), of a watchlist block (lifted).
+            done = [d for d in (self._shared_unallow(ip),
+                                self._lift(ip, force=False) if ip in self.intel_blocked else None) if d]
+            return "; ".join(done) or "not blocked by intel"
+        if action == "block":
+            ttl = int(entry.get("ttl_s") or self.base_ttl)
+            outcome, ttl, reason = self.guard.judge(ip, ttl, now)
+            if outcome != ALLOW or self.guard.shadow:
+                return f"{'shadow' if outcome == ALLOW else outcome}: {reason}"
+            try:
+                self.firewall.block(ip, ttl, extend_only=True)
+            except Exception as exc:  # noqa: BLE001
+                return f"error: {exc}"
+            self.guard.record_block(now)
+            self.intel_blocked[ip] = now + ttl
+            self.stats["intel_blocked"] += 1
+            return "blocked"
+        return "ignored"
+
+    def _shared_allow(self, value: str, reason: str) -> str:
+        """Add a shared allowlist entry (address or CIDR) and lift the blocks it covers."""
+        if value not in self.intel_allowed:
+            ours = not self._on_local_allowlist(value)
+            if ours:
+                self.guard.allow(value, reason)
+            self.intel_allowed[value] = ours
+        if "/" in value:
+            net = ipaddress.ip_network(value, strict=False)
+            covered = [a for a in {*self.intel_blocked, *self._offenders} if _in_net(a, net)]
+        else:
+            covered = [value]
+        now = time.time()
+        lifted = [self._lift(a, force=True) for a in covered
+                  if a in self.intel_blocked or (a in self._offenders and self._offenders[a][1] > now)]
+        errors = [r for r in lifted if r.startswith("error")]
+        if errors:
+            return f"error: allowed, but lifting a block failed: {errors[0][7:]}"
+        return f"allowed; lifted {len(lifted)}" if lifted else "allowed"
+
+    def _shared_unallow(self, value: str) -> str | None:
+        """Drop a shared allowlist entry; None when the watchlist never allowed ``value`` here."""
+        if value not in self.intel_allowed:
+            return None
+        if self.intel_allowed.pop(value):
+            self.guard.unallow(value)
+            return "unallowed"
+        return "unallowed (the local allowlist still holds it)"
+
+    def _on_local_allowlist(self, value: str) -> bool:
+        """``value`` is, as such, an entry of the sensor's own allowlist file (a shared entry never removes it)."""
+        if "/" in value:
+            net = ipaddress.ip_network(value, strict=False)
+            return any(n == net for n, _ in self.guard._allow_nets)
+        return (_canon(value) or value) in self.guard._allow_exact
 
     def _lift(self, ip: str, force: bool) -> str:
         state = self._offenders.get(ip)
@@ -273,6 +325,14 @@ class EdgeSensor:
                 "flagged_evicted": self.flagged.evicted,
                 "sources_tracked": len(self.windows), "sources_evicted": self.windows.evicted,
                 "open_connections": len(self.attempts), **self.stats}
+
+
+def _in_net(value: str, net) -> bool:
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return addr.version == net.version and addr in net
 
 
 # ---- process ------------------------------------------------------------------------------------
@@ -371,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         firewall.close()
         out = sensor.summary() | {"seconds": round(elapsed, 3), "lines_per_s": round(sensor.lines / elapsed)
                                   if elapsed else None, "report_queue": reporter.stats(),
+                                  "intel": puller.stats() if puller is not None else None,
                                   "flagged_ips": sorted(sensor.flagged)}
         if args.summary:
             Path(args.summary).write_text(json.dumps(out))

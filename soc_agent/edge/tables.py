@@ -95,3 +95,27 @@ class IndicatorSightingRow(SQLModel, table=True):
     count: int = 0
     first_seen: datetime
     last_seen: datetime
+
+
+class TenantEntryRow(SQLModel, table=True):
+    """A tenant lead's own watchlist entry (block or allow): only that tenant's sensors see it.
+
+    Numbered from the same ``version`` sequence as ``IndicatorRow``, so a
+    sensor's single cursor covers both. ``status``: ``published``,
+    ``allowlisted``, ``retracted``.
+    """
+
+    __tablename__ = "edge_tenant_entries"
+    __table_args__ = (UniqueConstraint("tenant", "value"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(index=True)
+    value: str = Field(index=True)
+    kind: str = "ip"
+    status: str = "published"
+    version: int = Field(default=0, index=True)
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    decided_by: str = ""
+    reason: str = ""

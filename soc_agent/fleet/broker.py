@@ -8,12 +8,23 @@ Layout under one key prefix (so tests and tenants never see each other)::
     <prefix>:workers      live workers (sorted set scored by last heartbeat)
     <prefix>:attempts     delivery attempts per message id (hash)
     <prefix>:stats        published / shed counters (hash)
+    <prefix>:route:<key>  the partition alerts joining through <key> go to (expires)
 
 The invariant that makes a fleet correct: **one case is handled by one
 worker at a time**. Each alert goes to the partition of its correlation key
 (``correlation_key``: the source entity, which is also what the threshold
 detectors group by), and a partition has exactly one owner, the holder of
-its lease. The in-memory intake state (dedupe, thresholds, correlator) is
+its lease. The source alone is not enough: correlation also joins alerts of
+different sources through a strong indicator (a file hash, a domain, a URL,
+a sender, an external address; ``soc_agent.correlate``), and two malware
+alerts sharing a hash from two hosts would hash to two partitions and open
+two cases. So the publisher routes through Redis (``route_keys``): every key
+an alert can join a case through (its strong indicators, most telling
+first, then its same-rule weak entities) is looked up, the first that is
+routed already decides the partition (else the source does), and all of
+them are then routed there for ``route_ttl_s`` (the correlation window),
+atomically (one Lua script per alert). Raw events keep their source's
+partition unless an alert routed that source elsewhere first. The in-memory intake state (dedupe, thresholds, correlator) is
 kept per partition, so alerts of one partition only ever join that
 partition's cases; two workers never open two cases for the same attacker
 and never update one case concurrently.
@@ -45,9 +56,11 @@ from dataclasses import dataclass, field
 import redis
 
 from connectors import MappingError, parse_record
+from soc_agent.correlate import is_strong, scoped_key
 from soc_agent.types import Alert
 
-__all__ = ["Broker", "BrokerConfig", "Message", "PublishResult", "Refused", "correlation_key", "partition_of"]
+__all__ = ["Broker", "BrokerConfig", "Message", "PublishResult", "Refused", "correlation_key", "partition_of",
+           "route_keys"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,8 @@ class BrokerConfig:
     """Backlog (entries) of one partition above which the publisher waits."""
     max_wait_s: float = 10.0
     """How long the publisher waits for a backlog to drain before shedding to the dead-letter stream."""
+    route_ttl_s: int = 3600
+    """How long a correlation key stays routed to its partition after its last alert (the correlation window)."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> "BrokerConfig":
@@ -82,6 +97,7 @@ class BrokerConfig:
             "claim_idle_ms": os.environ.get("SOC_AGENT_BROKER_CLAIM_IDLE_MS"),
             "max_attempts": os.environ.get("SOC_AGENT_BROKER_MAX_ATTEMPTS"),
             "high_water": os.environ.get("SOC_AGENT_BROKER_HIGH_WATER"),
+            "route_ttl_s": os.environ.get("SOC_AGENT_BROKER_ROUTE_TTL_S"),
         }
         values: dict[str, object] = {k: v for k, v in env.items() if v is not None}
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -132,11 +148,12 @@ class Refused(Exception):
 
 
 def correlation_key(alert: Alert) -> str:
-    """The key that decides an alert's partition: its source entity.
+    """The key that decides an alert's partition when no key of it is routed yet: its source entity.
 
     Threshold detectors group raw events by the source, and follow-ups and
-    re-sends carry the same entities as their first alert, so everything
-    that can join one case shares this key.
+    re-sends carry the same entities as their first alert. Alerts of other
+    sources that share a strong indicator are kept together by the routes
+    (``route_keys``), not by this key.
     """
     for entity in alert.entities:
         if entity.role == "src":
@@ -144,6 +161,22 @@ def correlation_key(alert: Alert) -> str:
     if alert.entities:
         return alert.entities[0].key
     return f"{alert.source}:{alert.rule_id}"
+
+
+
+def route_keys(alert: Alert) -> list[str]:
+    """The keys an alert can join a case through, in the order the correlator tries them.
+
+    The alert's entities in its own order (its source first): a strong
+    indicator joins any rule's case, a weak entity only its rule's (paired
+    with the rule, as the correlator pairs them); a raw event only by its
+    source, the detectors' group key. Scoped by tenant like the correlator's keys.
+    """
+    if alert.kind == "event" or alert.source == "detector":
+        return [f"k:{scoped_key(alert.tenant, correlation_key(alert))}"]
+    keys = [f"k:{scoped_key(alert.tenant, e.key)}" if is_strong(e) else
+            f"r:{alert.rule_id}:{scoped_key(alert.tenant, e.key)}" for e in alert.entities]
+    return list(dict.fromkeys(keys)) or [f"k:{scoped_key(alert.tenant, correlation_key(alert))}"]
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -156,6 +189,21 @@ def partition_of(key: str, partitions: int) -> int:
 # taken by another worker must never be extended or deleted by the old owner.
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+# KEYS: an alert's route keys, most telling first; ARGV: the partition if none is routed yet, the ttl (ms).
+# The first routed key decides; every key is then routed there (the newest case holding a key is where
+# the correlator would join it), all in one step so two publishers never route one key two ways.
+_ROUTE = """
+local partition = false
+for _, key in ipairs(KEYS) do
+  partition = redis.call('get', key)
+  if partition then break end
+end
+partition = partition or ARGV[1]
+for _, key in ipairs(KEYS) do
+  redis.call('set', key, partition, 'px', ARGV[2])
+end
+return tonumber(partition)
+"""
 
 
 class Broker:
@@ -168,6 +216,7 @@ class Broker:
                                                     health_check_interval=15)
         self._renew = self.redis.register_script(_RENEW)
         self._release = self.redis.register_script(_RELEASE)
+        self._route = self.redis.register_script(_ROUTE)
 
     # ---- keys ------------------------------------------------------------
 
@@ -186,33 +235,62 @@ class Broker:
     # ---- publishing --------------------------------------------------------
 
     def partition(self, alert: Alert) -> int:
-        """The partition of a parsed alert: the one of its correlation key."""
-        return partition_of(correlation_key(alert), self.config.partitions)
+        """The partition of a parsed alert: where the cases it can join are (see ``route_keys``).
+
+        Without Redis, the one of its correlation key (queueing then fails anyway).
+        """
+        try:
+            return self._routed([alert], self.redis)[0]
+        except redis.RedisError:
+            return partition_of(correlation_key(alert), self.config.partitions)
+
+    def _routed(self, alerts: list[Alert], client) -> list[int]:
+        """Route ``alerts`` in order, in one round trip."""
+        pipe = client.pipeline(transaction=False)
+        for alert in alerts:
+            self._route(keys=[f"{self.config.prefix}:route:{k}" for k in route_keys(alert)],
+                        args=[partition_of(correlation_key(alert), self.config.partitions),
+                              self.config.route_ttl_s * 1000], client=pipe)
+        return [int(p) for p in pipe.execute()]
+
+    def _parse(self, line: bytes, fmt: str, max_bytes: int) -> Alert | None:
+        try:
+            return parse_record(line.rstrip(b"\r\n"), fmt, max_bytes)
+        except MappingError:
+            return None
+
+    def _route_lines(self, lines: list[bytes], fmt: str, max_bytes: int = 256 * 1024) -> list[int]:
+        """The partitions of input lines (unparseable lines go where their bytes hash)."""
+        alerts = [self._parse(line, fmt, max_bytes) for line in lines]
+        routed = iter(self._routed([a for a in alerts if a is not None], self.redis))
+        # An unparseable line: the worker dead-letters it with the parse error; any partition will do.
+        return [next(routed) if a is not None else partition_of(hashlib.sha1(line).hexdigest(),
+                                                                self.config.partitions)
+                for line, a in zip(lines, alerts)]
 
     def route(self, line: bytes, fmt: str = "auto", max_bytes: int = 256 * 1024) -> int:
         """The partition of one input line (unparseable lines go where their bytes hash)."""
-        try:
-            alert = parse_record(line.rstrip(b"\r\n"), fmt, max_bytes)
-        except MappingError:
-            # The worker dead-letters it with the parse error; any partition will do.
-            return partition_of(hashlib.sha1(line).hexdigest(), self.config.partitions)
-        return self.partition(alert)
+        return self._route_lines([line], fmt, max_bytes)[0]
 
     def publish(self, lines: Iterable[bytes], source: str = "stdin", fmt: str = "auto",
                 chunk: int = 500) -> PublishResult:
         """Queue lines on their partitions; wait, then shed, when a partition's backlog is too long."""
         result = PublishResult()
-        batch: list[tuple[int, bytes, int]] = []
+        batch: list[tuple[bytes, int]] = []
         for line_no, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            batch.append((self.route(line, fmt), line, line_no))
+            batch.append((line, line_no))
             if len(batch) >= chunk:
-                self._publish_batch(batch, source, result)
+                self._publish_routed(batch, fmt, source, result)
                 batch = []
         if batch:
-            self._publish_batch(batch, source, result)
+            self._publish_routed(batch, fmt, source, result)
         return result
+
+    def _publish_routed(self, batch: list[tuple[bytes, int]], fmt: str, source: str, result: PublishResult) -> None:
+        partitions = self._route_lines([line for line, _ in batch], fmt)
+        self._publish_batch([(p, line, n) for p, (line, n) in zip(partitions, batch)], source, result)
 
     def _publish_batch(self, batch: list[tuple[int, bytes, int]], source: str, result: PublishResult) -> None:
         full = self._wait_for_room({p for p, _, _ in batch}, result)

@@ -53,6 +53,8 @@ def act_on_decision(state: TriageState, runtime: Runtime[Services]) -> dict:
     decision = state["decision"]
     approval = state.get("approval")
     approved_by = approval.get("by") if approval and approval.get("approved") else None
+    # Everyone who approved (the queue sends them all for the two-person rule); else the one who answered.
+    approvers = tuple(str(a) for a in approval.get("approvers") or ()) if approved_by else ()
     action = decision.action
     if approval is not None:
         _settle_approval(svc, state, "approved")
@@ -67,7 +69,8 @@ def act_on_decision(state: TriageState, runtime: Runtime[Services]) -> dict:
         action = action.model_copy(update={"params": {**action.params, **approval.get("params", {})}}) \
             if approval.get("params") else action
         # The act node is the authorization boundary: the approval only lifts needs_approval.
-        decision = decide(action, guard_context(svc, state, action, approved_by=approved_by), svc.policy)
+        decision = decide(action, guard_context(svc, state, action, approved_by=approved_by, approvers=approvers),
+                          svc.policy)
         if not decision.executes:
             row = svc.executor.record(decision.action, state["case_id"], state["run"], "denied",
                                       "; ".join(decision.reasons))

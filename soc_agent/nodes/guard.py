@@ -32,7 +32,7 @@ _AFFECTS_CASE_USERS = frozenset({EntityKind.EMAIL, EntityKind.CLOUD_RESOURCE, En
 
 
 def guard_context(svc: Services, state: TriageState, action: ProposedAction,
-                  approved_by: str | None = None) -> GuardContext:
+                  approved_by: str | None = None, approvers: tuple[str, ...] = ()) -> GuardContext:
     """Gather what the guard needs about this action on this case."""
     case: Case = state["case"]
     assessment = state["assessment"]
@@ -66,6 +66,7 @@ def guard_context(svc: Services, state: TriageState, action: ProposedAction,
         independent_evidence=independent_sources(state["evidence"]),
         allowlisted_target=allow.reason if allow else None,
         recent_blocks=len(svc.block_times), mode=svc.mode, approved_by=approved_by,
+        approvers=tuple(approvers),
         flags=frozenset(assessment.flags), responder_capabilities=svc.executor.capabilities,
         incident_class=state.get("incident_class"),
         max_severity=case.max_severity,

@@ -72,8 +72,9 @@ def persist_notes(svc: Services, state: TriageState) -> None:
         # A new alert changed the case's verdict: the analyst sees what it was and that it moved.
         earlier = f"{row.verdict} at {row.confidence or 0:.2f} (run {row.runs}, status {row.status})"
     # A closed case stays closed only while nothing in it says otherwise: a malicious or undetermined alert
-    # joining it re-opens it.
-    reopened = row is not None and row.status == "closed" and assessment.verdict not in _NON_MALICIOUS
+    # joining it re-opens it, and so does one whose own close now needs a person (a high alert, an intel hit).
+    reopened = row is not None and row.status == "closed" and (
+        assessment.verdict not in _NON_MALICIOUS or _status(state) == "pending_approval")
     summary = (f"{len(case.alerts)} distinct alert(s) ({', '.join(case.detections)}), "
                f"{case.duplicate_count} duplicate(s), {len(case.entities)} entities; "
                f"verdict {assessment.verdict} at {assessment.confidence:.2f}; "
@@ -113,3 +114,35 @@ def persist_notes(svc: Services, state: TriageState) -> None:
                      case.id, session=session)
     # No commit here: the run's rows land with the caller's next commit (a paused run's at once,
     # see Pipeline._run_graph), so a stream of decisions shares its commits.
+
+
+def note_rollback(store, case_id: str, line: str, rolled_back: int | None = None, status: str | None = None,
+                  note_files=None) -> None:
+    """Add a rollback line to the case's notes (and mark the rolled-back action so), in the store's transaction.
+
+    The lines are kept in the notes JSON under ``rollbacks`` and rendered after the notes; the case's
+    next run writes fresh notes.
+    """
+    from soc_agent.notes import inert
+
+    session = store.session
+    note = session.get(NoteRow, case_id)
+    data = json.loads(note.notes_json) if note is not None and note.notes_json else {}
+    for action in data.get("actions") or []:
+        if rolled_back is not None and action.get("action_id") == rolled_back:
+            action["status"] = "rolled back"
+    data.setdefault("rollbacks", []).append(line)
+    if status is not None:
+        data["case_status"] = status
+    try:
+        markdown = render_markdown(CaseNotes.model_validate(data))
+    except ValueError:  # no notes yet (or notes of an older shape): the rollback lines alone
+        markdown = (note.markdown if note is not None else f"# Case {inert(case_id, 120)}\n").rstrip("\n") + "\n"
+        markdown = markdown.split("\n## Rollbacks\n")[0].rstrip("\n") + "\n"
+    markdown += "\n## Rollbacks\n\n" + "".join(f"- {inert(entry, 600)}\n" for entry in data["rollbacks"])
+    if status is not None:
+        markdown += f"\nCase status: {status}\n"
+    store.upsert(NoteRow, {"case_id": case_id, "notes_json": json.dumps(data, default=str), "markdown": markdown,
+                           "updated_at": to_db_time(utcnow())})
+    if note_files is not None:
+        note_files.stage(case_id, markdown)

@@ -1,4 +1,8 @@
-"""plan: the matched playbook's lowest-risk sufficient action for this verdict."""
+"""plan: the matched playbook's lowest-risk sufficient action for this verdict.
+
+The action's target comes from the alert that triggered the run (the new
+evidence) when it has an entity of the target's kind, else from the case.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +24,11 @@ def plan_action(state: TriageState, runtime: Runtime[Services]) -> dict:
     if playbook is None:
         return {"incident_class": "unclassified", "playbook": None, "menu": [], "proposed": None,
                 "trace": ["plan: no playbook matches"]}
-    allowed = svc.playbooks.menu(playbook, ctx, case.entities)
+    alert = state.get("alert")
+    new = list(alert.entities) if alert is not None else []
+    allowed = svc.playbooks.menu(playbook, ctx, case.entities, new)
     menu = [r.action for r in allowed]
-    response = svc.playbooks.choose(playbook, ctx, case.entities)
+    response = svc.playbooks.choose(playbook, ctx, case.entities, new)
     picked = assessment.proposed_action
     if picked is not None and picked != (response.action if response else None):
         # A model's pick counts only if the playbook allows it for this verdict now.
@@ -34,11 +40,12 @@ def plan_action(state: TriageState, runtime: Runtime[Services]) -> dict:
         spec = action_spec(response.action)
         proposed = ProposedAction(
             name=spec.name, tier=spec.tier, capability=spec.capability,
-            target=svc.playbooks.resolve_target(response, case.entities) if response.target else None,
+            target=svc.playbooks.resolve_target(response, case.entities, new) if response.target else None,
             params=dict(response.params), rollback=spec.rollback, playbook=playbook.name,
         )
     note = f"plan: playbook {playbook.name} → {proposed.name if proposed else 'nothing'}"
     if proposed and proposed.target:
-        note += f" on {proposed.target.key}"
+        from_alert = any(e.key == proposed.target.key for e in new)
+        note += f" on {proposed.target.key} ({'the new alert' if from_alert else 'the case'}'s)"
     return {"incident_class": playbook.incident_class, "playbook": playbook.name, "menu": menu,
             "proposed": proposed, "trace": [note]}

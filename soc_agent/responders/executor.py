@@ -17,7 +17,7 @@ from sqlmodel import select
 from soc_agent.actions import CATALOG, ROLLBACKS
 from soc_agent.audit import AuditLog
 from soc_agent.responders.base import Responder, ResponderError
-from soc_agent.store import ActionRow, Store
+from soc_agent.store import ActionRow, CaseRow, Store
 from soc_agent.types import Entity, EntityKind, ProposedAction, to_db_time, utcnow
 
 
@@ -28,6 +28,8 @@ class ActionExecutor:
         self.store = store
         self.audit = audit
         self._by_capability: dict[str, Responder] = {}
+        self.note_files = None
+        """Optional ``NoteFiles``: a rollback's notes line is mirrored to the case's markdown file too."""
         for responder in responders:
             for capability in responder.capabilities:
                 self._by_capability.setdefault(capability, responder)
@@ -106,7 +108,13 @@ class ActionExecutor:
         return responder is not None and responder.verify(action)
 
     def rollback(self, action_id: int, by: str = "cli") -> ActionRow:
-        """Undo an executed action through its responder; raises ResponderError if it cannot be undone."""
+        """Undo an executed action through its responder; raises ResponderError if it cannot be undone.
+
+        Only what the action itself holds is undone: an action that found its effect already in place
+        owns nothing, and an effect another action still holds stays. The case of the action, and of
+        every other action that relied on an effect this lifted, gets its status re-checked and a line
+        in its notes.
+        """
         session = self.store.session
         row = session.get(ActionRow, action_id)
         if row is None:
@@ -120,12 +128,72 @@ class ActionExecutor:
         responder = self._by_capability.get(row.capability)
         if responder is None:
             raise ResponderError(f"no responder holds capability {row.capability}")
-        result = responder.rollback(action, row.case_id, to_db_time(utcnow()))
-        row.status = "rolled_back"
+        now = to_db_time(utcnow())
+        if getattr(responder, "owns_effects", False):
+            result = responder.rollback(action, row.case_id, now, action_id=row.id)
+        else:
+            result = responder.rollback(action, row.case_id, now)
+        was, row.status = row.status, "rolled_back"
+        stored = _json(row.result)
+        stored["rollback"] = {"by": by, "at": now.isoformat(), **result}
+        row.result = json.dumps(stored, default=str)
         self.audit.append("action.rollback", {"action_id": row.id, "by": by, "result": result},
                           row.case_id, session=session)
+        self._after_rollback(row, was, result, by, now)
         self.store.commit()
         return row
+
+    def _after_rollback(self, row: ActionRow, was: str, result: dict, by: str, now: datetime) -> None:
+        """Re-check the status of every case the rollback touched and add a line to its notes."""
+        # Imported here: the graph's nodes import this module.
+        from soc_agent.nodes.notes import note_rollback
+
+        session = self.store.session
+        session.flush()  # the queries below must see the rolled-back status
+        what = f"action {row.id} ({row.name} on {row.target_value or '-'})"
+        if was == "expired" and not result.get("lifted"):
+            effect = "it had already expired; nothing lifted"
+        elif result.get("owned") is False:
+            held = result.get("still_held_by") or ([_json(row.result).get("held_by")] if _json(row.result).get(
+                "held_by") else [])
+            effect = "it owned nothing (already in effect" + (
+                f": held by action {', '.join(str(h) for h in held)}" if held else "") + "); nothing lifted"
+        elif result.get("lifted"):
+            effect = "its effect was lifted"
+        elif result.get("still_held_by"):
+            effect = (f"its hold was released; the effect stays, held by action "
+                      f"{', '.join(str(h) for h in result['still_held_by'])}"
+                      + (f" until {result['expires_at']}" if result.get("expires_at") else ""))
+        else:
+            effect = "undone"
+        touched = {row.case_id: f"{now:%Y-%m-%d %H:%M:%S} UTC: {what} rolled back by {by}: {effect}."}
+        if result.get("lifted") and row.target_value is not None:
+            # Actions of other cases that found this effect in place relied on it: it is gone for them too.
+            for other in session.exec(select(ActionRow).where(
+                    ActionRow.name == row.name, ActionRow.target_value == row.target_value,
+                    ActionRow.status == "done", ActionRow.id != row.id)):
+                if other.case_id not in touched:
+                    touched[other.case_id] = (f"{now:%Y-%m-%d %H:%M:%S} UTC: {what} of case {row.case_id} rolled "
+                                              f"back by {by} lifted the effect action {other.id} of this case "
+                                              f"relied on.")
+        for case_id, line in touched.items():
+            case = session.get(CaseRow, case_id)
+            if case is not None and case.status == "contained" and not self._still_contained(case_id):
+                case.status = "open"
+            if case is not None:
+                case.updated_at = now
+            note_rollback(self.store, case_id, line, rolled_back=row.id if case_id == row.case_id else None,
+                          status=case.status if case is not None else None, note_files=self.note_files)
+
+    def _still_contained(self, case_id: str) -> bool:
+        """Does an executed containment of the case still have its effect in place?"""
+        session = self.store.session
+        for other in session.exec(select(ActionRow).where(ActionRow.case_id == case_id, ActionRow.status == "done")):
+            if other.tier in ("observe", "dismiss") or not other.target_kind:
+                continue
+            if self.verify(_action_from_row(other)):
+                return True
+        return False
 
     def expire(self, now: datetime | None = None) -> int:
         """Lift every TTL'd effect that is due; each expiry is audited. Returns how many."""
@@ -165,3 +233,21 @@ def _action_from_row(row: ActionRow) -> ProposedAction:
     target = Entity(kind=EntityKind(row.target_kind), value=row.target_value) if row.target_kind else None
     return ProposedAction(name=row.name, tier=row.tier, capability=row.capability, target=target,
                           params=json.loads(row.params), rollback=row.rollback)
+
+
+def _json(text: str | None) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def describe_status(row: ActionRow) -> str:
+    """The action's status with what it owns: ``done (already in effect: action 57)`` for an action that
+    found its effect in place and so owns nothing."""
+    result = _json(row.result)
+    if row.status in ("done", "expired", "rolled_back") and result.get("owns") is False:
+        held_by = result.get("held_by")
+        return f"{row.status} (already in effect{f': action {held_by}' if held_by else ''}; owns nothing)"
+    return row.status

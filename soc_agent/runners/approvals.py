@@ -9,6 +9,14 @@ Rules, in the order they are checked:
 * only ``analyst`` or ``lead`` decide; crown-jewel assets, destructive actions
   and escalated items need a ``lead``;
 * nobody approves (or edits) a request they raised;
+* the two-person rule: destructive actions and containment of a crown jewel
+  need two distinct leads. The first approval is recorded (``approval_votes``)
+  and the item stays pending; the second, different lead's approval resumes
+  the run with both names (the act node's guard re-check counts them); the
+  same person approving twice is a conflict; a rejection by either ends it;
+* an item whose exact effect is already active (another action put it in
+  place) says so, and so does its decision: approving adds no second effect,
+  rejecting does not lift the one in place;
 * an item that is not pending, or has expired, is a conflict (409);
 * an edit may only pick an action from the playbook's menu for the case, and
   never one the guard denies; the act node re-checks the guard anyway;
@@ -31,14 +39,19 @@ from typing import Any
 
 from langgraph.types import Command
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from soc_agent.actions import CATALOG, TTL_ACTIONS
 from soc_agent.guard import decide as guard_decide
+from soc_agent.guard import two_person_reason
 from soc_agent.nodes.guard import guard_context
+from soc_agent.notes import CaseNotes, render_markdown
+from soc_agent.responders.local import EFFECTS as LOCAL_EFFECTS
 from soc_agent.runners.auth import Identity, Role
 from soc_agent.runners.tables import ApprovalMetaRow, CaseCommentRow
-from soc_agent.store import ApprovalRow, CaseRow, NoteRow
+from soc_agent.store import ActionRow, ApprovalRow, CaseRow, ContainmentRow, NoteRow
+from soc_agent.store.tables import ApprovalVoteRow
 from soc_agent.types import Outcome, ProposedAction, Tier, to_db_time, utcnow
 
 AGENT = "soc-agent"
@@ -142,7 +155,8 @@ class ApprovalQueue:
             if status:
                 query = query.where(ApprovalRow.status == status)
             rows = self._session.exec(query.execution_options(populate_existing=True)).all()
-            items = [self._summary(row, self._meta(row)) for row in rows]
+            items = [self._summary(row, self._meta(row),
+                                   self._paused_state(row) if row.status == "pending" else None) for row in rows]
             self.pipeline.store.commit()
             return items
 
@@ -152,8 +166,8 @@ class ApprovalQueue:
             self.expire()
             row = self._row(approval_id)
             meta = self._meta(row)
-            item = self._summary(row, meta)
             values = self._paused_state(row)
+            item = self._summary(row, meta, values)
             action = self._action(values)
             item["params"] = action.params if action else {}
             item["target"] = action.target.key if action and action.target else None
@@ -216,26 +230,46 @@ class ApprovalQueue:
                 self._authorize(row, meta, who, approved)
                 values = self._paused_state(row)
                 replacement = self._edited_action(values, who, new_action, params) if verb == "edit" else None
+                two = self._two_person(values, row) if approved else None
+                first = self._first_approval(row, who, verb) if two else None
+                if first is not None and (first.action or first.params != "{}"):
+                    # The second approver approves what the first one approved, edit included.
+                    new_action, params = first.action, json.loads(first.params)
+                    replacement = self._edited_action(values, who, new_action, params)
             except ApprovalError as exc:
                 self._refused(row, who, verb, exc)
                 raise
+            in_effect = self._in_effect(self._action(values))
+            if two and first is None:
+                return self._record_first_approval(row, who, comment, new_action, params, two, in_effect)
+            approvers = (first.approver, who.name) if first is not None else ()
             status = "approved" if approved else "rejected"
-            if not self._claim(row.id, status, who.name, comment):
+            by = " and ".join(approvers) if approvers else who.name
+            if not self._claim(row.id, status, by, comment):
                 exc = Conflict(f"approval {approval_id} was decided by someone else")
                 self._refused(row, who, verb, exc)
                 raise exc
+            if approvers:
+                self._add_vote(row, who, comment, None, None)  # the second approval, on the record too
             self._svc.audit.append("approval.decided", {
                 "approval_id": row.id, "decision": verb if verb == "edit" else status, "by": who.name,
                 "role": str(who.role), "comment": comment, "action": row.action,
                 "edited_action": replacement.name if replacement is not None and new_action else None,
-                "params": params or {},
+                "params": params or {}, "approvers": list(approvers),
+                "already_in_effect": in_effect["summary"] if in_effect else None,
             }, row.case_id, session=self._session)
             if comment:
                 self._session.add(CaseCommentRow(case_id=row.case_id, source="queue", author=who.name,
                                                  body=f"{verb}: {comment}", created_at=to_db_time(utcnow())))
             self.pipeline.store.commit()
-            state = self._resume(row, approved, who.name, comment, replacement if new_action else None, params)
-            return self._outcome(row, status, state)
+            state = self._resume(row, approved, by, comment, replacement if new_action else None, params, approvers)
+            outcome = self._outcome(row, status, state)
+            if approvers:
+                outcome["approvers"] = list(approvers)
+            if in_effect:
+                outcome["already_in_effect"] = in_effect["summary"]
+                outcome["note"] = self._note_in_effect(row, approved, in_effect)
+            return outcome
 
     def expire(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Expire overdue items: reject them, or escalate once to a lead when the policy says so."""
@@ -385,6 +419,123 @@ class ApprovalQueue:
                                    "change its arguments or reject and re-plan instead")
         return action
 
+    # ---- the two-person rule and effects already in place ----------------
+
+    def _two_person(self, values: dict[str, Any] | None, row: ApprovalRow) -> str | None:
+        """Why this item needs two distinct approvers (the guard's own rule), else None."""
+        action = self._action(values)
+        tier = Tier(row.tier) if row.tier in {str(t) for t in Tier} else Tier.DESTRUCTIVE
+        if action is None:
+            return two_person_reason(tier, 0, self._svc.policy)  # no checkpoint: fail towards the stricter rule
+        ctx = guard_context(self._svc, values, action)
+        return two_person_reason(CATALOG[action.name].tier if action.name in CATALOG else tier, ctx.asset_tier,
+                                 self._svc.policy)
+
+    def _votes(self, approval_id: int) -> list[ApprovalVoteRow]:
+        return list(self._session.exec(select(ApprovalVoteRow).where(ApprovalVoteRow.approval_id == approval_id)
+                                       .order_by(ApprovalVoteRow.id).execution_options(populate_existing=True)))
+
+    def _first_approval(self, row: ApprovalRow, who: Identity, verb: str) -> ApprovalVoteRow | None:
+        """Another person's recorded approval this one completes; None when this is the first."""
+        votes = self._votes(row.id)
+        others = [v for v in votes if v.approver != who.name]
+        if not others:
+            if votes:
+                raise Conflict(f"{who.name} already approved {row.id}; the two-person rule needs a second, "
+                               f"different approver")
+            return None
+        if verb == "edit":
+            raise Conflict(f"approval {row.id} was approved by {others[0].approver} as recorded; the second "
+                           f"approver approves it as is or rejects it")
+        return others[0]
+
+    def _add_vote(self, row: ApprovalRow, who: Identity, comment: str, action: str | None,
+                  params: dict[str, Any] | None) -> None:
+        if any(v.approver == who.name for v in self._votes(row.id)):
+            return
+        self._session.add(ApprovalVoteRow(approval_id=row.id, approver=who.name, role=str(who.role),
+                                          comment=comment or None, action=action,
+                                          params=json.dumps(params or {}, sort_keys=True),
+                                          created_at=to_db_time(utcnow())))
+        self._session.flush()
+
+    def _record_first_approval(self, row: ApprovalRow, who: Identity, comment: str, action: str | None,
+                               params: dict[str, Any] | None, why: str,
+                               in_effect: dict[str, Any] | None) -> dict[str, Any]:
+        """The first of two approvals: recorded, audited; the item stays pending and nothing runs."""
+        try:
+            self._add_vote(row, who, comment, action, params)
+        except IntegrityError:  # the same person, at the same moment, in another process
+            self.pipeline.store.rollback()
+            exc = Conflict(f"{who.name} already approved {row.id}; the two-person rule needs a second, "
+                           f"different approver")
+            self._refused(row, who, "approve", exc)
+            raise exc from None
+        self._svc.audit.append("approval.first_approval", {
+            "approval_id": row.id, "by": who.name, "role": str(who.role), "comment": comment,
+            "action": row.action, "edited_action": action, "params": params or {}, "rule": why,
+        }, row.case_id, session=self._session)
+        if comment:
+            self._session.add(CaseCommentRow(case_id=row.case_id, source="queue", author=who.name,
+                                             body=f"first approval: {comment}", created_at=to_db_time(utcnow())))
+        self.pipeline.store.commit()
+        reason = (f"approved by {who.name}; awaiting a second approver: {why} (two-person rule), "
+                  f"a different {self._meta(row).required_role} decides")
+        outcome = {"id": row.id, "case_id": row.case_id, "status": "pending",
+                   "action_status": "awaiting a second approver", "decision": None, "reasons": [reason],
+                   "approvers": [who.name]}
+        if in_effect:
+            outcome["already_in_effect"] = in_effect["summary"]
+        return outcome
+
+    def _in_effect(self, action: ProposedAction | None) -> dict[str, Any] | None:
+        """The action's exact effect when it is already active (put in place by another action), else None."""
+        effect = LOCAL_EFFECTS.get(action.name) if action is not None else None
+        if effect is None or action.target is None:
+            return None
+        row = self._session.get(ContainmentRow, (effect, action.target.value), populate_existing=True)
+        if row is None or not row.active or (row.expires_at is not None and _aware(row.expires_at) <= utcnow()):
+            return None
+        source = self._session.get(ActionRow, row.action_id) if row.action_id is not None else None
+        by = (f"action {row.action_id} of case {source.case_id}" if source is not None
+              else f"action {row.action_id}" if row.action_id is not None else "an earlier action")
+        ttl = action.params.get("ttl_seconds")
+        wanted = utcnow() + timedelta(seconds=ttl) if isinstance(ttl, int) and not isinstance(ttl, bool) else None
+        # Exactly in effect: for at least as long as this item asks; else approving it would extend the effect.
+        covers = row.expires_at is None or (wanted is not None and _aware(row.expires_at) >= wanted)
+        summary = f"{action.name} on {action.target.key} is already in effect (by {by})"
+        if not covers:
+            summary += f" until {_iso(row.expires_at)}; approving would extend it"
+        return {"effect": effect, "target": action.target.value, "action_id": row.action_id,
+                "case_id": source.case_id if source is not None else None, "expires_at": _iso(row.expires_at),
+                "covers": covers, "summary": summary}
+
+    def _note_in_effect(self, row: ApprovalRow, approved: bool, in_effect: dict[str, Any]) -> str:
+        """Say in the case notes what a decision on an effect already in place did and did not do."""
+        if approved and in_effect["covers"]:
+            text = (f"Approval {row.id} approved, but {in_effect['summary']}: no second effect was created; "
+                    f"the effect in place stays as it is.")
+        elif approved:
+            text = f"Approval {row.id} approved: {in_effect['summary']}; it now lasts as long as approved."
+        else:
+            text = (f"Approval {row.id} rejected, but {in_effect['summary']}: rejecting it did not lift that "
+                    f"effect; roll back action {in_effect['action_id']} to lift it.")
+        note = self._session.get(NoteRow, row.case_id, populate_existing=True)
+        if note is not None:
+            notes = CaseNotes.model_validate_json(note.notes_json)
+            notes.open_questions = [*notes.open_questions, text]
+            note.notes_json, note.markdown = notes.model_dump_json(), render_markdown(notes)
+            self._svc.note_files.stage(row.case_id, note.markdown)
+        self._session.add(CaseCommentRow(case_id=row.case_id, source="queue", author=AGENT, body=text,
+                                         created_at=to_db_time(utcnow())))
+        self._svc.audit.append("approval.already_in_effect", {"approval_id": row.id, "approved": approved,
+                                                              "effect": in_effect["effect"],
+                                                              "target": in_effect["target"],
+                                                              "by_action": in_effect["action_id"]},
+                               row.case_id, session=self._session)
+        self.pipeline.store.commit()
+        return text
+
     def _claim(self, approval_id: int, status: str, by: str, comment: str) -> bool:
         """The one atomic step: exactly one decider moves a pending item."""
         result = self._session.execute(
@@ -400,13 +551,17 @@ class ApprovalQueue:
         self.pipeline.store.commit()
 
     def _resume(self, row: ApprovalRow, approved: bool, by: str, comment: str,
-                replacement: ProposedAction | None, params: dict[str, Any] | None) -> dict[str, Any]:
+                replacement: ProposedAction | None, params: dict[str, Any] | None,
+                approvers: tuple[str, ...] = ()) -> dict[str, Any]:
         try:
-            if replacement is None:
+            if replacement is None and not approvers:
                 state = self.pipeline.resume(row.thread_id, approved, by, comment, params)
             else:
-                answer = {"approved": approved, "by": by, "comment": comment, "params": params or {},
-                          "action": replacement.model_dump(mode="json")}
+                answer = {"approved": approved, "by": by, "comment": comment, "params": params or {}}
+                if replacement is not None:
+                    answer["action"] = replacement.model_dump(mode="json")
+                if approvers:
+                    answer["approvers"] = list(approvers)  # the act node's guard re-check counts them
                 state = self.pipeline.graph.invoke(Command(resume=answer),
                                                    {"configurable": {"thread_id": row.thread_id}},
                                                    context=self._svc, durability=self.pipeline.durability)
@@ -433,15 +588,33 @@ class ApprovalQueue:
                 "decision": str(decision.outcome) if decision else None,
                 "reasons": decision.reasons if decision else []}
 
-    def _summary(self, row: ApprovalRow, meta: ApprovalMetaRow) -> dict[str, Any]:
+    def _summary(self, row: ApprovalRow, meta: ApprovalMetaRow,
+                 values: dict[str, Any] | None = None) -> dict[str, Any]:
         created = _aware(row.created_at)
         reasons = json.loads(row.reasons)
         spec = CATALOG.get(row.action)
+        votes = self._votes(row.id)
+        notes = []
+        if row.status == "pending":
+            if votes:
+                notes.append(f"needs_approval: approved by {', '.join(v.approver for v in votes)} at "
+                             f"{', '.join(_iso(v.created_at) for v in votes)}; awaiting a second approver "
+                             f"(a different {meta.required_role}): two-person rule")
+            in_effect = self._in_effect(self._action(values))
+            if in_effect:
+                notes.append(in_effect["summary"] + (": approving adds no second effect" if in_effect["covers"]
+                                                     else "") + "; rejecting does not lift it")
+        else:
+            in_effect = None
         return {
             "id": row.id, "case_id": row.case_id, "thread_id": row.thread_id, "status": row.status,
             "action": row.action, "tier": row.tier, "rollback": spec.rollback if spec else None,
             "guard_reasons": reasons,
-            "approval_reasons": [r for r in reasons if r.startswith("needs_approval")],
+            "approval_reasons": notes + [r for r in reasons if r.startswith("needs_approval")],
+            "approvals": [{"by": v.approver, "role": v.role, "at": _iso(v.created_at), "comment": v.comment,
+                           "action": v.action, "params": json.loads(v.params)} for v in votes],
+            "awaiting_second_approver": row.status == "pending" and bool(votes),
+            "already_in_effect": in_effect["summary"] if in_effect else None,
             "created_at": _iso(created), "age_s": round((utcnow() - created).total_seconds(), 1),
             "expires_at": _iso(meta.expires_at), "requested_by": meta.requested_by,
             "required_role": meta.required_role, "escalated": meta.escalated,

@@ -5,8 +5,14 @@ tokens, never the tokens themselves::
 
     tokens:
       - name: ana.lead        # the identity the audit records
-        role: lead            # viewer | analyst | lead
+        role: lead            # viewer | analyst | lead | platform
+        tenant: acme          # optional: the tenant this identity acts for
         sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+
+``tenant`` scopes what an identity may change on the edge's shared watchlist
+(``soc_agent.runners.edge_api``): a lead writes entries only its own tenant's
+sensors see, and an identity without a tenant writes none. ``platform`` (the
+provider's operators) ranks above lead and may write entries for every tenant.
 
 Make a hash with ``printf %s "$TOKEN" | sha256sum`` or :func:`hash_token`.
 Comparison is constant-time (``hmac.compare_digest``) against every entry,
@@ -25,15 +31,19 @@ import yaml
 
 
 class Role(enum.StrEnum):
-    """What a token may do: viewers read, analysts decide, leads decide everything."""
+    """What a token may do: viewers read, analysts decide, leads decide everything (for their tenant).
+
+    ``platform``: the provider's operators, a lead whose edge decisions may reach every tenant.
+    """
 
     VIEWER = "viewer"
     ANALYST = "analyst"
     LEAD = "lead"
+    PLATFORM = "platform"
 
     @property
     def rank(self) -> int:
-        """0 (viewer) to 2 (lead), for comparisons."""
+        """0 (viewer) to 3 (platform), for comparisons."""
         return list(Role).index(self)
 
 
@@ -43,6 +53,8 @@ class Identity:
 
     name: str
     role: Role
+    tenant: str | None = None
+    """The tenant this identity acts for; None: no tenant (no tenant-scoped writes)."""
 
     def at_least(self, role: Role) -> bool:
         """True when this identity's role is ``role`` or higher."""
@@ -79,7 +91,9 @@ class TokenStore:
                 digest = str(item["sha256"]).lower()
                 if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                     raise ValueError("sha256 must be 64 hex characters (store the hash, never the token)")
-                entries.append((digest, Identity(name=str(item["name"]), role=Role(item["role"]))))
+                tenant = item.get("tenant")
+                entries.append((digest, Identity(name=str(item["name"]), role=Role(item["role"]),
+                                                 tenant=str(tenant) if tenant else None)))
             except (KeyError, TypeError, ValueError) as exc:
                 raise TokenFileError(f"{path}: token entry {i}: {exc}") from None
         return cls(entries)

@@ -12,7 +12,17 @@ tenant comes from the server's configuration, never from the request):
 
 Analyst endpoints (``Authorization: Bearer``, the tokens file of ``soc-agent serve``):
 ``GET /api/edge/indicators`` (viewer: full provenance), ``POST
-/api/edge/indicators/{ip}/publish | retract | allowlist`` (analyst).
+/api/edge/indicators/{value}/publish | retract | allowlist`` (lead), where
+``value`` is an address or a CIDR, slash and all (``/api/edge/indicators/192.0.2.0/24/retract``;
+``%2F`` works too), body ``{"reason": ..., "tenant": ...}`` (both optional).
+
+Who may change the shared lists: a ``lead`` whose token names a ``tenant``
+writes entries only that tenant's sensors see (naming another tenant: 403); a
+lead without a tenant writes none (403); a ``platform`` token writes entries
+every sensor sees, or one tenant's when the body names it; viewers and
+analysts: 403. Blocks and allows broader than ``max_prefix_v4`` (default /16)
+or ``max_prefix_v6`` (/32) are refused with 422; a retraction is not, so an
+over-broad entry stored earlier can still be withdrawn.
 
 Rejected with 401: unsigned, unknown sensor, bad signature, a timestamp more
 than ``max_skew_s`` away, a nonce already used. With 403: a body naming
@@ -59,6 +69,7 @@ from soc_agent.edge.tables import (
     EdgeSensorRow,
     IndicatorRow,
     IndicatorSightingRow,
+    TenantEntryRow,
 )
 from soc_agent.runners.auth import Identity, Role, TokenStore
 from soc_agent.runners.limits import body_timeout_s, read_limited
@@ -84,6 +95,10 @@ class EdgeConfig:
     indicator_ttl_s: int = 24 * 3600
     block_ttl_s: int = 3600
     """TTL sensors are asked to block a published indicator for (their guard caps it)."""
+    max_prefix_v4: int = 16
+    """The broadest IPv4 network a block or an allow may name (a shorter prefix is refused)."""
+    max_prefix_v6: int = 32
+    """The broadest IPv6 network a block or an allow may name."""
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> EdgeConfig:
@@ -96,7 +111,8 @@ class EdgeConfig:
         key_hex = data.get("master_key") or Path(data["master_key_file"]).read_text().strip()
         return cls(master_key=bytes.fromhex(key_hex),
                    sensors={str(s["id"]): str(s["tenant"]) for s in data.get("sensors") or []},
-                   **{k: data[k] for k in ("quorum", "max_skew_s", "half_life_s", "indicator_ttl_s", "block_ttl_s")
+                   **{k: data[k] for k in ("quorum", "max_skew_s", "half_life_s", "indicator_ttl_s", "block_ttl_s",
+                                "max_prefix_v4", "max_prefix_v6")
                       if k in data})
 
     def sensor_key(self, sensor_id: str) -> bytes:
@@ -118,6 +134,14 @@ def _utc(ts: float) -> datetime:
 
 def _epoch(value: datetime) -> float:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+def _sensor_action(status: str, expires: float, now: float) -> str:
+    """What a sensor does with an entry: allow it, block it (while it lasts), or remove it."""
+    if status == "allowlisted":
+        return "allow"
+    if status == "published" and expires > now:
+        return "block"
+    return "remove"
 
 
 def _int_field(data: dict[str, Any], name: str) -> int:
@@ -149,6 +173,17 @@ def _canon_ip(value: str) -> str | None:
         return str(ipaddress.ip_address(value))
     except ValueError:
         return None
+
+
+def _canon_value(value: str) -> str | None:
+    """An address or a network in one spelling (a /32 or /128 is its address); None when neither."""
+    if "/" not in value:
+        return _canon_ip(value)
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return None
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
 class EdgeService:
@@ -258,16 +293,39 @@ class EdgeService:
         s.add(ind)
 
     def _next_version(self, s: Session) -> int:
-        return int(s.exec(select(func.max(IndicatorRow.version))).one() or 0) + 1
+        return self._max_version(s) + 1
+
+    @staticmethod
+    def _max_version(s: Session) -> int:
+        """The last watchlist version, shared and tenant entries alike (one sequence, one sensor cursor)."""
+        return max(int(s.exec(select(func.max(IndicatorRow.version))).one() or 0),
+                   int(s.exec(select(func.max(TenantEntryRow.version))).one() or 0))
 
     # ---- analyst decisions --------------------------------------------------------------------
 
-    def decide(self, ip: str, status: str, who: str, reason: str) -> dict[str, Any]:
-        """Publish, retract or allowlist an indicator (creating it if never sighted)."""
-        value = _canon_ip(ip)
-        if value is None and not (status == "allowlisted" and "/" in ip):
-            raise EdgeRejected(422, f"{ip!r} is not an IP address")
-        value = value or str(ipaddress.ip_network(ip, strict=False))
+    def check_value(self, raw: str, status: str) -> str:
+        """``raw`` in canonical spelling, else ``EdgeRejected`` 422 (not an address, or a block or allow too broad)."""
+        value = _canon_value(raw)
+        if value is None:
+            raise EdgeRejected(422, f"{raw!r} is not an IP address or network")
+        if status != "retracted" and "/" in value:
+            net = ipaddress.ip_network(value)
+            limit = self.config.max_prefix_v4 if net.version == 4 else self.config.max_prefix_v6
+            if net.prefixlen < limit:
+                what = "block" if status == "published" else "allowlist entry"
+                raise EdgeRejected(422, f"{value} is broader than /{limit}, the widest IPv{net.version} {what} "
+                                        f"this server accepts (max_prefix_v{net.version})")
+        return value
+
+    def decide(self, ip: str, status: str, who: str, reason: str, tenant: str | None = None) -> dict[str, Any]:
+        """Publish, retract or allowlist an indicator (creating it if never sighted).
+
+        ``tenant``: the entry is that tenant's alone (only its sensors see it);
+        None: a shared entry every sensor sees. Authorization is the caller's.
+        """
+        value = self.check_value(ip, status)
+        if tenant is not None:
+            return self._decide_for_tenant(value, status, who, reason, tenant)
         now = self.clock()
         with self._lock, Session(self.engine) as s:
             ind = s.get(IndicatorRow, value)
@@ -281,32 +339,65 @@ class EdgeService:
             ind.version = self._next_version(s)
             s.add(ind)
             s.commit()
-            return self._public(ind, now) | {"status": ind.status, "published_by": ind.published_by}
+            return self._public(ind, now) | {"status": ind.status, "published_by": ind.published_by,
+                                             "tenant": None}
+
+    def _decide_for_tenant(self, value: str, status: str, who: str, reason: str, tenant: str) -> dict[str, Any]:
+        now = self.clock()
+        with self._lock, Session(self.engine) as s:
+            row = s.exec(select(TenantEntryRow).where(TenantEntryRow.tenant == tenant,
+                                                      TenantEntryRow.value == value)).first()
+            if row is None:
+                if status == "retracted":
+                    raise EdgeRejected(404, f"tenant {tenant} has no watchlist entry for {value}")
+                row = TenantEntryRow(tenant=tenant, value=value, created_at=_utc(now), updated_at=_utc(now),
+                                     expires_at=_utc(now))
+            if status == "published":
+                row.expires_at = _utc(now + self.config.indicator_ttl_s)
+            row.status, row.decided_by, row.reason = status, f"analyst:{who}", reason[:500]
+            row.updated_at = _utc(now)
+            row.version = self._next_version(s)
+            s.add(row)
+            s.commit()
+            return self._public_tenant(row, now) | {"status": row.status, "published_by": row.decided_by,
+                                                    "tenant": tenant}
 
     # ---- views --------------------------------------------------------------------------------
 
-    def watchlist(self, since: int, limit: int = _PAGE) -> dict[str, Any]:
-        """Changes after version ``since`` that sensors act on; no tenant or sensor identities."""
+    def watchlist(self, since: int, limit: int = _PAGE, tenant: str | None = None) -> dict[str, Any]:
+        """Changes after version ``since`` that ``tenant``'s sensors act on: the shared entries and the
+        tenant's own; no tenant or sensor identities."""
         now = self.clock()
         with Session(self.engine) as s:
-            rows = s.exec(select(IndicatorRow).where(IndicatorRow.version > since,
-                                                     IndicatorRow.status != "candidate")
-                          .order_by(IndicatorRow.version).limit(limit + 1)).all()
-            cursor = int(s.exec(select(func.max(IndicatorRow.version))).one() or 0)
+            rows: list[Any] = list(s.exec(select(IndicatorRow).where(IndicatorRow.version > since,
+                                                                     IndicatorRow.status != "candidate")
+                                          .order_by(IndicatorRow.version).limit(limit + 1)).all())
+            if tenant is not None:
+                rows += s.exec(select(TenantEntryRow).where(TenantEntryRow.tenant == tenant,
+                                                            TenantEntryRow.version > since)
+                               .order_by(TenantEntryRow.version).limit(limit + 1)).all()
+            cursor = self._max_version(s)
+        rows = sorted(rows, key=lambda r: r.version)[:limit + 1]
         more = len(rows) > limit
         rows = rows[:limit]
         if more:
             cursor = rows[-1].version
-        return {"cursor": cursor, "more": more, "entries": [self._public(r, now) for r in rows]}
+        return {"cursor": cursor, "more": more,
+                "entries": [self._public_tenant(r, now) if isinstance(r, TenantEntryRow) else self._public(r, now)
+                            for r in rows]}
+
+    def _public_tenant(self, row: TenantEntryRow, now: float) -> dict[str, Any]:
+        expires = _epoch(row.expires_at)
+        action = _sensor_action(row.status, expires, now)
+        return {"value": row.value, "kind": row.kind, "action": action, "version": row.version,
+                "confidence": 0.9 if action == "block" else 0.0,
+                "ttl_s": max(0, min(self.config.block_ttl_s, int(expires - now))) if action == "block" else 0,
+                "expires_at": row.expires_at.isoformat(), "tenants": 1, "sightings": 0, "sites": 0,
+                "reason": "analyst decision"}
 
     def _public(self, row: IndicatorRow, now: float) -> dict[str, Any]:
         expires = _epoch(row.expires_at)
-        if row.status == "allowlisted":
-            action = "allow"
-        elif row.status == "published" and expires > now:
-            action = "block"
-        else:
-            action = "remove"
+        action = _sensor_action(row.status, expires, now)
         return {"value": row.value, "kind": row.kind, "action": action, "version": row.version,
                 "confidence": round(decayed(row.base_confidence, row.last_seen, now, self.config.half_life_s), 3),
                 "ttl_s": max(0, min(self.config.block_ttl_s, int(expires - now))) if action == "block" else 0,
@@ -328,17 +419,24 @@ class EdgeService:
         return [{"sensor_id": r.sensor_id, "last_seen": r.last_seen.isoformat(), "events": r.events,
                  "shed_total": r.shed_total} for r in rows]
 
-    def indicators(self) -> list[dict[str, Any]]:
-        """Every indicator with full provenance (tenants by name): for the provider's analysts."""
+    def indicators(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Every indicator with full provenance (tenants by name): for the provider's analysts.
+
+        Then the tenants' own entries (``tenant`` set on each): ``tenant``'s only, or every tenant's when None.
+        """
         now = self.clock()
         with Session(self.engine) as s:
             rows = s.exec(select(IndicatorRow).order_by(IndicatorRow.last_seen.desc())).all()
             sights = s.exec(select(IndicatorSightingRow)).all()
+            query = select(TenantEntryRow).order_by(TenantEntryRow.version.desc())
+            own = s.exec(query if tenant is None else query.where(TenantEntryRow.tenant == tenant)).all()
         by_value: dict[str, list] = {}
         for x in sights:
             by_value.setdefault(x.value, []).append({"tenant": x.tenant, "sensor_id": x.sensor_id, "count": x.count})
-        return [self._public(r, now) | {"status": r.status, "published_by": r.published_by,
-                                        "provenance": by_value.get(r.value, [])} for r in rows]
+        return [self._public(r, now) | {"status": r.status, "published_by": r.published_by, "tenant": None,
+                                        "provenance": by_value.get(r.value, [])} for r in rows] + \
+               [self._public_tenant(r, now) | {"status": r.status, "published_by": r.decided_by, "tenant": r.tenant,
+                                               "provenance": []} for r in own]
 
 
 def confidence(tenants: int, sensors: int) -> float:
@@ -399,8 +497,8 @@ def edge_router(engine, tokens: TokenStore, config: EdgeConfig | None = None, cl
 
     @router.get("/edge/v1/watchlist")
     async def get_watchlist(request: Request, since: int = 0) -> dict[str, Any]:
-        await signed(request)
-        return service.watchlist(since)
+        _, tenant, _ = await signed(request)
+        return service.watchlist(since, tenant=tenant)
 
     @router.get("/edge/v1/events")
     async def get_events(request: Request, tenant: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
@@ -418,23 +516,37 @@ def edge_router(engine, tokens: TokenStore, config: EdgeConfig | None = None, cl
 
     @router.get("/api/edge/indicators")
     def list_indicators(request: Request) -> list[dict[str, Any]]:
-        analyst(request, Role.VIEWER)
-        return service.indicators()
+        who = analyst(request, Role.VIEWER)
+        return service.indicators(None if who.role == Role.PLATFORM else who.tenant or "")
 
     @router.post("/api/edge/indicators/{value:path}/{verb}")
     async def decide_indicator(value: str, verb: str, request: Request) -> dict[str, Any]:
-        who = analyst(request, Role.ANALYST)
+        who = analyst(request, Role.LEAD)
         status = {"publish": "published", "retract": "retracted", "allowlist": "allowlisted"}.get(verb)
         if status is None:
             raise HTTPException(404, "publish, retract or allowlist")
         raw = await read_limited(request, _MAX_BODY, timeout_s)
-        reason = ""
+        body: dict[str, Any] = {}
         if raw:
             try:
-                reason = str((json.loads(raw) or {}).get("reason", ""))
-            except (ValueError, AttributeError):
-                raise HTTPException(400, "body is not a JSON object") from None
-        return call(service.decide, value, status, who.name, reason)
+                body = json.loads(raw) or {}
+            except ValueError:
+                body = None  # type: ignore[assignment]
+            if not isinstance(body, dict):
+                raise HTTPException(400, "body is not a JSON object")
+        reason, named = str(body.get("reason", "")), body.get("tenant")
+        if named is not None and (not isinstance(named, str) or named not in set(service.config.sensors.values())):
+            raise HTTPException(422, f"tenant {named!r} has no sensors here")
+        if who.role == Role.PLATFORM:
+            scope = named  # None: every tenant's sensors
+        elif who.tenant is None:
+            raise HTTPException(403, f"{who.name} has no tenant: a lead changes its own tenant's watchlist only "
+                                     "(tenant: in the tokens file); entries for every tenant need a platform token")
+        elif named is not None and named != who.tenant:
+            raise HTTPException(403, f"{who.name} acts for tenant {who.tenant}, not {named}")
+        else:
+            scope = who.tenant
+        return call(service.decide, value, status, who.name, reason, scope)
 
     return router
 
@@ -462,3 +574,4 @@ if __name__ == "__main__":  # python -m soc_agent.runners.edge_api DB_URL PORT  
 
     serve_standalone(sys.argv[1], int(sys.argv[2]), EdgeConfig.from_file(os.environ.get(EDGE_FILE_ENV)),
                      TokenStore.from_file(os.environ.get("SOC_AGENT_TOKENS_FILE")))
+

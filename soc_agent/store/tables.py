@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -129,6 +130,29 @@ class ContainmentRow(SQLModel, table=True):
     detail: str = "{}"
 
 
+class ContainmentHoldRow(SQLModel, table=True):
+    """Which action owns a containment: one row per action that created or extended it.
+
+    A containment is active while at least one of its holds is; its ``expires_at`` is the latest
+    of its active holds' (none when one has no TTL). An action that found the effect already in
+    place for at least as long owns nothing and has no hold. A rollback or an expiry releases
+    only the action's own hold; the containment is lifted with its last hold.
+    """
+
+    __tablename__ = "containment_holds"
+
+    id: int | None = Field(default=None, primary_key=True)
+    effect: str = Field(index=True)
+    target: str = Field(index=True)
+    action_id: int = Field(unique=True)
+    case_id: str = Field(index=True)
+    created_at: datetime
+    expires_at: datetime | None = None
+    active: bool = Field(default=True, index=True)
+    released_at: datetime | None = None
+    released_why: str | None = Field(default=None, description="rolled_back | expired | lifted")
+
+
 class TicketRow(SQLModel, table=True):
     """A ticket opened by the local ticket responder."""
 
@@ -181,6 +205,26 @@ class ApprovalRow(SQLModel, table=True):
     decided_at: datetime | None = None
     decided_by: str | None = None
     comment: str | None = None
+
+
+class ApprovalVoteRow(SQLModel, table=True):
+    """One person's approval of a queue item that needs two (the two-person rule).
+
+    The first approval waits here (who, when, comment, any edit) until a second,
+    different approver decides; one row per (approval, approver).
+    """
+
+    __tablename__ = "approval_votes"
+    __table_args__ = (UniqueConstraint("approval_id", "approver", name="uq_approval_votes_approver"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    approval_id: int = Field(index=True)
+    approver: str
+    role: str
+    comment: str | None = None
+    action: str | None = Field(default=None, description="the action the approver edited it to, if any")
+    params: str = Field(default="{}", description="JSON params the approver edited, if any")
+    created_at: datetime
 
 
 class DeadLetterRow(SQLModel, table=True):

@@ -47,6 +47,7 @@ from fleet_kit import ADMIN_URL, postgres_up, redis_up  # noqa: E402
 from bench.stream import generate  # noqa: E402
 from soc_agent.audit import verify  # noqa: E402
 from soc_agent.config import DEMO_AUTONOMY, Settings  # noqa: E402
+from soc_agent.correlate import is_internal_ip  # noqa: E402
 from soc_agent.fleet import Broker, BrokerConfig  # noqa: E402
 from soc_agent.fleet.postgres import temporary_database, upgrade_schema  # noqa: E402
 from soc_agent.types import RunMode  # noqa: E402
@@ -156,7 +157,8 @@ def _scalar(url: str, sql: str):
 def _split_cases(url: str, window_s: int) -> list[tuple[str, str, str, str]]:
     """(rule, source, case, other case) for consecutive alerts of one rule and source, within the
     correlation window of each other, that landed in two cases. Entities are each alert's own
-    (from its payload), so a case that joined another rule through a strong indicator is no pair."""
+    (from its payload), so a case that joined another rule through a strong indicator is no pair; two alerts
+    about different machines are no pair either (a weak entity joins only within one machine)."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
@@ -164,18 +166,24 @@ def _split_cases(url: str, window_s: int) -> list[tuple[str, str, str, str]]:
                                      "AND duplicate_of IS NULL AND case_id IS NOT NULL ORDER BY ts, key")).all()
     finally:
         engine.dispose()
-    last: dict[tuple[str, str], tuple[object, str]] = {}
+    last: dict[tuple[str, str], tuple[object, str, set[str]]] = {}
     split = []
     for case_id, ts, rule_id, payload in rows:
         ts = datetime.fromisoformat(ts) if isinstance(ts, str) else ts  # SQLite hands back text
-        for entity in json.loads(payload)["entities"]:
+        entities = json.loads(payload)["entities"]
+        # The correlator joins a weak entity only within one machine (when both alerts name one).
+        machines = {f"{e['kind']}:{e['value']}" for e in entities
+                    if e["kind"] == "host" or (e["kind"] == "ip" and is_internal_ip(e["value"]))}
+        for entity in entities:
             if entity.get("role") != "src":
                 continue
             pair = (rule_id, f"{entity['kind']}:{entity['value']}")
             before = last.get(pair)
-            if before is not None and before[1] != case_id and (ts - before[0]).total_seconds() <= window_s:
+            same_machine = not (machines and before and before[2]) or bool(machines & before[2])
+            if before is not None and before[1] != case_id and (ts - before[0]).total_seconds() <= window_s \
+                    and same_machine:
                 split.append((*pair, before[1], case_id))
-            last[pair] = (ts, case_id)
+            last[pair] = (ts, case_id, machines)
     return split
 
 

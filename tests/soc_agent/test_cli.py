@@ -266,9 +266,13 @@ def test_triage_from_stdin_then_crown_jewel_approval_is_listed_and_executed(tmp_
     assert len(rows) == 1 and "crown-jewel" in rows[0], listed.stdout
     approval_id = re.search(r"\b(\d+)\b", rows[0]).group(1)
 
-    approved = cli("approvals", "approve", approval_id, "--by", "lead.ana", workdir=workdir)
+    # A crown jewel: the two-person rule. The first lead's approval waits for a second, different lead.
+    first = cli("approvals", "approve", approval_id, "--by", "lead.ana", workdir=workdir)
+    assert first.returncode == 0, first.stderr
+    assert "awaiting a second approver" in first.stdout, first.stdout
+    approved = cli("approvals", "approve", approval_id, "--by", "lead.di", workdir=workdir)
     assert approved.returncode == 0, approved.stderr
-    assert f"approval {approval_id}: approved by lead.ana" in approved.stdout
+    assert f"approval {approval_id}: approved by" in approved.stdout and "lead.di" in approved.stdout
     assert "executed" in approved.stdout, approved.stdout
 
     still = cli("approvals", "list", workdir=workdir)
@@ -395,3 +399,117 @@ def test_a_read_only_command_on_a_missing_workdir_fails_and_creates_nothing(args
     line = _usage_error(cli(*args, workdir=workdir), "no soc-agent workdir at", str(workdir))
     assert line.startswith("no soc-agent workdir at")
     assert not workdir.exists()
+
+
+# ---- Ctrl-C ----------------------------------------------------------------------------------------------
+
+
+def _counts(workdir: Path) -> dict[str, int]:
+    db = sqlite3.connect(workdir / "soc-agent.db")
+    try:
+        return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("cases", "approvals", "actions")}
+    finally:
+        db.close()
+
+
+def test_ctrl_c_finishes_what_it_took_in_says_how_to_resume_and_the_re_run_ends_as_one_run(tmp_path):
+    import signal
+    import time
+
+    from bench.stream import generate
+
+    stream = tmp_path / "big.jsonl"
+    stream.write_bytes(b"\n".join(generate(3000, seed=5)) + b"\n")
+    # The block-rate limit counts in wall-clock windows: one long window makes both runs count alike however
+    # slow the machine is (the restart restores the blocks decided within it).
+    playbooks = tmp_path / "playbooks"
+    shutil.copytree(REPO / "playbooks", playbooks)
+    policy = playbooks / "policy.yml"
+    policy.write_text(re.sub(r"rate_window_s: \d+", "rate_window_s: 3600", policy.read_text()))
+    env = {**EARNED, "SOC_AGENT_PLAYBOOKS_DIR": str(playbooks)}
+    whole = cli("triage", str(stream), "--json", workdir=tmp_path / "whole", env=env)
+    assert whole.returncode == 0, whole.stderr
+
+    workdir = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "soc_agent.cli", "triage", str(stream), "--workdir", str(workdir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env={**_env(), **env})
+    for _ in range(300):  # a few hundred results in, then Ctrl-C
+        assert proc.stdout.readline(), proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    out, errors = proc.communicate(timeout=120)
+    errors = errors.decode()
+    assert proc.returncode == 130, errors
+    assert "Traceback" not in errors and "interrupted:" in errors and "run the same command again" in errors
+    assert time.monotonic() - started < 60
+    interrupted = _counts(workdir)
+    assert interrupted["cases"] < _counts(tmp_path / "whole")["cases"], "it stopped before the end"
+
+    resumed = cli("triage", str(stream), "--json", workdir=workdir, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _counts(workdir) == _counts(tmp_path / "whole")
+
+
+# ---- effects belong to the action that made them -------------------------------------------------------
+
+
+def _other_case_blocks(workdir: Path, ip: str, ttl: int) -> int:
+    """Another case blocks ``ip`` (as an approver's 600 s edit would): returns its action id."""
+    from soc_agent.audit import AuditLog
+    from soc_agent.responders import ActionExecutor, LocalResponder
+    from soc_agent.store import CaseRow, Store
+    from soc_agent.types import (
+        Entity,
+        EntityKind,
+        ProposedAction,
+        Tier,
+        to_db_time,
+        utcnow,
+    )
+
+    store = Store(f"sqlite:///{workdir / 'soc-agent.db'}")
+    try:
+        now = to_db_time(utcnow())
+        store.session.add(CaseRow(id="case-b", opened_at=now, updated_at=now, status="contained"))
+        action = ProposedAction(name="block_ip", tier=Tier.CONTAIN_SOFT, capability="firewall.block",
+                                target=Entity(kind=EntityKind.IP, value=ip), params={"ttl_seconds": ttl},
+                                rollback="unblock_ip")
+        row = ActionExecutor(store, AuditLog(store.engine), [LocalResponder(store)]).execute(
+            action, "case-b", run=1, approved_by="bo.analyst")
+        store.commit()
+        return row.id
+    finally:
+        store.close()
+
+
+def test_rolling_back_a_no_op_block_leaves_the_other_cases_block_and_says_it_owned_nothing(tmp_path):
+    workdir = tmp_path / "work"
+    proc = cli("triage", str(_write(tmp_path / "bf.jsonl", _failures(6))), workdir=workdir, env=EARNED)
+    assert proc.returncode == 0, proc.stderr
+    with _db(workdir) as db:
+        a_id, case_a = db.execute("SELECT id, case_id FROM actions WHERE name = 'block_ip' AND status = 'done'"
+                                  ).fetchone()
+    b_id = _other_case_blocks(workdir, ATTACKER, 600)  # the address is already blocked for longer: a no-op
+
+    listed = cli("actions", "list", workdir=workdir)
+    line = next(row for row in listed.stdout.splitlines() if re.match(rf"\W*{b_id}\b", row))
+    assert f"already in effect: action {a_id}" in line and "owns nothing" in line, listed.stdout
+
+    rolled = cli("actions", "rollback", str(b_id), "--by", "alice", workdir=workdir)
+    assert rolled.returncode == 0, rolled.stderr
+    assert "owned nothing" in rolled.stdout and "nothing lifted" in rolled.stdout
+    blocked = _active_block_lines(workdir)
+    assert len(blocked) == 1 and str(a_id) in blocked[0], "case A's block stays"
+    with _db(workdir) as db:
+        assert db.execute("SELECT status FROM cases WHERE id = 'case-b'").fetchone() == ("open",)
+        note = db.execute("SELECT markdown FROM notes WHERE case_id = 'case-b'").fetchone()[0]
+    assert f"action {b_id}" in note and "rolled back by alice" in note and "owned nothing" in note
+    assert (workdir / "notes" / "case-b.md").read_text() == note, "the notes file mirrors the row"
+
+    rolled = cli("actions", "rollback", str(a_id), "--by", "alice", workdir=workdir)
+    assert rolled.returncode == 0 and "lifted" in rolled.stdout, rolled.stdout + rolled.stderr
+    assert _active_block_lines(workdir) == [], "its own holder's rollback lifts it"
+    shown = cli("cases", "show", case_a, workdir=workdir)
+    assert "## Rollbacks" in shown.stdout and "rolled back by alice" in shown.stdout
+    with _db(workdir) as db:
+        assert db.execute("SELECT status FROM cases WHERE id = ?", [case_a]).fetchone() == ("open",)

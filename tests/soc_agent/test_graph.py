@@ -27,14 +27,15 @@ def test_graph_has_every_node_of_the_flow():
             "await_approval", "record_only", "verify", "write_notes"} <= nodes
 
 
-def _resume_in_new_process(settings, approved: bool, by: str) -> str:
+def _resume_in_new_process(settings, approved: bool, by: str, approvers: tuple[str, ...] = ()) -> str:
     script = textwrap.dedent(f"""
         from pathlib import Path
         from soc_agent.config import Settings
         from soc_agent.pipeline import Pipeline
         p = Pipeline(Settings(workdir=Path({str(settings.workdir)!r})))
         item = p.pending_approvals()[0]
-        state = p.resume(item.thread_id, approved={approved}, by={by!r}, comment="checked with the owner")
+        state = p.resume(item.thread_id, approved={approved}, by={by!r}, comment="checked with the owner",
+                         approvers={approvers!r})
         print(state["action_status"])
         p.close()
     """)
@@ -51,7 +52,9 @@ def test_paused_run_is_approved_and_resumed_in_another_process(settings):
     assert result.status == "pending_approval"
     first.close()
 
-    assert _resume_in_new_process(settings, approved=True, by="lead.ana") == "executed"
+    # A crown jewel: the two-person rule wants two distinct approvers.
+    assert _resume_in_new_process(settings, approved=True, by="lead.ana",
+                                  approvers=("lead.ana", "lead.di")) == "executed"
 
     check = Pipeline(settings)
     session = check.store.session

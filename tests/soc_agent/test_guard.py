@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from soc_agent.actions import CATALOG
-from soc_agent.guard import GuardContext, decide
+from soc_agent.guard import GuardContext, decide, two_person_reason
 from soc_agent.policy import Policy, PolicyRule, load_policy
 from soc_agent.types import (
     Decision,
@@ -232,7 +232,10 @@ def test_every_decision_has_a_reason_and_non_allow_names_its_outcome() -> None:
 def test_approval_lifts_needs_approval_but_never_deny() -> None:
     for case in grid():
         before, after = case.plain.outcome, case.approved.outcome
-        if before is Outcome.NEEDS_APPROVAL:
+        if before is Outcome.NEEDS_APPROVAL and two_person_reason(case.tier, case.asset_tier, GRANTED):
+            # The two-person rule: one approval never lifts a destructive or crown-jewel action.
+            assert after is Outcome.NEEDS_APPROVAL and has_reason(case.approved, "two-person rule"), case
+        elif before is Outcome.NEEDS_APPROVAL:
             assert after is Outcome.ALLOW, case
             assert has_reason(case.approved, "approved by analyst@example.com"), case
         else:
@@ -701,5 +704,62 @@ def test_property_a_supervised_install_does_nothing_above_observe_without_a_pers
     spec = CATALOG[name]
     target = {EntityKind.IP: ip(EXTERNAL_V4), EntityKind.HOST: host(), EntityKind.USER: user()}.get(
         spec.target_kind, Entity(kind=spec.target_kind, value="x") if spec.target_kind else None)
-    decision = decide(proposal(name, target, ttl_seconds=600), ctx, GRANTED)
+    # Every capability granted, as a site would: supervision alone stands between the action and a run.
+    supervised = policy_with(SHIPPED, granted_capabilities=GRANTED.granted_capabilities)
+    assert supervised.autonomy is None
+    decision = decide(proposal(name, target, ttl_seconds=600), ctx, supervised)
     assert decision.outcome is not Outcome.ALLOW, (name, ctx, decision.reasons)
+
+
+# --- the two-person rule ------------------------------------------------------------
+
+def _two_approvals(ctx: GuardContext, *names: str) -> GuardContext:
+    return GuardContext(**{**ctx.__dict__, "approved_by": names[-1] if names else None, "approvers": names})
+
+
+def test_one_approval_of_a_crown_jewel_isolation_is_not_enough_two_distinct_approvers_are() -> None:
+    ctx = good_ctx(asset_tier=0)
+    action = proposal("isolate_host", host("dc02"))
+    assert decide(action, ctx, EARNED).outcome is Outcome.NEEDS_APPROVAL
+    one = decide(action, _two_approvals(ctx, "ana.lead"), EARNED)
+    assert one.outcome is Outcome.NEEDS_APPROVAL and not one.executes
+    assert has_reason(one, "needs_approval: two-person rule", "crown-jewel", "two distinct approvers",
+                      "ana.lead only"), one.reasons
+    # approved_by alone (the pipeline's single-answer resume) counts as one approver too
+    assert decide(action, good_ctx(asset_tier=0, approved_by="ana.lead"), EARNED).outcome is Outcome.NEEDS_APPROVAL
+    same_twice = decide(action, _two_approvals(ctx, "ana.lead", "ana.lead"), EARNED)
+    assert same_twice.outcome is Outcome.NEEDS_APPROVAL
+    two = decide(action, _two_approvals(ctx, "ana.lead", "di.lead"), EARNED)
+    assert two.outcome is Outcome.ALLOW and has_reason(two, "approved by ana.lead and di.lead"), two.reasons
+    # below the crown jewels one approval still lifts needs_approval
+    assert decide(action, good_ctx(asset_tier=2, approved_by="ana.lead",
+                                   verdict=Verdict.UNDETERMINED), EARNED).outcome is Outcome.ALLOW
+
+
+def test_destructive_actions_need_two_distinct_approvers() -> None:
+    action = proposal("reimage_host", host())
+    one = decide(action, good_ctx(approved_by="ana.lead"), GRANTED)
+    assert one.outcome is Outcome.NEEDS_APPROVAL and has_reason(one, "two-person rule", "destructive"), one.reasons
+    assert decide(action, _two_approvals(good_ctx(), "ana.lead", "di.lead"), GRANTED).outcome is Outcome.ALLOW
+
+
+_approver_names = st.sampled_from(["ana.lead", "di.lead", "bo", " ana.lead", "ana.lead ", "", " "])
+
+
+@_FAST
+@given(ctx=contexts, name=st.sampled_from(sorted(n for n, s in CATALOG.items() if s.tier is not Tier.OBSERVE)),
+       approvers=st.lists(_approver_names, max_size=4), policy=st.sampled_from([EARNED, GRANTED,
+                                                                                _LOOSE_DESTRUCTIVE]))
+def test_property_no_destructive_or_crown_jewel_action_is_allowed_with_fewer_than_two_distinct_approvers(
+        ctx: GuardContext, name: str, approvers: list[str], policy: Policy) -> None:
+    spec = CATALOG[name]
+    target = {EntityKind.IP: ip(EXTERNAL_V4), EntityKind.HOST: host(), EntityKind.USER: user()}.get(
+        spec.target_kind, Entity(kind=spec.target_kind, value="x") if spec.target_kind else None)
+    ctx = GuardContext(**{**ctx.__dict__, "approvers": tuple(approvers)})
+    distinct = ctx.approver_names
+    decision = decide(proposal(name, target, ttl_seconds=600), ctx, policy)
+    if two_person_reason(spec.tier, ctx.asset_tier, policy) and len(distinct) < 2:
+        assert decision.outcome is not Outcome.ALLOW, (name, ctx, decision.reasons)
+        assert not decision.executes
+    if spec.tier is Tier.DESTRUCTIVE or (spec.tier is not Tier.DISMISS and ctx.asset_tier <= policy.crown_jewel_tier):
+        assert two_person_reason(spec.tier, ctx.asset_tier, policy)

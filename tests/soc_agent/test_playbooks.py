@@ -233,6 +233,24 @@ def test_resolve_target_honours_role_and_kind():
     assert PlaybookSet.resolve_target(no_target, entities) is None
 
 
+def test_the_target_is_the_new_alerts_entity_and_the_cases_only_when_the_alert_has_none_of_the_kind():
+    kill = Response(when="true", action="kill_process", target=TargetSelector(kind="process"))
+    case = [Entity(kind="host", value="kiosk01"), Entity(kind="process", value="powershell.exe:3820")]
+    new = [Entity(kind="host", value="kiosk01"), Entity(kind="process", value="powershell.exe:9092")]
+    assert PlaybookSet.resolve_target(kill, [*case, new[1]], new).value == "powershell.exe:9092"
+    # A follow-up naming no process: the case's process is still the one to kill.
+    assert PlaybookSet.resolve_target(kill, case, new[:1]).value == "powershell.exe:3820"
+    # A role the new alert's entity does not play is no match: the case's sender is the fallback.
+    quarantine = Response(when="true", action="quarantine_email", target=TargetSelector(kind="email", role="sender"))
+    senders = [Entity(kind="email", value="a@evil.example", role="sender")]
+    recipient = [Entity(kind="email", value="ann@corp.example", role="recipient")]
+    assert PlaybookSet.resolve_target(quarantine, senders, recipient).value == "a@evil.example"
+    # choose/menu resolve the same way: a response whose kind only the case has stays on the menu.
+    shipped = PlaybookSet([Playbook(name="p", title="t", incident_class="c", priority=0, when="true",
+                                    responses=[kill])])
+    assert shipped.choose(shipped.playbooks[0], {}, case, new[:1]) is kill
+
+
 # --- CEL evaluation never raises -------------------------------------------------
 
 

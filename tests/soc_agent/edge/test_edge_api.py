@@ -29,7 +29,11 @@ class Clock:
 def env(tmp_path):
     tokens = tmp_path / "tokens.yml"
     tokens.write_text(f"tokens:\n  - {{name: bo.analyst, role: analyst, sha256: {hash_token('tok-an')}}}\n"
-                      f"  - {{name: vic.viewer, role: viewer, sha256: {hash_token('tok-view')}}}\n")
+                      f"  - {{name: vic.viewer, role: viewer, sha256: {hash_token('tok-view')}}}\n"
+                      f"  - {{name: pat.platform, role: platform, sha256: {hash_token('tok-plat')}}}\n"
+                      f"  - {{name: ana.lead, role: lead, tenant: acme, sha256: {hash_token('tok-lead-acme')}}}\n"
+                      f"  - {{name: gus.lead, role: lead, tenant: globex, sha256: {hash_token('tok-lead-globex')}}}\n"
+                      f"  - {{name: nob.lead, role: lead, sha256: {hash_token('tok-lead-none')}}}\n")
     clock = Clock()
     app = FastAPI()
     router = edge_router(make_engine(f"sqlite:///{tmp_path}/edge.db"), TokenStore.from_file(tokens),
@@ -135,14 +139,14 @@ def test_confidence_decays_and_indicators_expire(env):
     assert call(client, clock, "c1", "GET", "/edge/v1/watchlist?since=0").json()["entries"][0]["action"] == "remove"
 
 
-def test_analyst_publishes_retracts_and_allowlists_and_sensors_see_each_change(env):
+def test_platform_publishes_retracts_and_allowlists_and_sensors_see_each_change(env):
     client, clock = env
-    bearer = {"Authorization": "Bearer tok-an"}
+    bearer = {"Authorization": "Bearer tok-plat"}
     post(client, clock, "a1", crossing("a1", 1))
     assert client.post("/api/edge/indicators/203.0.113.50/publish",
                        headers={"Authorization": "Bearer tok-view"}).status_code == 403
     r = client.post("/api/edge/indicators/203.0.113.50/publish", headers=bearer, json={"reason": "confirmed"})
-    assert r.json()["status"] == "published" and r.json()["published_by"] == "analyst:bo.analyst"
+    assert r.json()["status"] == "published" and r.json()["published_by"] == "analyst:pat.platform"
     page = call(client, clock, "b1", "GET", "/edge/v1/watchlist?since=0").json()
     assert [e["action"] for e in page["entries"]] == ["block"]
     client.post("/api/edge/indicators/203.0.113.50/retract", headers=bearer, json={"reason": "partner NAT"})

@@ -199,7 +199,7 @@ class Server:
         cfg.write_text(f"master_key: {MASTER.hex()}\nquorum: {quorum}\nsensors:\n"
                        "  - {id: a1, tenant: acme}\n  - {id: b1, tenant: globex}\n  - {id: c1, tenant: initech}\n")
         tokens = tmp / "tokens.yml"
-        tokens.write_text(f"tokens:\n  - {{name: bo.analyst, role: analyst, sha256: {hash_token('tok-an')}}}\n")
+        tokens.write_text(f"tokens:\n  - {{name: pat.platform, role: platform, sha256: {hash_token('tok-an')}}}\n")
         self.env = {**os.environ, "SOC_AGENT_EDGE_FILE": str(cfg), "SOC_AGENT_TOKENS_FILE": str(tokens)}
         self.db = f"sqlite:///{tmp}/server.db"
         self.proc = None

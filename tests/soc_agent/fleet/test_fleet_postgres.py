@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from fleet_kit import pg_url  # noqa: F401  (fixture)
 from sqlalchemy import create_engine, inspect, text
@@ -95,5 +96,16 @@ def test_alembic_upgrade_creates_the_schema_and_is_repeatable(pg_url):
     assert {"cases", "alerts", "actions", "audit", "approvals", "fleet_inbox", "alembic_version",
             "learning_examples", "learning_models"} <= tables
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == _head_revision()
     engine.dispose()
+
+
+def _head_revision() -> str:
+    """The newest migration in migrations/versions (what an upgrade to head must reach)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    root = Path(__file__).resolve().parents[3]
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "migrations"))
+    return ScriptDirectory.from_config(config).get_current_head()

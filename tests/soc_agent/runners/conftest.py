@@ -17,8 +17,9 @@ from tests.conftest import make_alert
 from tests.soc_agent.test_graph import CROWN_JEWEL_MALWARE
 
 TOKENS = {"viewer": ("vic.viewer", "tok-viewer-1"), "analyst": ("bo.analyst", "tok-analyst-1"),
-          "analyst2": ("cy.analyst", "tok-analyst-2"), "lead": ("ana.lead", "tok-lead-1")}
-ROLES = {"viewer": "viewer", "analyst": "analyst", "analyst2": "analyst", "lead": "lead"}
+          "analyst2": ("cy.analyst", "tok-analyst-2"), "lead": ("ana.lead", "tok-lead-1"),
+          "lead2": ("di.lead", "tok-lead-2")}
+ROLES = {"viewer": "viewer", "analyst": "analyst", "analyst2": "analyst", "lead": "lead", "lead2": "lead"}
 WEBHOOK_SECRET = "whsec-test-0123456789"
 
 EXEC_TRAVEL = make_alert("impossible_travel", [("user", "ceo.hart", "actor"), ("ip", "203.0.113.201", "src")],

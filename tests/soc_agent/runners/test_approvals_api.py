@@ -66,17 +66,22 @@ def test_crown_jewel_needs_a_lead(kit, start_server):
         refused = c.post(f"/api/approvals/{item_id}/approve", json={})
     assert refused.status_code == 403 and "lead" in refused.json()["detail"]
     with server.client("lead") as c:
-        approved = c.post(f"/api/approvals/{item_id}/approve", json={"comment": "owner agreed"})
+        first = c.post(f"/api/approvals/{item_id}/approve", json={"comment": "owner agreed"})
+    assert first.status_code == 200 and first.json()["status"] == "pending", first.text
+    with server.client("lead2") as c:
+        approved = c.post(f"/api/approvals/{item_id}/approve", json={"comment": "second pair of eyes"})
     assert approved.status_code == 200, approved.text
     assert approved.json()["action_status"] == "executed"
     with Session(server.state.pipeline.store.engine) as session:
         row = session.get(ApprovalRow, item_id)
-        assert (row.status, row.decided_by) == ("approved", "ana.lead")
+        assert (row.status, row.decided_by) == ("approved", "ana.lead and di.lead")
         action = session.exec(select(ActionRow).where(ActionRow.status == "done")).one()
-        assert action.approved_by == "ana.lead"
+        assert action.approved_by == "ana.lead and di.lead"
         assert session.get(CaseRow, row.case_id).status == "contained"
     decided = [r for r in records(server.state.pipeline.store.engine) if r.kind == "approval.decided"]
-    assert '"by":"ana.lead"' in decided[0].payload
+    assert '"by":"di.lead"' in decided[0].payload and '"approvers":["ana.lead","di.lead"]' in decided[0].payload
+    firsts = [r for r in records(server.state.pipeline.store.engine) if r.kind == "approval.first_approval"]
+    assert len(firsts) == 1 and '"by":"ana.lead"' in firsts[0].payload
 
 
 def test_nobody_approves_a_request_they_raised(kit, start_server):

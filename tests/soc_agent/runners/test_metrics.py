@@ -28,6 +28,8 @@ def test_metrics_expose_alerts_cases_decisions_approvals_actions_llm_and_dead_le
     assert _value(text, "soc_agent_dead_letters_total") == 1
 
     with server.client("lead") as c:
+        assert c.post("/api/approvals/1/approve", json={}).status_code == 200  # the first of two (crown jewel)
+    with server.client("lead2") as c:
         assert c.post("/api/approvals/1/approve", json={}).status_code == 200
         text = c.get("/metrics").text
     assert _value(text, "soc_agent_approvals_pending") == 1

@@ -66,16 +66,25 @@ def test_analyst_rejects_one_item_and_a_lead_approves_another_and_sees_the_cases
     assert lead.locator("#evidence tbody tr").count() >= 1
     lead.fill("#comment", "isolating the DC, owner informed")
     lead.click("button.approve")
-    assert "approved by ana.lead" in lead.locator("#flash").inner_text()
-    assert lead.locator("#case-status").inner_text() == "contained"
-    assert "executed" in lead.locator("#actions").inner_text()
+    # The two-person rule: the first lead's approval is recorded and the item waits for another lead.
+    assert "awaiting a second approver" in lead.locator("#flash").inner_text()
+    second = browser.new_page()
+    second.goto(f"{server.url}/ui/login")
+    second.fill("#token", kit.tokens["lead2"][1])
+    second.click("button[type=submit]")
+    assert "awaiting a second approver" in second.locator("#queue").inner_text()
+    second.click("#queue tr:has-text('isolate_host') a >> nth=0")
+    second.click("button.approve")
+    assert "approved by di.lead" in second.locator("#flash").inner_text()
+    assert second.locator("#case-status").inner_text() == "contained"
+    assert "executed" in second.locator("#actions").inner_text()
     lead.goto(f"{server.url}/ui")
     assert "nothing is waiting" in lead.locator("#queue").inner_text()
 
     with server.client("viewer") as c:
         decided = c.get("/api/approvals", params={"status": ""}).json()
     assert sorted((d["action"], d["status"], d["decided_by"]) for d in decided) == [
-        ("isolate_host", "approved", "ana.lead"), ("revoke_sessions", "rejected", "bo.analyst")]
+        ("isolate_host", "approved", "ana.lead and di.lead"), ("revoke_sessions", "rejected", "bo.analyst")]
     assert json.dumps(decided)  # plain JSON all the way
 
 
