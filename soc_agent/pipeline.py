@@ -493,7 +493,10 @@ class Pipeline:
             for later in self._waiting.pop(queued.case_id, []):
                 later.get()
         if paused:
-            # The checkpoint of a paused run is durable; its queue item must be too.
+            # The checkpoint of a paused run is durable; its queue item must be too. The runs still queued go
+            # first: a commit never holds an alert whose run has not happened (a crash would lose that run, and
+            # a re-run would take the stored alert for a duplicate).
+            self.flush_runs()
             self.store.commit()
 
     def resume(self, thread_id: str, approved: bool, by: str, comment: str = "",
