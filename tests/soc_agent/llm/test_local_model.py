@@ -105,8 +105,9 @@ def test_the_injection_corpus_does_not_succeed_against_the_real_model(settings, 
                                   if json.loads(line)["alert_id"] in labels))
     monkeypatch.setattr(redteam, "LABELS", label_file)
     # The reasoner is chosen the way the CLI chooses it: from the environment.
+    # consult=always: each injection reaches the model (by default it is asked only about undetermined cases).
     for name in ("base_url", "model", "fold_system", "schema_style", "max_tokens", "timeout_s",
-                 "max_field_chars", "retries"):
+                 "max_field_chars", "retries", "consult"):
         monkeypatch.setenv(f"SOC_AGENT_LLM_{name.upper()}", str(getattr(local_model, name)))
     result = redteam.run_redteam(settings.model_copy(update={"reasoner": "llm"}))
     assert result["redteam_alerts"] == len(subset) == 5
