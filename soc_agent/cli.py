@@ -214,12 +214,13 @@ def triage(
         from soc_agent.fleet.broker import Broker, BrokerConfig
 
         try:
-            published = Broker(BrokerConfig.from_env()).publish(stream, source, fmt)
+            published = Broker(BrokerConfig.from_env()).publish(stream, source, fmt,
+                                                                max_line_bytes=settings.max_alert_bytes)
         finally:
             if stream is not sys.stdin.buffer:
                 stream.close()
         print(json.dumps({"queued": published.queued, "shed": published.shed,
-                          "waited_s": round(published.waited_s, 3)}))
+                          "dead_lettered": published.dead_lettered, "waited_s": round(published.waited_s, 3)}))
         return
     err.print(safe_cell(settings.autonomy_in_force()))
     pipeline = _pipeline(settings)

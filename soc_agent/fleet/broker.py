@@ -57,6 +57,7 @@ import redis
 
 from connectors import MappingError, parse_record
 from soc_agent.correlate import is_strong, scoped_key
+from soc_agent.lines import OversizeLine, bounded_lines
 from soc_agent.types import Alert
 
 __all__ = ["Broker", "BrokerConfig", "Message", "PublishResult", "Refused", "correlation_key", "partition_of",
@@ -127,6 +128,8 @@ class PublishResult:
 
     queued: int = 0
     shed: int = 0
+    dead_lettered: int = 0
+    """Lines too long to queue (read from a stream), sent to the dead-letter stream instead."""
     waited_s: float = 0.0
     per_partition: dict[int, int] = field(default_factory=dict)
     entries: list[tuple[int, str]] = field(default_factory=list)
@@ -273,11 +276,22 @@ class Broker:
         return self._route_lines([line], fmt, max_bytes)[0]
 
     def publish(self, lines: Iterable[bytes], source: str = "stdin", fmt: str = "auto",
-                chunk: int = 500) -> PublishResult:
-        """Queue lines on their partitions; wait, then shed, when a partition's backlog is too long."""
+                chunk: int = 500, max_line_bytes: int = 256 * 1024) -> PublishResult:
+        """Queue lines on their partitions; wait, then shed, when a partition's backlog is too long.
+
+        A stream (a file, stdin) is read in bounded memory: a line over ``max_line_bytes`` goes to the
+        dead-letter stream with its reason and first bytes, never whole into Redis.
+        """
         result = PublishResult()
         batch: list[tuple[bytes, int]] = []
+        if hasattr(lines, "readline"):
+            lines = bounded_lines(lines, max_line_bytes)
         for line_no, line in enumerate(lines, start=1):
+            if isinstance(line, OversizeLine):
+                self.redis.xadd(self.dlq, {"raw": line.head, "source": source, "line_no": line_no,
+                                           "reason": line.reason})
+                result.dead_lettered += 1
+                continue
             if not line.strip():
                 continue
             batch.append((line, line_no))

@@ -57,6 +57,20 @@ def test_backpressure_sheds_to_the_dead_letter_stream_with_a_reason(broker_confi
     assert fields[b"reason"].startswith(b"backpressure: partition 0 backlog over 5")
 
 
+def test_a_stream_is_published_in_bounded_memory_and_an_oversize_line_is_dead_lettered(broker_config):
+    import io
+
+    broker = Broker(broker_config)
+    good = generate(2)
+    huge = b'{"id": "big", "x": "' + b"A" * (2 << 20) + b'"}'
+    stream = io.BytesIO(good[0] + b"\n" + huge + b"\n" + good[1] + b"\n")
+    result = broker.publish(stream, "test", max_line_bytes=64 * 1024)
+    assert result.queued == 2 and result.dead_lettered == 1
+    [(_, fields)] = broker.redis.xrange(broker.dlq)
+    assert fields[b"reason"].startswith(b"oversize: line is 2097") and fields[b"line_no"] == b"2"
+    assert len(fields[b"raw"]) <= 64 * 1024, "only the line's first bytes reach Redis"
+
+
 def test_two_workers_split_the_partitions_and_account_for_every_alert(tmp_path, pg_url, broker_config):
     broker = Broker(broker_config)
     lines = generate(400)
