@@ -121,6 +121,14 @@ def check_golden(vendor: str, sample: Path, mapper: Callable[[dict[str, Any]], A
         assert summarise(got, with_time) == want, f"{sample.name}#{number}"
 
 
+def shared_sample(folder: str, name: str) -> dict[str, Any]:
+    """One shared vendor sample as JSON; the test is skipped when the shared samples are absent."""
+    path = PAYLOADS / folder / name
+    if not path.exists():
+        pytest.skip(f"shared vendor sample not found: {path} (set SOC_AGENT_PAYLOADS)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def check_vendor_golden(vendor: str, sample: Path, mapper: Callable[[dict[str, Any]], Alert]) -> None:
     """The golden file's ``vendor`` list: tenant plus ``Alert.vendor`` per record (the summary leaves both out).
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector_samples import (
-    PAYLOADS, as_record, check_golden, check_vendor_golden, file_lines, json_objects, mutated, outcome, sample_params,
+    as_record, check_golden, check_vendor_golden, file_lines, json_objects, mutated, outcome, sample_params,
+    shared_sample,
 )
 from connectors import crowdstrike
 from soc_agent.types import Severity, VendorVerdict
@@ -47,10 +47,7 @@ def test_crowdstrike_damaged_sample_is_an_alert_or_mapping_error(sample, data):
 # ---- vendor evidence -----------------------------------------------------------------------
 
 def _sample(name: str) -> dict:
-    path = PAYLOADS / "crowdstrike" / name
-    if not path.exists():
-        pytest.skip(f"shared vendor sample not found: {path} (set SOC_AGENT_PAYLOADS)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return shared_sample("crowdstrike", name)
 
 
 def _streaming(name: str, description: str | None, **flags: bool) -> dict:

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector_samples import (
-    PAYLOADS, as_record, check_golden, check_vendor_golden, file_lines, json_objects, mutated, outcome, sample_params,
+    as_record, check_golden, check_vendor_golden, file_lines, json_objects, mutated, outcome, sample_params,
+    shared_sample,
 )
 from connectors import splunk
 from soc_agent.types import Severity, VendorVerdict
@@ -47,10 +48,7 @@ def test_splunk_damaged_sample_is_an_alert_or_mapping_error(sample, data):
 
 
 def _sample(name: str) -> dict:
-    path = PAYLOADS / "splunk" / name
-    if not path.exists():
-        pytest.skip(f"shared vendor sample not found: {path} (set SOC_AGENT_PAYLOADS)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return shared_sample("splunk", name)
 
 
 def test_splunk_undetermined_new_notable_has_no_verdict():
