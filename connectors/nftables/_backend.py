@@ -1,38 +1,24 @@
 """Two ways to hand an nft script to the kernel, behind one ``run(script)`` call.
 
-* ``LibNft`` loads ``libnftables.so.1`` with ctypes and keeps one context (and so
-  one netlink socket) for the responder's life: no fork, no exec, ~0.1 ms a call.
-  This is what Debian's ``python3-nftables`` does; it is reimplemented here in a
-  few lines because that package installs into the system interpreter's
-  dist-packages, which the venv does not see.
+* ``LibNft``: one libnftables context for the responder's life (``soc_agent.libnft``,
+  the binding the edge sensor uses too): no fork, no exec, ~0.1 ms a call.
 * ``CliNft`` runs ``[ip netns exec NAME] nft -f -`` per call: slower (a fork and
   two execs, milliseconds) but needs only the ``nft`` binary.
-
-A netlink socket belongs to the network namespace it was opened in. ``LibNft``
-therefore opens its context from inside the target namespace (``setns`` on the
-calling thread, then back) and every later command lands there whichever thread
-sends it; libnftables since 0.9.9 never reopens that socket.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import shutil
 import subprocess
-import threading
 from typing import Protocol
 
 from connectors.nftables._errors import NftablesError, NftablesUnavailable
+from soc_agent import libnft
+from soc_agent.libnft import NETNS_DIR
 
-_CLONE_NEWNET = 0x40000000
 _CAP_NET_ADMIN = 12
 _CAP_SYS_ADMIN = 21
-# libnftables.h output flags
-_OUTPUT_NUMERIC_TIME = 1 << 10
-NETNS_DIR = "/run/netns"
-"""Where ``ip netns add`` pins named namespaces."""
 
 
 class NftBackend(Protocol):
@@ -70,73 +56,24 @@ def _effective_caps() -> int:
 
 
 class LibNft:
-    """libnftables through ctypes; one context, serialised by a lock (contexts are not thread-safe)."""
+    """libnftables through ctypes (``soc_agent.libnft``), its errors in the responder's family."""
 
     mode = "lib"
 
     def __init__(self, netns: str | None) -> None:
         try:
-            lib = ctypes.CDLL("libnftables.so.1", use_errno=True)
-        except OSError as exc:
-            raise NftablesUnavailable("libnftables.so.1 not found (Debian package libnftables1)") from exc
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
-        lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        self._lib = lib
-        self._lock = threading.Lock()
-        self._ctx = _in_netns(netns, lambda: lib.nft_ctx_new(0)) if netns else lib.nft_ctx_new(0)
-        if not self._ctx:
-            raise NftablesUnavailable("libnftables could not open a netlink socket")
-        lib.nft_ctx_buffer_output(self._ctx)
-        lib.nft_ctx_buffer_error(self._ctx)
-        lib.nft_ctx_output_set_flags(self._ctx, _OUTPUT_NUMERIC_TIME)
+            self._nft = libnft.LibNft(netns)
+        except libnft.NftError as exc:
+            raise NftablesUnavailable(str(exc)) from exc
 
     def run(self, script: str, *, check: bool = True) -> tuple[bool, str]:
-        with self._lock:
-            if not self._ctx:
-                raise NftablesError("nftables responder is closed")
-            rc = self._lib.nft_run_cmd_from_buffer(self._ctx, script.encode())
-            out = (self._lib.nft_ctx_get_output_buffer(self._ctx) or b"").decode()
-            err = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode()
-        if rc != 0 and check:
-            raise NftablesError(f"nft refused the command: {err.strip() or 'no diagnostic'}")
-        return rc == 0, out
+        try:
+            return self._nft.run(script, check=check)
+        except libnft.NftError as exc:
+            raise NftablesError(str(exc)) from exc
 
     def close(self) -> None:
-        with self._lock:
-            if self._ctx:
-                self._lib.nft_ctx_free(self._ctx)
-                self._ctx = None
-
-
-def _in_netns(netns: str, fn):
-    """Call ``fn`` with this thread in ``netns``, then return the thread to where it was."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY)
-        try:
-            if libc.setns(target, _CLONE_NEWNET) != 0:
-                raise NftablesUnavailable(
-                    f"cannot enter network namespace {netns!r}: {os.strerror(ctypes.get_errno())}")
-        finally:
-            os.close(target)
-        try:
-            return fn()
-        finally:
-            if libc.setns(home, _CLONE_NEWNET) != 0:
-                # A thread stranded in another namespace would misroute all later traffic: stop here.
-                raise RuntimeError(f"could not leave network namespace {netns!r}")
-    finally:
-        os.close(home)
+        self._nft.close()
 
 
 class CliNft:

@@ -19,21 +19,19 @@ this table is final whatever other tables accept.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.nftables._backend import NftBackend, open_backend
 from connectors.nftables._errors import NftablesError
+from soc_agent.libnft import address_set, element_expiry
 from soc_agent.types import EntityKind, ProposedAction
 
 _BLOCK, _UNBLOCK = "block_ip", "unblock_ip"
 _EFFECT = "blocked_ip"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 _HOOKS = frozenset({"input", "forward"})
-# With --numeric-time nft prints whole seconds: "... timeout 300s expires 287s".
-_EXPIRES = re.compile(r"\bexpires (\d+)s\b")
 
 
 class NftablesResponder:
@@ -156,25 +154,16 @@ class NftablesResponder:
         if action.target is None or action.target.kind is not EntityKind.IP:
             raise NftablesError(f"{action.name} needs an ip target")
         try:
-            addr = ipaddress.ip_address(action.target.value)
-        except ValueError:
-            raise NftablesError(f"{action.target.value!r} is not an IP address") from None
-        if isinstance(addr, ipaddress.IPv6Address):
-            if addr.scope_id:
-                raise NftablesError(f"scoped address {action.target.value!r} cannot be blocked")
-            if addr.ipv4_mapped is not None:
-                # ::ffff:a.b.c.d arrives as IPv4 on the wire; the v4 set is the one that matches it.
-                return str(addr.ipv4_mapped), "blocked_v4"
-            return addr.compressed, "blocked_v6"
-        return str(addr), "blocked_v4"
+            return address_set(action.target.value)
+        except ValueError as exc:
+            raise NftablesError(str(exc)) from None
 
     def _remaining(self, ip: str, set_name: str) -> int | None:
         """Seconds until the element expires, -1 for an element without timeout, None when absent."""
         ok, out = self._nft.run(f"get element inet {self.table} {set_name} {{ {ip} }}\n", check=False)
         if not ok:
             return None
-        found = _EXPIRES.search(out)
-        return int(found.group(1)) if found else -1
+        return element_expiry(out)
 
 
 def _ttl(action: ProposedAction) -> int:

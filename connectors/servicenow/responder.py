@@ -16,13 +16,12 @@ Incident Response). The integration user needs the ``itil`` role (or
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from connectors.errors import BadResponse
 from connectors.http import ConnectorClient
+from connectors.ticket_responder import TicketResponder
 from soc_agent.responders.base import ResponderError
-from soc_agent.types import ProposedAction
 
 
 _SYS_ID = re.compile(r"[0-9a-f]{32}")
@@ -30,12 +29,11 @@ _NUMBER = re.compile(r"[A-Z]{2,10}\d{3,12}")
 """A record number (``INC0010001``): the only other shape allowed into a query."""
 
 
-class ServiceNowResponder:
+class ServiceNowResponder(TicketResponder):
     """Incidents for cases in one ServiceNow table."""
 
-    capabilities = frozenset({"ticket.create", "ticket.close", "case.annotate"})
     provider = "servicenow"
-    """The ticketing webhook's provider whose tickets this responder can post to."""
+    none_open = "no open incident for the case"
 
     def __init__(self, client: ConnectorClient, *, name: str = "servicenow", table: str = "incident",
                  close_state: str = "6", close_code: str = "Solved (Permanently)",
@@ -47,7 +45,7 @@ class ServiceNowResponder:
         self.close_code = close_code
         self.assignment_group = assignment_group
 
-    def _open_incident(self, case_id: str) -> dict | None:
+    def _find_open(self, case_id: str) -> dict | None:
         if "^" in case_id:  # ^ separates encoded-query clauses
             raise ResponderError(f"{self.name}: case id contains '^'")
         body = self.client.call("GET", f"/api/now/table/{self.table}", permission="itil (read incident)", params={
@@ -63,39 +61,29 @@ class ServiceNowResponder:
                                 permission="itil (write incident)")
         return body.get("result") if isinstance(body.get("result"), dict) else {}
 
-    def _close(self, incident: dict, notes: str) -> dict[str, Any]:
-        self._patch(incident["sys_id"], {"state": self.close_state, "close_code": self.close_code,
-                                         "close_notes": notes})
-        return {"ticket": incident.get("number"), "sys_id": incident["sys_id"], "closed": True}
+    def _ref(self, ticket: dict) -> dict[str, Any]:
+        return {"ticket": ticket.get("number"), "sys_id": ticket["sys_id"]}
 
-    def execute(self, action: ProposedAction, case_id: str, action_id: int, now: datetime) -> dict[str, Any]:
-        """Create, annotate or close the case's incident."""
-        incident = self._open_incident(case_id)
-        text = str(action.params.get("text") or action.params.get("summary") or "")
-        if action.name == "open_ticket":
-            if incident:
-                return {"ticket": incident.get("number"), "sys_id": incident["sys_id"], "already_open": True}
-            fields = {"short_description": str(action.params.get("title") or f"soc-agent case {case_id}")[:160],
-                      "description": text or f"Opened by soc-agent for case {case_id}.",
-                      "correlation_id": case_id, "correlation_display": "soc-agent"}
-            if self.assignment_group:
-                fields["assignment_group"] = self.assignment_group
-            body = self.client.call("POST", f"/api/now/table/{self.table}", json=fields,
-                                    permission="itil (create incident)")
-            result = body.get("result")
-            if not isinstance(result, dict) or not result.get("sys_id"):
-                raise BadResponse(self.name, f"POST /api/now/table/{self.table} returned no sys_id")
-            return {"ticket": result.get("number"), "sys_id": result["sys_id"]}
-        if action.name == "annotate_case":
-            if incident is None:
-                return {"annotated": False, "reason": "no open incident for the case"}
-            self._patch(incident["sys_id"], {"work_notes": text or f"soc-agent update on case {case_id}"})
-            return {"ticket": incident.get("number"), "annotated": True}
-        if action.name == "close_ticket":
-            if incident is None:
-                return {"already_closed": True}
-            return self._close(incident, text or "Closed by soc-agent.")
-        raise ResponderError(f"{self.name} cannot run {action.name}")
+    def _create(self, case_id: str, title: str, text: str) -> dict[str, Any]:
+        fields = {"short_description": title[:160], "description": text,
+                  "correlation_id": case_id, "correlation_display": "soc-agent"}
+        if self.assignment_group:
+            fields["assignment_group"] = self.assignment_group
+        body = self.client.call("POST", f"/api/now/table/{self.table}", json=fields,
+                                permission="itil (create incident)")
+        result = body.get("result")
+        if not isinstance(result, dict) or not result.get("sys_id"):
+            raise BadResponse(self.name, f"POST /api/now/table/{self.table} returned no sys_id")
+        return self._ref(result)
+
+    def _annotate(self, ticket: dict, text: str) -> dict[str, Any]:
+        self._patch(ticket["sys_id"], {"work_notes": text})
+        return {"ticket": ticket.get("number")}
+
+    def _close(self, ticket: dict, text: str) -> dict[str, Any]:
+        self._patch(ticket["sys_id"], {"state": self.close_state, "close_code": self.close_code,
+                                       "close_notes": text})
+        return {**self._ref(ticket), "closed": True}
 
     def post_to_ticket(self, ticket_id: str, body: str) -> None:
         """Add ``body`` as a work note to record ``ticket_id`` (a sys_id, or a number such as ``INC0010001``)."""
@@ -113,20 +101,3 @@ class ServiceNowResponder:
         else:
             raise ResponderError(f"{self.name}: {ticket_id[:40]!r} is not a sys_id or a record number")
         self._patch(sys_id, {"work_notes": body[:30000]})
-
-    def verify(self, action: ProposedAction) -> bool:
-        """Cannot tell without the case id; the executor's re-run is idempotent."""
-        return False
-
-    def rollback(self, action: ProposedAction, case_id: str, now: datetime) -> dict[str, Any]:
-        """Undo ``open_ticket`` by closing the case's incident."""
-        if action.name != "open_ticket":
-            raise ResponderError(f"{self.name}: {action.name} has no rollback")
-        incident = self._open_incident(case_id)
-        if incident is None:
-            return {"already_closed": True}
-        return self._close(incident, "Closed by soc-agent: the ticket was rolled back.")
-
-    def expire(self, now: datetime) -> list[tuple[str, str, int | None]]:
-        """Tickets do not expire."""
-        return []

@@ -14,33 +14,15 @@ block, no fork. It does not import the responder itself because the
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import ipaddress
-import os
-import re
-import threading
+from soc_agent.libnft import LibNft, NftError, address_set, element_expiry
 
-_CLONE_NEWNET = 0x40000000
-_NUMERIC_TIME = 1 << 10
-_EXPIRES = re.compile(r"\bexpires (\d+)s\b")
-NETNS_DIR = "/run/netns"
-
-
-class FirewallError(RuntimeError):
-    """nftables refused a command or cannot be used here."""
+FirewallError = NftError
+"""nftables refused a command or cannot be used here (``soc_agent.libnft``'s error)."""
 
 
 def target(ip: str) -> tuple[str, str]:
     """(normalised address, set name), as the responder files it; ValueError when not one address."""
-    addr = ipaddress.ip_address(ip)
-    if isinstance(addr, ipaddress.IPv6Address):
-        if addr.scope_id:
-            raise ValueError(f"scoped address {ip!r} cannot be blocked")
-        if addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped), "blocked_v4"
-        return addr.compressed, "blocked_v6"
-    return str(addr), "blocked_v4"
+    return address_set(ip)
 
 
 class NftFirewall:
@@ -49,41 +31,12 @@ class NftFirewall:
     mode = "nftables"
 
     def __init__(self, table: str = "soc_agent", netns: str | None = None) -> None:
-        try:
-            lib = ctypes.CDLL("libnftables.so.1", use_errno=True)
-        except OSError as exc:
-            raise FirewallError("libnftables.so.1 not found (Debian package libnftables1)") from exc
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
-        lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        self._lib, self.table, self.netns = lib, table, netns
-        self._lock = threading.Lock()
-        self._ctx = _in_netns(netns, lambda: lib.nft_ctx_new(0)) if netns else lib.nft_ctx_new(0)
-        if not self._ctx:
-            raise FirewallError("libnftables could not open a netlink socket")
-        lib.nft_ctx_buffer_output(self._ctx)
-        lib.nft_ctx_buffer_error(self._ctx)
-        lib.nft_ctx_output_set_flags(self._ctx, _NUMERIC_TIME)
+        self.table, self.netns = table, netns
+        self._nft = LibNft(netns)
 
     def run(self, script: str, check: bool = True) -> tuple[bool, str]:
         """Run one nft script as one transaction."""
-        with self._lock:
-            if not self._ctx:
-                raise FirewallError("firewall is closed")
-            rc = self._lib.nft_run_cmd_from_buffer(self._ctx, script.encode())
-            out = (self._lib.nft_ctx_get_output_buffer(self._ctx) or b"").decode()
-            err = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode()
-        if rc != 0 and check:
-            raise FirewallError(f"nft refused the command: {err.strip() or 'no diagnostic'}")
-        return rc == 0, out
+        return self._nft.run(script, check=check)
 
     def block(self, ip: str, ttl: int, extend_only: bool = False) -> None:
         """Drop ``ip`` for ``ttl`` seconds (a repeat restarts the timeout).
@@ -112,15 +65,11 @@ class NftFirewall:
         ok, out = self.run(f"get element inet {self.table} {set_name} {{ {addr} }}\n", check=False)
         if not ok:
             return None
-        found = _EXPIRES.search(out)
-        return int(found.group(1)) if found else -1
+        return element_expiry(out)
 
     def close(self) -> None:
         """Free the context (blocks stay: the kernel expires them)."""
-        with self._lock:
-            if self._ctx:
-                self._lib.nft_ctx_free(self._ctx)
-                self._ctx = None
+        self._nft.close()
 
 
 class NullFirewall:
@@ -144,23 +93,3 @@ class NullFirewall:
 
     def close(self) -> None:
         pass
-
-
-def _in_netns(netns: str, fn):
-    """Call ``fn`` with this thread inside ``netns``, then return (the netlink socket stays there)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY)
-        try:
-            if libc.setns(fd, _CLONE_NEWNET) != 0:
-                raise FirewallError(f"cannot enter network namespace {netns!r}: {os.strerror(ctypes.get_errno())}")
-        finally:
-            os.close(fd)
-        try:
-            return fn()
-        finally:
-            if libc.setns(home, _CLONE_NEWNET) != 0:
-                raise RuntimeError(f"could not leave network namespace {netns!r}")
-    finally:
-        os.close(home)
