@@ -48,6 +48,7 @@ any action outside them even if asked directly.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from dataclasses import dataclass
@@ -120,128 +121,41 @@ class ConnectorsConfig(_Strict):
 
 @dataclass(frozen=True)
 class _Vendor:
-    enricher: Callable[[], type] | None = None
-    responder: Callable[[], type] | None = None
-    source: Callable[[], type] | None = None
+    """Where a vendor's classes live, as ``module:Class``; imported only when a connector uses them."""
+
+    enricher: str | None = None
+    responder: str | None = None
+    source: str | None = None
+
+    def load(self, role: Role) -> type | None:
+        """The vendor's class for ``role`` (enricher, responder or source), None when it has none."""
+        where = getattr(self, role)
+        if where is None:
+            return None
+        module, _, name = where.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
-def _okta_e():
-    from connectors.okta import OktaEnricher
-    return OktaEnricher
-
-
-def _okta_r():
-    from connectors.okta import OktaResponder
-    return OktaResponder
-
-
-def _entra_e():
-    from connectors.entra import EntraEnricher
-    return EntraEnricher
-
-
-def _entra_r():
-    from connectors.entra import EntraResponder
-    return EntraResponder
-
-
-def _misp():
-    from connectors.misp import MispEnricher
-    return MispEnricher
-
-
-def _stix():
-    from connectors.stix import StixEnricher
-    return StixEnricher
-
-
-def _cmdb():
-    from connectors.cmdb import CmdbEnricher
-    return CmdbEnricher
-
-
-def _crowdstrike():
-    from connectors.crowdstrike.responder import CrowdStrikeResponder
-    return CrowdStrikeResponder
-
-
-def _elastic_source():
-    from connectors.elastic.client import ElasticAlertSource
-    return ElasticAlertSource
-
-
-def _splunk_source():
-    from connectors.splunk.client import SplunkNotableSource
-    return SplunkNotableSource
-
-
-def _graph_source():
-    from connectors.sentinel.client import GraphAlertSource
-    return GraphAlertSource
-
-
-def _crowdstrike_source():
-    from connectors.crowdstrike.client import FalconAlertSource
-    return FalconAlertSource
-
-
-def _defender():
-    from connectors.defender import DefenderResponder
-    return DefenderResponder
-
-
-def _jira():
-    from connectors.jira import JiraResponder
-    return JiraResponder
-
-
-def _servicenow():
-    from connectors.servicenow import ServiceNowResponder
-    return ServiceNowResponder
-
-
-def _thehive():
-    from connectors.thehive import TheHiveResponder
-    return TheHiveResponder
-
-
-def _webhook():
-    from connectors.webhook import WebhookResponder
-    return WebhookResponder
-
-
-def _nftables():
-    from connectors.nftables import NftablesResponder
-
-    class ConfiguredNftables(NftablesResponder):
-        """The kernel firewall as a configured responder: no HTTP client; its table is set up at start."""
-
-        def __init__(self, client: Any = None, *, netns: str | None = None, table: str = "soc_agent",
-                     hooks: list[str] | None = None, mode: str = "auto", name: str = "nftables") -> None:
-            super().__init__(netns=netns, table=table, hooks=tuple(hooks or ("input",)), mode=mode)
-            self.name = name
-            self.setup()
-
-    return ConfiguredNftables
-
+Role = Literal["enricher", "responder", "source"]
 
 # Imports are deferred so a vendor module's bug cannot break unrelated connectors.
 VENDORS: dict[str, _Vendor] = {
-    "cmdb": _Vendor(enricher=_cmdb),
-    "crowdstrike": _Vendor(responder=_crowdstrike, source=_crowdstrike_source),
-    "defender": _Vendor(responder=_defender),
-    "elastic": _Vendor(source=_elastic_source),
-    "entra": _Vendor(enricher=_entra_e, responder=_entra_r),
-    "jira": _Vendor(responder=_jira),
-    "misp": _Vendor(enricher=_misp),
-    "nftables": _Vendor(responder=_nftables),
-    "okta": _Vendor(enricher=_okta_e, responder=_okta_r),
-    "sentinel": _Vendor(source=_graph_source),
-    "servicenow": _Vendor(responder=_servicenow),
-    "splunk": _Vendor(source=_splunk_source),
-    "stix": _Vendor(enricher=_stix),
-    "thehive": _Vendor(responder=_thehive),
-    "webhook": _Vendor(responder=_webhook),
+    "cmdb": _Vendor(enricher="connectors.cmdb:CmdbEnricher"),
+    "crowdstrike": _Vendor(responder="connectors.crowdstrike.responder:CrowdStrikeResponder",
+                           source="connectors.crowdstrike.client:FalconAlertSource"),
+    "defender": _Vendor(responder="connectors.defender:DefenderResponder"),
+    "elastic": _Vendor(source="connectors.elastic.client:ElasticAlertSource"),
+    "entra": _Vendor(enricher="connectors.entra:EntraEnricher", responder="connectors.entra:EntraResponder"),
+    "jira": _Vendor(responder="connectors.jira:JiraResponder"),
+    "misp": _Vendor(enricher="connectors.misp:MispEnricher"),
+    "nftables": _Vendor(responder="connectors.nftables.responder:ConfiguredNftables"),
+    "okta": _Vendor(enricher="connectors.okta:OktaEnricher", responder="connectors.okta:OktaResponder"),
+    "sentinel": _Vendor(source="connectors.sentinel.client:GraphAlertSource"),
+    "servicenow": _Vendor(responder="connectors.servicenow:ServiceNowResponder"),
+    "splunk": _Vendor(source="connectors.splunk.client:SplunkNotableSource"),
+    "stix": _Vendor(enricher="connectors.stix:StixEnricher"),
+    "thehive": _Vendor(responder="connectors.thehive:TheHiveResponder"),
+    "webhook": _Vendor(responder="connectors.webhook:WebhookResponder"),
 }
 """Vendor type → its enricher, responder and alert source classes."""
 
@@ -306,8 +220,8 @@ def _construct(cls: type, vendor: _Vendor, name: str, client: ConnectorClient | 
                options: dict[str, Any]) -> Any:
     # One `options` block serves a vendor's enricher, responder and source: each takes the keys it
     # declares, and a key neither declares is a typo worth failing on.
-    known = set().union(*(_accepts(f()) for f in (vendor.enricher, vendor.responder, vendor.source)
-                          if f is not None))
+    known = set().union(*(_accepts(c) for role in ("enricher", "responder", "source")
+                          if (c := vendor.load(role)) is not None))
     unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(name, f"unknown options {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -316,6 +230,25 @@ def _construct(cls: type, vendor: _Vendor, name: str, client: ConnectorClient | 
         return cls(client, **{k: v for k, v in options.items() if k in mine})
     except TypeError as exc:
         raise ConfigError(name, f"bad options for {cls.__name__}: {exc}") from None
+
+
+_MISSING = {"enricher": "has no enricher", "responder": "has no responder",
+            "source": "has no alert source to poll"}
+
+
+def _enabled(config: ConnectorsConfig, role: Role, wanted: Callable[[ConnectorSpec], bool]):
+    """(name, spec, vendor, class) of each enabled connector ``wanted`` for ``role``; a vendor without one fails."""
+    for name, spec in config.connectors.items():
+        if not spec.enabled or not wanted(spec):
+            continue
+        vendor = VENDORS[spec.type or name]
+        cls = vendor.load(role)
+        if cls is None:
+            message = f"{config.source}: {spec.type or name} {_MISSING[role]}"
+            if role == "source":
+                message += "; pollable: " + ", ".join(sorted(v for v, known in VENDORS.items() if known.source))
+            raise ConfigError(name, message)
+        yield name, spec, vendor, cls
 
 
 def _secrets(config: ConnectorsConfig, secrets: SecretStore | None) -> SecretStore:
@@ -328,16 +261,8 @@ def build_enrichers(config: ConnectorsConfig, secrets: SecretStore | None = None
                     transport: Any = None) -> list:
     """The enrichers of enabled connectors with ``enrich: true``."""
     secrets = _secrets(config, secrets)
-    built = []
-    for name, spec in config.connectors.items():
-        if not spec.enabled or not spec.enrich:
-            continue
-        vendor = VENDORS[spec.type or name]
-        if vendor.enricher is None:
-            raise ConfigError(name, f"{config.source}: {spec.type or name} has no enricher")
-        built.append(_construct(vendor.enricher(), vendor, name, _client(name, spec, secrets, transport),
-                                _options(name, spec, secrets)))
-    return built
+    return [_construct(cls, vendor, name, _client(name, spec, secrets, transport), _options(name, spec, secrets))
+            for name, spec, vendor, cls in _enabled(config, "enricher", lambda spec: spec.enrich)]
 
 
 class GrantedResponder:
@@ -388,14 +313,8 @@ def build_responders(config: ConnectorsConfig, secrets: SecretStore | None = Non
     """The responders of enabled connectors with a non-empty ``grant``, narrowed to it."""
     secrets = _secrets(config, secrets)
     built: list[Responder] = []
-    for name, spec in config.connectors.items():
-        if not spec.enabled or not spec.grant:
-            continue
-        vendor = VENDORS[spec.type or name]
-        if vendor.responder is None:
-            raise ConfigError(name, f"{config.source}: {spec.type or name} has no responder")
-        inner = _construct(vendor.responder(), vendor, name, _client(name, spec, secrets, transport),
-                           _options(name, spec, secrets))
+    for name, spec, vendor, cls in _enabled(config, "responder", lambda spec: bool(spec.grant)):
+        inner = _construct(cls, vendor, name, _client(name, spec, secrets, transport), _options(name, spec, secrets))
         extra = set(spec.grant) - inner.capabilities
         if extra:
             raise ConfigError(name, f"{config.source}: grant lists {', '.join(sorted(extra))}, which "
@@ -409,18 +328,11 @@ def build_sources(config: ConnectorsConfig, secrets: SecretStore | None = None,
     """The alert sources (``connectors.base.AlertSource``) of enabled connectors with ``poll: true``."""
     secrets = _secrets(config, secrets)
     built = []
-    for name, spec in config.connectors.items():
-        if not spec.enabled or not spec.poll:
-            continue
-        vendor = VENDORS[spec.type or name]
-        if vendor.source is None:
-            polled = sorted(v for v, known in VENDORS.items() if known.source is not None)
-            raise ConfigError(name, f"{config.source}: {spec.type or name} has no alert source to poll; "
-                              f"pollable: {', '.join(polled)}")
+    for name, spec, vendor, cls in _enabled(config, "source", lambda spec: spec.poll):
         client = _client(name, spec, secrets, transport)
         if client is None:
             raise ConfigError(name, f"{config.source}: poll needs a base_url")
-        built.append(_construct(vendor.source(), vendor, name, client, _options(name, spec, secrets)))
+        built.append(_construct(cls, vendor, name, client, _options(name, spec, secrets)))
     return built
 
 

@@ -335,7 +335,7 @@ def verify_workdir(settings: "Settings", public_key_file: Path | None = None) ->
             if cp["count"] > 0 and cp["count"] not in anchors:
                 anchors[cp["count"]] = (cp["head"], f"signed checkpoint {cp['seq']} of {cp['ts']}")
 
-        key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
+        key = settings.audit_key
         result = verify(engine, key, anchors=anchors)
     finally:
         engine.dispose()

@@ -302,7 +302,7 @@ def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--
 
     settings = _existing_settings(workdir)
     store = Store(settings.db_url)
-    key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
+    key = settings.audit_key
     local = LocalResponder(store)
     ActionExecutor(store, AuditLog(store.engine, key), [local]).expire()
     table = Table()
@@ -344,7 +344,7 @@ def actions_rollback(action_id: int, workdir: Path = WorkdirOpt, by: str = typer
 
     settings = _existing_settings(workdir)
     store = Store(settings.db_url)
-    key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
+    key = settings.audit_key
     executor = ActionExecutor(store, AuditLog(store.engine, key), [LocalResponder(store)])
     executor.note_files = NoteFiles(settings.notes_dir)  # the notes' markdown files get the rollback line too
     store.after_commit(executor.note_files.write)

@@ -75,6 +75,11 @@ class Settings(BaseModel):
         return "autonomy: none earned (no autonomy.yml): supervised, nothing above observe runs without a person"
 
     @property
+    def audit_key(self) -> bytes | None:
+        """The audit HMAC key as bytes, None when none is set."""
+        return self.audit_hmac_key.encode() if self.audit_hmac_key else None
+
+    @property
     def db_url(self) -> str:
         """The store's URL: the configured one or SQLite in the workdir."""
         return self.database_url or f"sqlite:///{self.workdir / 'soc-agent.db'}"

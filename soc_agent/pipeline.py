@@ -173,7 +173,7 @@ class RunSummary:
 def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Services:
     """Everything the graph needs, from the settings' files and store."""
     store = Store(settings.db_url)
-    key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
+    key = settings.audit_key
     from soc_agent.audit_checkpoints import AuditCheckpoints
 
     # Signed checkpoints beside the workdir, for Postgres fleets too (their store is not a file to sit beside).

@@ -178,3 +178,13 @@ def _ttl(action: ProposedAction) -> int:
     if seconds <= 0 or seconds != float(ttl):
         raise NftablesError(f"ttl_seconds must be a positive whole number, not {ttl!r}")
     return seconds
+
+
+class ConfiguredNftables(NftablesResponder):
+    """The kernel firewall as a configured responder (``connectors.yml``): no HTTP client; set up at start."""
+
+    def __init__(self, client: Any = None, *, netns: str | None = None, table: str = "soc_agent",
+                 hooks: list[str] | None = None, mode: str = "auto", name: str = "nftables") -> None:
+        super().__init__(netns=netns, table=table, hooks=tuple(hooks or ("input",)), mode=mode)
+        self.name = name
+        self.setup()
