@@ -492,12 +492,12 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
         return {"status": "ok"}
 
     @app.get("/metrics")
-    def metrics_endpoint() -> Response:
+    def metrics_endpoint(request: Request) -> Response:
         with state.lock:
             state.pipeline.store.commit()
-        return PlainTextResponse(metrics.render(state.pipeline.store.engine,
-                                                webhook_rejected=state.webhooks.rejected_counts()),
-                                 media_type=metrics.CONTENT_TYPE)
+        body, content_type = metrics.exposition(state.pipeline.store.engine, request.headers.get("accept"),
+                                                webhook_rejected=state.webhooks.rejected_counts())
+        return Response(body, headers={"Content-Type": content_type})
 
     # ---- JSON API ---------------------------------------------------------
 
