@@ -19,7 +19,6 @@ pydantic, ~50 MiB). Both users map ``NftError`` onto their own error family.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import ipaddress
 import os
 import re
@@ -91,6 +90,8 @@ class LibNft:
 
 def in_netns(netns: str, fn):
     """Call ``fn`` with this thread in ``netns``, then return the thread to where it was."""
+    import ctypes.util  # here, not at the top: it pulls in subprocess, which the sensor never needs otherwise
+
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
