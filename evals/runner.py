@@ -20,7 +20,7 @@ from sqlmodel import select
 from evals.dataset import load_demo_stream, load_labels
 from soc_agent.config import DEMO_AUTONOMY, Settings
 from soc_agent.enrich import LocalKnowledge
-from soc_agent.runners.shadow import per_label_scores
+from evals.metrics import per_label_scores
 from soc_agent.store import ActionRow, AlertRow, CaseRow
 from soc_agent.types import Entity, EntityKind
 

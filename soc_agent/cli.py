@@ -865,7 +865,7 @@ def _learn_after_shadow(alerts: Path, labels: Path, settings: Settings, fitter, 
 
 def _shadow_split(alerts: Path, labels: Path, settings: Settings, fraction: float, out_dir: Path,
                   as_json: bool) -> None:
-    from soc_agent.learning.split import learn_split
+    from evals.split import learn_split
 
     try:
         result = learn_split(alerts, labels, settings, fraction, out_dir / "split",

@@ -11,7 +11,7 @@
   served to the assess node as ``model`` evidence (:class:`ModelEvidence`).
 * :mod:`~soc_agent.learning.tuning`: noisy rules and always-benign entities as
   suggestions a person accepts.
-* :mod:`~soc_agent.learning.split`: the held-out experiment showing that
+* ``evals.split`` (outside the package: it drives the shadow runner): the held-out experiment showing that
   learning from the first part of a labelled set helps on the rest.
 
 Where dispositions come from: a labels file with its alerts

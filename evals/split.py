@@ -248,10 +248,10 @@ def learn_split(alerts: Path, labels: Path, base: Settings, fraction: float = 0.
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m soc_agent.learning.split DIR [SCALE]``: write the shifted labelled stream into DIR."""
+    """``python -m evals.split DIR [SCALE]``: write the shifted labelled stream into DIR."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        print("usage: python -m soc_agent.learning.split DIR [SCALE]", file=sys.stderr)
+        print("usage: python -m evals.split DIR [SCALE]", file=sys.stderr)
         return 2
     a, lab = write_shifted_stream(Path(args[0]), int(args[1]) if len(args) > 1 else 2)
     print(f"wrote {a} and {lab}")

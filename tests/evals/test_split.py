@@ -6,7 +6,7 @@ import json
 
 from soc_agent.config import Settings
 from soc_agent.learning import CalibrationFitter, PriorEvidence, Priors, expected_calibration_error
-from soc_agent.learning.split import NOISY_RULE, learn_split, shifted_stream, write_shifted_stream
+from evals.split import NOISY_RULE, learn_split, shifted_stream, write_shifted_stream
 from soc_agent.store import NoteRow
 from soc_agent.types import Alert, Assessment, Entity, EntityKind, Verdict, utcnow
 from tests.conftest import make_alert
