@@ -20,8 +20,18 @@ Files (the checkpoint folder is the workdir: the SQLite database's folder):
   use unless ``SOC_AGENT_AUDIT_SIGNING_KEY_FILE`` names another path. In
   production it belongs on another volume or in a secret store mounted
   read-only: whoever can read it can forge checkpoints, and whoever can write
-  both the database and this folder can still cut the newest checkpoints
-  (a witness outside the host is not implemented yet).
+  both the database and this folder can still cut the newest checkpoints,
+  which is what a witness is for.
+
+Witness: with ``SOC_AGENT_AUDIT_WITNESS_URL`` set, every signed checkpoint is
+also POSTed as JSON to that URL (another host: a log collector, a ticketing
+system's webhook) by a background thread (:class:`Witness`): a bounded queue,
+a bounded timeout (``SOC_AGENT_AUDIT_WITNESS_TIMEOUT_S``, default 2 s), no
+retries (the next checkpoint covers more), failures logged and counted, never
+waited for on the hot path. ``audit verify --witness FILE`` holds the chain
+and the local checkpoint file to the copy the witness kept (one checkpoint
+per line, as received): a checkpoint the witness has and the local file does
+not, or has differently, means the local checkpoints were cut or rewritten.
 
 When: ``AuditLog`` hands every committed head to ``AuditCheckpoints.committed``,
 which signs (about 50 µs) and appends one line at the first commit, then when
@@ -38,10 +48,14 @@ import logging
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -57,13 +71,17 @@ except ImportError:  # pragma: no cover - not POSIX
 if TYPE_CHECKING:
     from soc_agent.config import Settings
 
-__all__ = ["CHECKPOINTS_FILE", "KEY_ENV", "KEY_FILE", "PUBLIC_KEY_FILE", "AuditCheckpoints", "WorkdirVerdict",
-           "checkpoint_dir", "export_bundle", "verify_workdir"]
+__all__ = ["CHECKPOINTS_FILE", "KEY_ENV", "KEY_FILE", "PUBLIC_KEY_FILE", "WITNESS_ENV", "WITNESS_TIMEOUT_ENV",
+           "AuditCheckpoints", "Witness", "WorkdirVerdict", "checkpoint_dir", "export_bundle", "verify_workdir"]
 
 CHECKPOINTS_FILE = "audit-checkpoints.jsonl"
 PUBLIC_KEY_FILE = "audit-signing.pub"
 KEY_FILE = "audit-signing.key"
 KEY_ENV = "SOC_AGENT_AUDIT_SIGNING_KEY_FILE"
+WITNESS_ENV = "SOC_AGENT_AUDIT_WITNESS_URL"
+"""An http(s) URL each signed checkpoint is POSTed to (unset: no witness)."""
+WITNESS_TIMEOUT_ENV = "SOC_AGENT_AUDIT_WITNESS_TIMEOUT_S"
+"""Seconds one POST to the witness may take (default 2)."""
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +114,8 @@ class AuditCheckpoints:
     """
 
     def __init__(self, folder: Path, key_file: Path | None = None, every: int = 256,
-                 max_interval_s: float = 5.0) -> None:
+                 max_interval_s: float = 5.0, witness: Witness | None | str = "env") -> None:
+        """``witness``: where signed checkpoints are also sent; ``"env"``: ``Witness.from_env()``."""
         self.folder = Path(folder)
         self.path = self.folder / CHECKPOINTS_FILE
         self.public_key_path = self.folder / PUBLIC_KEY_FILE
@@ -110,6 +129,7 @@ class AuditCheckpoints:
         self._signed_count = 0
         self._signed_at = float("-inf")
         self._broken = False
+        self.witness: Witness | None = Witness.from_env() if witness == "env" else witness  # type: ignore[assignment]
 
     @classmethod
     def for_engine(cls, engine: Engine) -> "AuditCheckpoints | None":
@@ -139,9 +159,15 @@ class AuditCheckpoints:
             self._write_pending(fsync=False)
 
     def flush(self) -> dict[str, Any] | None:
-        """Sign the newest committed head now if it is not signed yet (and fsync); the checkpoint written."""
+        """Sign the newest committed head now if it is not signed yet (and fsync); the checkpoint written.
+
+        With a witness, also waits (at most its timeout) for the checkpoints queued for it to be sent.
+        """
         with self._lock:
-            return self._write_pending(fsync=True)
+            written = self._write_pending(fsync=True)
+        if self.witness is not None:
+            self.witness.drain()
+        return written
 
     def _write_pending(self, fsync: bool) -> dict[str, Any] | None:
         if self._pending is None or self._pending[0] <= self._signed_count or self._broken:
@@ -154,6 +180,8 @@ class AuditCheckpoints:
             self._broken = True
             return None
         self._signed_count, self._signed_at = count, time.monotonic()
+        if written is not None and self.witness is not None:
+            self.witness.send(written)
         return written
 
     def _append(self, count: int, head: str, fsync: bool) -> dict[str, Any] | None:
@@ -192,6 +220,97 @@ class AuditCheckpoints:
                 log.error("%s is not the public key of %s: `audit verify` will report it", self.public_key_path,
                           self.key_file)
         return self._key
+
+
+class Witness:
+    """Sends signed checkpoints to an HTTP endpoint off this host, from one background thread.
+
+    ``send`` only queues (at most ``max_queue``; past that the oldest is
+    dropped and counted), so signing never waits on the network. Each POST
+    carries one checkpoint as JSON and has ``timeout_s``; an answer other than
+    2xx, or no answer, is logged and counted in ``stats`` and not retried.
+    """
+
+    def __init__(self, url: str, timeout_s: float = 2.0, max_queue: int = 1000) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{WITNESS_ENV} must be an http(s) URL")
+        self.url = url
+        self.where = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+        """The URL without credentials, path or query: what logs may show."""
+        self.timeout_s = timeout_s
+        self.max_queue = max_queue
+        self.stats = {"sent": 0, "failed": 0, "dropped": 0}
+        """Checkpoints the witness accepted, that failed (logged), and that were dropped from a full queue."""
+        self._queue: deque[dict[str, Any]] = deque()
+        self._busy = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_env(cls) -> Witness | None:
+        """The witness ``SOC_AGENT_AUDIT_WITNESS_URL`` names, or None; a bad URL is logged and ignored."""
+        url = os.environ.get(WITNESS_ENV, "").strip()
+        if not url:
+            return None
+        try:
+            return cls(url, float(os.environ.get(WITNESS_TIMEOUT_ENV) or 2.0))
+        except ValueError as exc:
+            log.error("audit witness disabled: %s", exc)
+            return None
+
+    def send(self, checkpoint: dict[str, Any]) -> None:
+        """Queue ``checkpoint`` for the witness; returns at once."""
+        with self._cond:
+            if len(self._queue) >= self.max_queue:
+                self._queue.popleft()
+                self.stats["dropped"] += 1
+                log.warning("audit witness %s is behind: oldest queued checkpoint dropped", self.where)
+            self._queue.append(checkpoint)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="audit-witness", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until everything queued was sent or failed (at most ``timeout_s``, default one POST's timeout
+        per queued checkpoint, capped at 10 s); True when nothing is left."""
+        with self._cond:
+            limit = timeout_s if timeout_s is not None else min(10.0, self.timeout_s * (len(self._queue) + 1))
+            return self._cond.wait_for(lambda: not self._queue and not self._busy, limit)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._queue))
+                checkpoint = self._queue.popleft()
+                self._busy += 1
+            try:
+                ok = self._post(checkpoint)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self.stats["sent" if ok else "failed"] += 1
+                    self._cond.notify_all()
+
+    def _post(self, checkpoint: dict[str, Any]) -> bool:
+        body = json.dumps(checkpoint, separators=(",", ":")).encode()
+        request = urllib.request.Request(self.url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # http(s) only: checked in __init__
+                if 200 <= response.status < 300:
+                    return True
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (OSError, ValueError) as exc:  # refused, unreachable, timed out, TLS
+            log.warning("audit checkpoint %s not sent to witness %s: %s", checkpoint.get("seq"), self.where,
+                        type(exc).__name__)
+            return False
+        log.warning("audit checkpoint %s not accepted by witness %s: HTTP %s", checkpoint.get("seq"), self.where,
+                    status)
+        return False
 
 
 def _public_pem(public: Ed25519PublicKey) -> bytes:
@@ -306,8 +425,42 @@ def _public_key(folder: Path, key_file: Path, pinned: Path | None,
     return from_pub
 
 
-def verify_workdir(settings: "Settings", public_key_file: Path | None = None) -> WorkdirVerdict:
-    """Verify the store's chain, its MACs and its signed checkpoints; creates nothing."""
+def _witness_checkpoints(witness_file: Path, public: Ed25519PublicKey | None, local: list[dict[str, Any]],
+                         cp_path: Path, problems: list[str], notes: list[str]) -> list[dict[str, Any]]:
+    """The witness copy's valid checkpoints; what it shows about the local file goes into ``problems``.
+
+    Each line is checked on its own: a witness may have missed some checkpoints (a failed POST), so gaps
+    in its sequence are not a problem; a checkpoint it holds that the local file lacks or holds
+    differently is.
+    """
+    valid: list[dict[str, Any]] = []
+    with open(witness_file, encoding="utf-8", newline="") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            checkpoints, bad, _ = fmt.read_checkpoints([line], public)
+            problems += [f"witness copy line {n}: {p}" for p in bad]
+            valid += checkpoints
+    by_seq = {cp["seq"]: cp for cp in local}
+    for cp in valid:
+        mine = by_seq.get(cp["seq"])
+        if mine is None:
+            problems.append(f"witness checkpoint {cp['seq']} ({cp['count']} records, {cp['ts']}) is missing from "
+                            f"{cp_path}: the local checkpoints were cut")
+        elif (mine["count"], mine["head"], mine["ts"]) != (cp["count"], cp["head"], cp["ts"]):
+            problems.append(f"checkpoint {cp['seq']} in {cp_path} differs from the witness's copy: rewritten")
+    if not valid and not problems:
+        problems.append(f"the witness copy {witness_file} holds no checkpoint")
+    notes.append(f"held to {len(valid)} checkpoint(s) the witness kept in {witness_file}")
+    return valid
+
+
+def verify_workdir(settings: "Settings", public_key_file: Path | None = None,
+                   witness_file: Path | None = None) -> WorkdirVerdict:
+    """Verify the store's chain, its MACs and its signed checkpoints; creates nothing.
+
+    ``witness_file``: a witness's saved copy of the checkpoints it received; the chain is held to those too.
+    """
     from soc_agent.audit import verify
 
     opened = open_store_readonly(settings)
@@ -334,6 +487,15 @@ def verify_workdir(settings: "Settings", public_key_file: Path | None = None) ->
         for cp in checkpoints:
             if cp["count"] > 0 and cp["count"] not in anchors:
                 anchors[cp["count"]] = (cp["head"], f"signed checkpoint {cp['seq']} of {cp['ts']}")
+        if witness_file is not None:
+            try:
+                witnessed = _witness_checkpoints(witness_file, public, checkpoints, cp_path, problems, notes)
+            except (OSError, UnicodeDecodeError) as exc:
+                return WorkdirVerdict("broken", f"cannot read the witness copy {witness_file}: {exc}",
+                                      problems, notes)
+            for cp in witnessed:
+                if cp["count"] > 0 and cp["count"] not in anchors:
+                    anchors[cp["count"]] = (cp["head"], f"witness checkpoint {cp['seq']} of {cp['ts']}")
 
         key = settings.audit_key
         result = verify(engine, key, anchors=anchors)

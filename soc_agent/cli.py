@@ -363,12 +363,20 @@ def actions_rollback(action_id: int, workdir: Path = WorkdirOpt, by: str = typer
 @audit_app.command("verify")
 def audit_verify(workdir: Path = WorkdirOpt,
                  public_key: Optional[Path] = typer.Option(None, "--public-key", help="PEM public key kept "
-                                                           "elsewhere to check the checkpoint signatures with")) -> None:
+                                                           "elsewhere to check the checkpoint signatures with"),
+                 witness: Optional[Path] = typer.Option(None, "--witness", help="a witness's saved copy of the "
+                                                        "checkpoints it received (one JSON object per line)")) -> None:
     """Check the chain, its MACs and its signed checkpoints (truncation, rewrites). Exit 0 intact; 1 broken
-    (naming the first bad record or checkpoint); 2 nothing to verify; 3 MACs present but no key."""
+    (naming the first bad record or checkpoint); 2 nothing to verify; 3 MACs present but no key.
+
+    With --witness, the chain and the local checkpoint file are also held to the witness's copy
+    (SOC_AGENT_AUDIT_WITNESS_URL sends each signed checkpoint there)."""
     from soc_agent.audit_checkpoints import verify_workdir
 
-    verdict = verify_workdir(_settings(workdir), public_key)
+    if witness is not None and not witness.is_file():
+        err.print(safe_cell(f"no witness copy at {witness}"), markup=False, highlight=False)
+        raise typer.Exit(2)
+    verdict = verify_workdir(_settings(workdir), public_key, witness)
     for note in verdict.notes:
         err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     for problem in verdict.problems:

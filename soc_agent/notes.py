@@ -52,7 +52,8 @@ class NoteAction(BaseModel):
     name: str
     tier: str
     target: str | None
-    status: str = Field(description="executed | recorded (shadow) | pending approval | denied | rejected | failed")
+    status: str = Field(description="executed | already in effect (by action N); this action owns nothing | "
+                                    "recorded (shadow) | pending approval | denied | rejected | failed")
     rollback: str | None
     action_id: int | None = None
 
@@ -117,7 +118,8 @@ def render_markdown(notes: CaseNotes) -> str:
         lines += ["| action | tier | target | status | rollback |", "|---|---|---|---|---|"]
         for action in notes.actions:
             rollback = f"`soc-agent actions rollback {action.action_id}` ({action.rollback})" if (
-                action.rollback and action.action_id and action.status == "executed") else (action.rollback or "none")
+                action.rollback and action.action_id and action.status == "executed") else (
+                "none: it owns nothing" if action.status.startswith("already in effect") else action.rollback or "none")
             lines.append(f"| {action.name} | {action.tier} | {inert(action.target or '-', 120)} | "
                          f"{action.status} | {rollback} |")
     else:

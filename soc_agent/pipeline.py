@@ -393,10 +393,13 @@ class Pipeline:
         return [self._queue_run(alert, case, attachment.why, started)]
 
     def _stored_key(self, key: str) -> tuple[str | None] | None:
-        """``(case_id,)`` of the first stored alert with ``key`` (committed by any run), or None."""
-        with self.store.engine.connect() as conn:
-            row = conn.execute(select(AlertRow.case_id).where(AlertRow.key == key).order_by(AlertRow.id)
-                               .limit(1)).first()
+        """``(case_id,)`` of the first stored alert with ``key`` (committed by any run), or None.
+
+        On the writer session's own connection, as a Core statement: no connection checked out per alert,
+        and no flush of the buffered rows (an ORM query would write them out one alert at a time).
+        """
+        row = self.store.session.connection().execute(
+            select(AlertRow.case_id).where(AlertRow.key == key).order_by(AlertRow.id).limit(1)).first()
         return (row[0],) if row is not None else None
 
     def _record_alert(self, alert: Alert, key: str, fp: str, case_id: str | None,
@@ -508,10 +511,28 @@ class Pipeline:
         """
         answer = {"approved": approved, "by": by, "comment": comment, "params": params or {},
                   "approvers": list(approvers)}
+        return self.resume_answer(thread_id, answer)
+
+    def resume_answer(self, thread_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+        """Resume a paused run with ``answer`` as its ``interrupt()`` value, then commit.
+
+        ``answer``: ``approved``, ``by``, ``comment``, ``params``, and optionally ``approvers`` and an edited
+        ``action`` (what the approval queue decided; a fleet worker receives it in a resume message).
+        """
         state = self.graph.invoke(Command(resume=answer), {"configurable": {"thread_id": thread_id}},
                                   context=self.services, durability=self.durability)
         self.store.commit()
         return state
+
+    def is_paused(self, thread_id: str) -> bool:
+        """Is the run of ``thread_id`` waiting for an answer (its checkpoint has a next step)?"""
+        snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
+        return bool(snapshot and snapshot.next)
+
+    def run_state(self, thread_id: str) -> dict[str, Any]:
+        """The checkpointed state of ``thread_id``'s run (empty when there is none)."""
+        snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
+        return dict(snapshot.values) if snapshot and snapshot.values else {}
 
     def pending_approvals(self) -> list[ApprovalRow]:
         """Queue items still waiting for a person."""

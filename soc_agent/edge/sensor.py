@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from itertools import chain as _chain
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ class EdgeSensor:
         """Sources that crossed the threshold, most recent last; at most ``max_flagged`` (oldest evicted)."""
         self.stats = {"blocked": 0, "denied": 0, "needs_approval": 0, "shadow": 0, "already_blocked": 0,
                       "block_errors": 0, "intel_blocked": 0, "intel_lifted": 0,
-                      "intel_errors": 0}
+                      "intel_errors": 0, "oversize_lines": 0}
 
     # ---- hot path -----------------------------------------------------------------------------
 
@@ -364,6 +365,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--intel-interval", type=float, default=10.0)
     ap.add_argument("--decisions", default=None, help="append '<time> <ip> <outcome> <ttl> <judged>' per decision")
     ap.add_argument("--summary", default=None, help="write counters as JSON here on exit")
+    ap.add_argument("--max-line-bytes", type=int, default=MAX_LINE_BYTES,
+                    help="stdin lines longer than this are skipped and counted, never held whole")
     return ap.parse_args(argv)
 
 
@@ -411,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         if follower is None:
-            _follow_stdin(sensor, stop)
+            _follow_stdin(sensor, stop, args.max_line_bytes)
         else:
             if args.replay:
                 while batch := follower.read_available():
@@ -441,20 +444,78 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _follow_stdin(sensor: EdgeSensor, stop: threading.Event) -> None:
+MAX_LINE_BYTES = 256 * 1024
+"""Longest stdin line the sensor reads (an sshd line or a journald JSON record is a few KiB at most)."""
+_READ = 1 << 20
+
+
+def stdin_chunks(fd: int, stop: threading.Event, max_line: int = MAX_LINE_BYTES,
+                 on_oversize: Callable[[int], None] = lambda _size: None,
+                 read_size: int = _READ) -> Iterator[bytes]:
+    """Complete lines read from ``fd`` as ``\n``-joined chunks, in memory bounded by ``read_size + max_line``.
+
+    A line longer than ``max_line`` is never held: its bytes are discarded up
+    to its newline and ``on_oversize(size)`` is called with its full length.
+    The last line is yielded at the end of input even without a newline.
+    """
     rest = b""
-    fd = sys.stdin.fileno()
+    skipping = -1  # bytes of the oversize line being discarded so far; -1: not inside one
     while not stop.is_set():
-        data = os.read(fd, 1 << 20)
+        data = os.read(fd, read_size)
         if not data:
             break
-        data = rest + data
+        if skipping >= 0:
+            nl = data.find(b"\n")
+            if nl < 0:
+                skipping += len(data)
+                continue
+            on_oversize(skipping + nl)
+            skipping, data = -1, data[nl + 1:]
+        data = rest + data if rest else data
         cut = data.rfind(b"\n")
         if cut < 0:
             rest = data
-            continue
-        rest = data[cut + 1:]
-        sensor.feed_chunk(data[:cut])
+        else:
+            rest = data[cut + 1:]
+            chunk = data[:cut]
+            if cut > max_line and _has_long_line(chunk, max_line):
+                # A long line that arrived whole within one read: skipped and counted all the same.
+                kept = []
+                for line in chunk.split(b"\n"):
+                    if len(line) > max_line:
+                        on_oversize(len(line))
+                    else:
+                        kept.append(line)
+                chunk = b"\n".join(kept)
+            if chunk:
+                yield chunk
+        if len(rest) > max_line:
+            skipping, rest = len(rest), b""
+    if skipping >= 0:
+        on_oversize(skipping)
+    elif rest:
+        yield rest
+
+
+def _has_long_line(chunk: bytes, max_line: int) -> bool:
+    """Does ``chunk`` hold a line longer than ``max_line``? A few ``rfind`` calls per ``max_line`` bytes."""
+    start, end = 0, len(chunk)
+    while end - start > max_line:
+        nl = chunk.rfind(b"\n", start, start + max_line + 1)
+        if nl < 0:
+            return True  # the line starting at ``start`` runs past the limit
+        start = nl + 1
+    return False
+
+
+def _follow_stdin(sensor: EdgeSensor, stop: threading.Event, max_line: int = MAX_LINE_BYTES) -> None:
+    def oversize(size: int) -> None:
+        sensor.stats["oversize_lines"] = sensor.stats.get("oversize_lines", 0) + 1
+        print(json.dumps({"edge": "oversize_line", "bytes": size, "limit": max_line,
+                          "action": "skipped (not parsed, not held in memory)"}), file=sys.stderr, flush=True)
+
+    for chunk in stdin_chunks(sys.stdin.fileno(), stop, max_line, oversize):
+        sensor.feed_chunk(chunk)
 
 
 if __name__ == "__main__":

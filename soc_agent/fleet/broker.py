@@ -2,7 +2,8 @@
 
 Layout under one key prefix (so tests and tenants never see each other)::
 
-    <prefix>:p:<n>        partition stream n; fields raw, source, line_no
+    <prefix>:p:<n>        partition stream n; fields raw, source, line_no (an alert), or
+                          kind=resume, raw, source (a decided approval for the case's owner to resume)
     <prefix>:dlq          dead-letter stream; fields raw, source, reason, partition
     <prefix>:lease:<n>    which worker owns partition n (SET NX PX, renewed)
     <prefix>:workers      live workers (sorted set scored by last heartbeat)
@@ -115,6 +116,8 @@ class Message:
     raw: bytes
     source: str
     line_no: int | None
+    kind: str = "alert"
+    """``alert`` (a line to triage) or ``resume`` (a decided approval; see ``soc_agent.fleet.resume``)."""
 
     @property
     def key(self) -> str:
@@ -361,6 +364,15 @@ class Broker:
         result.queued = len(entries)
         return result
 
+    def queue_resume(self, partition: int, payload: bytes, source: str) -> str:
+        """Queue a decided approval on its case's partition; returns the stream entry id.
+
+        Never held back by backpressure: a decision is small and rare, and it
+        is answered to a person who is waiting for it.
+        """
+        entry_id = self.redis.xadd(self.stream(partition), {"kind": "resume", "raw": payload, "source": source})
+        return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
     def _wait_for_room(self, partitions: set[int], result: PublishResult,
                        max_wait_s: float | None = None) -> set[int]:
         """Partitions still over the high-water mark after waiting up to ``max_wait_s`` (default: the config's)."""
@@ -421,7 +433,7 @@ class Broker:
             line_no = fields.get(b"line_no")
             out.append(Message(partition, entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
                                fields.get(b"raw", b""), fields.get(b"source", b"broker").decode(),
-                               int(line_no) if line_no else None))
+                               int(line_no) if line_no else None, fields.get(b"kind", b"alert").decode()))
         return out
 
     def attempt(self, messages: list[Message]) -> list[int]:

@@ -21,6 +21,11 @@ Guarantees, and what provides them:
   every intent left without a result in that partition's cases: the
   responder's ``verify()`` says whether the effect is in place (then it is
   recorded, not repeated) or not (then it is executed once, now).
+* **Approvals resumed by the case's owner.** A decision recorded by the
+  server arrives as a ``kind=resume`` message on the case's partition, in
+  order with its alerts; the owner resumes the paused run once
+  (``_resume``, ``soc_agent.fleet.resume``): the resume row names the
+  worker, and a redelivered or stale message changes nothing.
 * **Failures.** Any error while processing rolls the transaction back,
   rebuilds the intake state from the store and re-reads this worker's own
   pending entries; each delivery is counted and an entry that fails
@@ -30,6 +35,7 @@ Guarantees, and what provides them:
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
@@ -51,9 +57,11 @@ from soc_agent.correlate import Correlator
 from soc_agent.dedupe import Deduper
 from soc_agent.detect import ThresholdDetector
 from soc_agent.fleet.broker import Broker, BrokerConfig, Message, partition_of
+from soc_agent.fleet.resume import KIND as RESUME_KIND
+from soc_agent.fleet.resume import ResumePayload
 from soc_agent.fleet.scheduler import Scheduler
-from soc_agent.fleet.tables import InboxRow
-from soc_agent.store import ActionRow, CaseRow
+from soc_agent.fleet.tables import InboxRow, ResumeRow
+from soc_agent.store import ActionRow, ApprovalRow, CaseRow, NoteRow
 from soc_agent.types import to_db_time, utcnow
 
 __all__ = ["IntakeState", "Worker", "WorkerStats", "run_worker"]
@@ -85,6 +93,10 @@ class WorkerStats:
     claimed: int = 0
     expired: int = 0
     takeovers: int = 0
+    resumed: int = 0
+    """Paused runs this worker resumed with a decision the server recorded."""
+    stale_resumes: int = 0
+    """Resume messages whose decision was put back or is not the recorded one (skipped, audited)."""
 
 
 class Worker:
@@ -287,6 +299,8 @@ class Worker:
                 self.stats.skipped_redeliveries += 1
             elif attempt > self.config.max_attempts:
                 self._poison(message, attempt)
+            elif message.kind == RESUME_KIND:
+                self._resume(message, handled)
             else:
                 self._process(message)
             handled.append(message)
@@ -328,6 +342,91 @@ class Worker:
         pipeline.take_alert(alert, counted=True)
         self.stats.processed += 1
 
+    def _resume(self, message: Message, handled: list[Message]) -> None:
+        """Resume a paused run of one of our cases with the decision the server recorded, exactly once."""
+        self._use(message.partition)
+        pipeline = self.pipeline
+        session = self.store.session
+        # The partition's earlier alerts go first: the decision follows them, in stream order.
+        pipeline.flush_runs()
+        # Added only after the run: a crash mid-run must leave the message to be redelivered and re-run
+        # (the executor's idempotency keys make the re-run act at most once).
+        inbox = InboxRow(message_id=message.key, partition=message.partition, outcome="resumed",
+                         processed_at=to_db_time(utcnow()))
+        try:
+            payload = ResumePayload.parse(message.raw)
+        except (TypeError, ValueError) as exc:
+            inbox.outcome = "dead_lettered"
+            session.add(inbox)
+            pipeline.dead_letter(message.raw, message.source, None, str(exc))
+            self.stats.dead_lettered += 1
+            return
+        approval_id = payload["approval_id"]
+        row = session.get(ResumeRow, approval_id, populate_existing=True)
+        approval = session.get(ApprovalRow, approval_id, populate_existing=True)
+        stale = None
+        if row is None or not hmac.compare_digest(row.token.encode(), str(payload["token"]).encode()):
+            stale = "no resume is recorded with its token (the decision was put back)"
+        elif approval is None or approval.status == "pending" or row.decision != payload["decision"] \
+                or bool(payload["answer"].get("approved")) != (row.decision == "approved"):
+            stale = "it does not carry the recorded decision"
+        elif row.resumed_at is not None:
+            # Another delivery, or another message for the same decision, ran it already: never twice.
+            inbox.outcome = "skipped"
+            session.add(inbox)
+            self.stats.skipped_redeliveries += 1
+            return
+        if stale is not None:
+            inbox.outcome = "skipped"
+            session.add(inbox)
+            pipeline.services.audit.append("approval.resume_skipped", {
+                "approval_id": approval_id, "worker": self.id, "message": message.key, "reason": stale,
+            }, approval.case_id if approval is not None else None, session=session)
+            self.stats.stale_resumes += 1
+            return
+        kept = self._queue_notes(approval.case_id, approval_id)
+        # Our lease, once more, right before acting on the case.
+        self._fence([*handled, message])
+        ran = pipeline.is_paused(approval.thread_id)
+        # Not paused any more: it ran to the end before a crash took its record; recorded, not run again.
+        state = pipeline.resume_answer(approval.thread_id, payload["answer"]) if ran else \
+            pipeline.run_state(approval.thread_id)
+        self._keep_queue_notes(approval.case_id, kept)
+        row.resumed_at, row.worker, row.message, row.ran = to_db_time(utcnow()), self.id, message.key, ran
+        row.action_status, row.action_id = state.get("action_status"), state.get("action_id")
+        pipeline.services.audit.append("approval.resumed", {
+            "approval_id": approval_id, "worker": self.id, "partition": message.partition, "message": message.key,
+            "decision": row.decision, "ran": ran, "action_status": row.action_status, "action_id": row.action_id,
+        }, approval.case_id, session=session)
+        session.add(inbox)
+        self.stats.resumed += 1
+
+    def _queue_notes(self, case_id: str, approval_id: int) -> list[str]:
+        """The open questions the approval queue wrote about this approval (the run's new notes replace the rest)."""
+        notes_json = self._notes_json(case_id)
+        questions = (json.loads(notes_json).get("open_questions") or []) if notes_json else []
+        return [q for q in questions if isinstance(q, str) and q.startswith(f"Approval {approval_id} ")]
+
+    def _keep_queue_notes(self, case_id: str, kept: list[str]) -> None:
+        """Carry the queue's lines about the approval over into the notes the resumed run wrote."""
+        from soc_agent.notes import CaseNotes, render_markdown
+
+        notes_json = self._notes_json(case_id) if kept else None
+        if not notes_json:
+            return
+        notes = CaseNotes.model_validate_json(notes_json)
+        missing = [q for q in kept if q not in notes.open_questions]
+        if missing:
+            notes.open_questions = [*notes.open_questions, *missing]
+            markdown = render_markdown(notes)
+            # Notes are written by upsert, never held as ORM objects (a later run's upsert must win).
+            self.store.upsert(NoteRow, {"case_id": case_id, "notes_json": notes.model_dump_json(),
+                                        "markdown": markdown, "updated_at": to_db_time(utcnow())})
+            self.pipeline.services.note_files.stage(case_id, markdown)
+
+    def _notes_json(self, case_id: str) -> str | None:
+        return self.store.session.execute(select(NoteRow.notes_json).where(NoteRow.case_id == case_id)).scalar()
+
     def _poison(self, message: Message, attempt: int) -> None:
         from soc_agent.store import DeadLetterRow
 
@@ -339,7 +438,24 @@ class Worker:
         session.add(DeadLetterRow(received_at=to_db_time(utcnow()), source=message.source, line_no=message.line_no,
                                   reason=reason, raw=message.raw[:65536].decode("utf-8", errors="replace"),
                                   raw_size=len(message.raw)))
+        if message.kind == RESUME_KIND:
+            self._resume_given_up(message, reason)
         self.stats.poison += 1
+
+    def _resume_given_up(self, message: Message, reason: str) -> None:
+        """A resume that failed every attempt: its approval says so (the run stays paused), audited."""
+        try:
+            payload = ResumePayload.parse(message.raw)
+        except (TypeError, ValueError):
+            return
+        row = self.store.session.get(ResumeRow, payload["approval_id"], populate_existing=True)
+        if row is None or row.resumed_at is not None or \
+                not hmac.compare_digest(row.token.encode(), str(payload["token"]).encode()):
+            return
+        row.action_status = f"not resumed: {reason}"
+        self.pipeline.services.audit.append("approval.resume_failed", {
+            "approval_id": row.approval_id, "worker": self.id, "message": message.key, "error": reason,
+        }, row.case_id, session=self.store.session)
 
     def _recover(self) -> None:
         """After a failed step: drop uncommitted work and rebuild every owned partition from the store."""

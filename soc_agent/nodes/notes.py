@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from soc_agent.notes import CaseNotes, NoteAction, NoteEvidence, TimelineEntry, render_markdown
 from soc_agent.services import Services
 from soc_agent.state import TriageState
-from soc_agent.store import CaseRow, NoteRow
+from soc_agent.store import ActionRow, CaseRow, NoteRow
 from soc_agent.types import Outcome, RunMode, Tier, Verdict, to_db_time, utcnow
 
 
@@ -45,6 +45,24 @@ def _open_questions(state: TriageState) -> list[str]:
     return questions
 
 
+def _noted_status(svc: Services, state: TriageState, status: str) -> str:
+    """What the notes say became of the action: an executed no-op (its effect was already in place by
+    another action, so it owns nothing to roll back) is not "executed"."""
+    action_id = state.get("action_id")
+    if status != "executed" or action_id is None:
+        return status
+    row = svc.store.session.get(ActionRow, action_id)
+    try:
+        result = json.loads(row.result or "{}") if row is not None else {}
+    except ValueError:
+        return status
+    if not isinstance(result, dict) or result.get("owns") is not False:
+        return status
+    held_by = result.get("held_by")
+    return (f"already in effect (by action {held_by}); this action owns nothing" if held_by is not None
+            else "already in effect; this action owns nothing")
+
+
 def write_notes(state: TriageState, runtime: Runtime[Services]) -> dict:
     """Persist the structured notes, their markdown, and the case's verdict and status."""
     persist_notes(runtime.context, state)
@@ -60,8 +78,8 @@ def persist_notes(svc: Services, state: TriageState) -> None:
         action = decision.action
         actions.append(NoteAction(
             name=action.name, tier=str(action.tier), target=action.target.key if action.target else None,
-            status=state.get("action_status") or ("pending approval" if _status(state) == "pending_approval"
-                                                 else "not run"),
+            status=_noted_status(svc, state, state.get("action_status") or (
+                "pending approval" if _status(state) == "pending_approval" else "not run")),
             rollback=action.rollback, action_id=state.get("action_id"),
         ))
     title = case.alerts[-1].title if case.alerts else state["alert"].title

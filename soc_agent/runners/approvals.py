@@ -23,6 +23,13 @@ Rules, in the order they are checked:
 * the claim is one conditional ``UPDATE approvals ... WHERE status='pending'``:
   of two people deciding the same item at once exactly one wins.
 
+Who resumes the paused run: in one process, the queue itself, right after
+the decision. In a fleet (``soc-agent serve`` with a broker, a ``resumer``
+given), the worker that owns the case's partition: the decision is recorded
+here exactly as above, then queued to that partition
+(``soc_agent.fleet.resume``), and the answer says so (``resume: queued to
+partition N``); the item and its case show the result once the worker ran it.
+
 Every decision names its approver in the audit; refused attempts are audited
 too and change nothing else.
 """
@@ -85,6 +92,12 @@ class NotSupported(ApprovalError):
     status_code = 501
 
 
+class Unavailable(ApprovalError):
+    """The decision could not be handed to the fleet; it was put back and may be decided again."""
+
+    status_code = 503
+
+
 @dataclass
 class QueuePolicy:
     """How long items wait and what happens when nobody decides."""
@@ -131,11 +144,15 @@ class ApprovalQueue:
     The pipeline is single-writer: every operation holds ``lock``.
     """
 
-    def __init__(self, pipeline, policy: QueuePolicy | None = None, lock: threading.RLock | None = None) -> None:
+    def __init__(self, pipeline, policy: QueuePolicy | None = None, lock: threading.RLock | None = None,
+                 resumer=None) -> None:
         self.pipeline = pipeline
         self.policy = policy or QueuePolicy()
         self.lock = lock or threading.RLock()
         self.listeners: list[Listener] = []
+        self.resumer = resumer
+        """Fleet mode: a ``soc_agent.fleet.resume.FleetResumer`` that queues each decided run to the worker
+        owning its case; None: the run resumes here."""
 
     @property
     def _session(self):
@@ -553,6 +570,10 @@ class ApprovalQueue:
     def _resume(self, row: ApprovalRow, approved: bool, by: str, comment: str,
                 replacement: ProposedAction | None, params: dict[str, Any] | None,
                 approvers: tuple[str, ...] = ()) -> dict[str, Any]:
+        if self.resumer is not None:
+            queued = self._queue_resume(row, approved, by, comment, replacement, params, approvers)
+            if queued is not None:
+                return queued
         try:
             if replacement is None and not approvers:
                 state = self.pipeline.resume(row.thread_id, approved, by, comment, params)
@@ -568,25 +589,61 @@ class ApprovalQueue:
                 self.pipeline.store.commit()
         except Exception as exc:
             # The graph did not finish: put the item back so someone can decide again.
-            self._session.rollback()
-            self._session.execute(update(ApprovalRow).where(ApprovalRow.id == row.id)
-                                  .values(status="pending", decided_by=None, decided_at=None))
-            self._svc.audit.append("approval.resume_failed", {"approval_id": row.id, "by": by,
-                                                              "error": f"{type(exc).__name__}: {exc}"[:500]},
-                                   row.case_id, session=self._session)
-            self.pipeline.store.commit()
+            self._put_back(row, by, exc)
             raise
         for listener in self.listeners:
             listener(row.case_id, {"kind": "decision", "approval_id": row.id, "by": by, "approved": approved,
                                    "action_status": state.get("action_status")})
         return state
 
+    def _put_back(self, row: ApprovalRow, by: str, exc: BaseException) -> None:
+        """Undo a decision whose run was not resumed (nor queued): the item is pending again, audited."""
+        self._session.rollback()
+        if self.resumer is not None:
+            self.resumer.forget(self._session, row.id)  # a message already queued is stale from now on
+        self._session.execute(update(ApprovalRow).where(ApprovalRow.id == row.id)
+                              .values(status="pending", decided_by=None, decided_at=None))
+        self._svc.audit.append("approval.resume_failed", {"approval_id": row.id, "by": by,
+                                                          "error": f"{type(exc).__name__}: {exc}"[:500]},
+                               row.case_id, session=self._session)
+        self.pipeline.store.commit()
+
+    def _queue_resume(self, row: ApprovalRow, approved: bool, by: str, comment: str,
+                      replacement: ProposedAction | None, params: dict[str, Any] | None,
+                      approvers: tuple[str, ...]) -> dict[str, Any] | None:
+        """Fleet mode: hand the decided run to the worker owning its case; None when no worker does."""
+        answer: dict[str, Any] = {"approved": approved, "by": by, "comment": comment, "params": params or {},
+                                  "approvers": list(approvers)}
+        if replacement is not None:
+            answer["action"] = replacement.model_dump(mode="json")
+        decision = "approved" if approved else ("expired" if by == EXPIRY_ACTOR else "rejected")
+        try:
+            queued = self.resumer.queue(self.pipeline.store, row, decision, by, answer)
+        except Exception as exc:  # noqa: BLE001 - Redis or the store: the decision must not stay half-made
+            self._put_back(row, by, exc)
+            raise Unavailable(f"approval {row.id}: the decision could not be queued for the worker owning case "
+                              f"{row.case_id} ({type(exc).__name__}); it is pending again, decide again") from None
+        if queued is None:
+            return None
+        self._svc.audit.append("approval.resume_queued", {"approval_id": row.id, "by": by, "decision": decision,
+                                                          "partition": queued["partition"],
+                                                          "entry": queued["entry"]},
+                               row.case_id, session=self._session)
+        self.pipeline.store.commit()
+        for listener in self.listeners:
+            listener(row.case_id, {"kind": "decision", "approval_id": row.id, "by": by, "approved": approved,
+                                   "action_status": queued["action_status"]})
+        return queued
+
     def _outcome(self, row: ApprovalRow, status: str, state: dict[str, Any]) -> dict[str, Any]:
         decision = state.get("decision")
-        return {"id": row.id, "case_id": row.case_id, "status": status,
-                "action_status": state.get("action_status"),
-                "decision": str(decision.outcome) if decision else None,
-                "reasons": decision.reasons if decision else []}
+        outcome = {"id": row.id, "case_id": row.case_id, "status": status,
+                   "action_status": state.get("action_status"),
+                   "decision": str(decision.outcome) if decision else None,
+                   "reasons": decision.reasons if decision else []}
+        if "resume" in state:  # fleet mode: the owning worker runs it
+            outcome.update(resume=state["resume"], partition=state["partition"])
+        return outcome
 
     def _summary(self, row: ApprovalRow, meta: ApprovalMetaRow,
                  values: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -619,4 +676,4 @@ class ApprovalQueue:
             "expires_at": _iso(meta.expires_at), "requested_by": meta.requested_by,
             "required_role": meta.required_role, "escalated": meta.escalated,
             "decided_by": row.decided_by, "decided_at": _iso(row.decided_at), "comment": row.comment,
-        }
+        } | ({"resume": self.resumer.status(self._session, row.id)} if self.resumer is not None else {})

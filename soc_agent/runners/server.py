@@ -54,6 +54,12 @@ filed the alert: :meth:`BrokerIntake.settle` does it on every sweep and
 before every approval decision and webhook delivery. Ticket links survive a
 restart (they are read back from ``webhook_events``); API requesters are
 remembered in memory (bounded, 24 h).
+
+Approval decisions are recorded here as in one process, but the paused run
+is resumed by the worker that owns the case's partition: the answer is
+``status`` (approved, rejected, ...) with ``resume: queued to partition N``,
+and the item's ``resume`` field says which worker ran it and with what
+result once it has (``soc_agent.fleet.resume``).
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ from sqlmodel import Session
 from connectors import MappingError, parse_record
 from soc_agent.config import Settings
 from soc_agent.fleet.broker import Broker, BrokerConfig, Refused
+from soc_agent.fleet.resume import FleetResumer
 from soc_agent.runners import metrics
 from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, QueuePolicy
 from soc_agent.runners.auth import Identity, Role, TokenStore
@@ -137,7 +144,9 @@ class App:
         self.lock = threading.RLock()
         # In a fleet, TTL expiry is the scheduler leader's alone (soc_agent.fleet.scheduler).
         self.pipeline = Pipeline(settings, expire_on_start=broker is None)
-        self.queue = ApprovalQueue(self.pipeline, queue_policy, self.lock)
+        # In a fleet, a decided run is resumed by the worker that owns its case, never here.
+        self.queue = ApprovalQueue(self.pipeline, queue_policy, self.lock,
+                                   resumer=FleetResumer(broker) if broker is not None else None)
         # The configured ticket responders post the agent's notes back (least privilege: the same
         # client that opens tickets); with none configured, posts are only recorded.
         if sink is None:

@@ -537,3 +537,32 @@ def test_a_new_malware_alert_on_the_same_workstation_re_opens_its_case(pipeline)
     # the case re-opened, and the notes show what it was.
     assert "alerts judged one by one" in notes["reasoning"]
     assert notes["earlier_verdict"].startswith("false_positive") and "re-opened" in notes["earlier_verdict"]
+
+
+def test_after_a_restart_new_alerts_are_checked_against_the_store_without_a_connection_each(settings):
+    """The store look-up of a new key after a restart uses the writer's connection: no pool checkout per alert,
+    and a re-sent key is still found there."""
+    from sqlalchemy import event
+
+    from soc_agent.pipeline import Pipeline
+
+    first = Pipeline(settings)
+    first.process_line(make_alert("port_scan", [("ip", "198.51.100.200", "src")], alert_id="before-restart",
+                                  severity="low"))
+    first.close()
+
+    again = Pipeline(settings)
+    checkouts = []
+    event.listen(again.store.engine, "checkout", lambda *_: checkouts.append(1))
+    try:
+        assert again._store_had_alerts, "a restart: keys must be looked up in the store"
+        lines = [make_alert("port_scan", [("ip", f"198.51.100.{i}", "src")], alert_id=f"new-{i}", severity="low")
+                 for i in range(40)]
+        results = list(again.run_lines(lines, "test"))
+        assert len(results) == 40 and all(r.status != "duplicate" for r in results)
+        assert len(checkouts) < 10, f"{len(checkouts)} connections checked out for 40 new alerts"
+        [resent] = again.process_line(make_alert("port_scan", [("ip", "198.51.100.200", "src")],
+                                                 alert_id="before-restart", severity="low"))
+        assert resent.status == "duplicate" and any("already received" in w for w in resent.reasons)
+    finally:
+        again.close()
