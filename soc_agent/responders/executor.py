@@ -21,6 +21,9 @@ from soc_agent.store import ActionRow, CaseRow, Store
 from soc_agent.types import Entity, EntityKind, ProposedAction, to_db_time, utcnow
 
 
+_EXECUTED = frozenset({"done", "expired", "rolled_back"})
+"""Statuses of an action whose effect was made (and maybe since lifted): never overwritten by a record."""
+
 class ActionExecutor:
     """Runs actions through the responder that holds their capability."""
 
@@ -88,7 +91,10 @@ class ActionExecutor:
         return row
 
     def record(self, action: ProposedAction, case_id: str, run: int, status: str, why: str) -> ActionRow:
-        """Record an action that was not executed (shadow, denied, rejected, awaiting approval)."""
+        """Record an action that was not executed (shadow, denied, rejected, awaiting approval).
+
+        An action of the same case, run and key that already ran keeps its row as it is.
+        """
         now = to_db_time(utcnow())
         key = f"{case_id}|{run}|{action.idempotency_key}"
         session = self.store.session
@@ -96,6 +102,12 @@ class ActionExecutor:
         if row is None:
             row = _new_row(action, case_id, key, now)
             session.add(row)
+        elif row.status in _EXECUTED:
+            # The effect is real: its row keeps saying so (and stays reversible); the later verdict is audited.
+            self.audit.append("action.record_after_execution", {"action_id": row.id, "kept": row.status,
+                                                                "refused": status, "why": why},
+                              case_id, session=session)
+            return row
         row.status, row.result = status, json.dumps({"why": why})
         session.flush()
         self.audit.append("action.recorded", {"action_id": row.id, "status": status, "why": why},

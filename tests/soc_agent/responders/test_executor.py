@@ -210,9 +210,6 @@ def test_due_effects_expire_once_and_are_marked_expired(store, local):
     assert local.expire(start + timedelta(seconds=700)) == 0, "an expired effect is not lifted twice"
 
 
-@pytest.mark.xfail(strict=True, reason="ActionExecutor.record() overwrites an executed (done) row of the same "
-                   "case run and action: the live effect's action then reads as not executed and cannot be "
-                   "rolled back through the executor")
 def test_recording_an_action_that_already_ran_keeps_it_executed_and_reversible(store, local):
     row = local.execute(_block(), "case-a", run=1)
     local.record(_block(), "case-a", 1, "denied", "kill switch engaged")
