@@ -23,7 +23,6 @@ stream decides exactly what it would one alert at a time.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -36,24 +35,16 @@ from sqlalchemy import func, update
 from sqlmodel import select
 
 from connectors import MappingError, parse_record
-from soc_agent.audit import AuditLog
 from soc_agent.checkpoint import make_checkpointer
 from soc_agent.config import Settings
 from soc_agent.correlate import Correlator
 from soc_agent.actions import TTL_ACTIONS
 from soc_agent.dedupe import Deduper, fingerprint
 from soc_agent.detect import ThresholdDetector
-from soc_agent.enrich import LocalKnowledge, local_enrichers
 from soc_agent.graph import AWAITING_APPROVAL, batch_input, build_batch_graph, build_graph, hand_over
 from soc_agent.lines import OversizeLine, bounded_lines
-from soc_agent.playbooks import PlaybookSet, load_playbooks
-from soc_agent.policy import load_policy
-from soc_agent.reasoner import DeterministicReasoner, Reasoner, make_reasoner
-from soc_agent.responders import ActionExecutor, LocalResponder
-from soc_agent.responders.local import CASE_CAPABILITIES
-from soc_agent.scoring import RuleBook
-from soc_agent.services import Services
-from soc_agent.vendor_evidence import EvidenceBook
+from soc_agent.composition import build_services
+from soc_agent.reasoner import DeterministicReasoner, Reasoner
 from soc_agent.store import AlertRow, ApprovalRow, CaseEntityRow, CaseRow, DeadLetterRow, DecisionRow, Store
 from soc_agent.types import Alert, Severity, to_db_time, utcnow
 
@@ -168,45 +159,6 @@ class RunSummary:
             "cases_by_verdict": dict(verdicts), "decisions": dict(self.decisions),
             "dead_letter_reasons": dict(self.dead_letter_reasons.most_common(10)),
         }
-
-
-def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Services:
-    """Everything the graph needs, from the settings' files and store."""
-    store = Store(settings.db_url)
-    key = settings.audit_key
-    from soc_agent.audit_checkpoints import AuditCheckpoints
-
-    # Signed checkpoints beside the workdir, for Postgres fleets too (their store is not a file to sit beside).
-    audit = AuditLog(store.engine, key, checkpoints=AuditCheckpoints.for_settings(settings))
-    knowledge = LocalKnowledge.from_dir(settings.data_dir)
-    # Remote connectors only when $SOC_AGENT_CONNECTORS names a file; otherwise the local defaults alone.
-    from connectors.loader import configured_connectors
-
-    remote_enrichers, remote_responders = configured_connectors()
-    # Priors and calibration learned from analysts' dispositions; ([], None) until something was learned.
-    from soc_agent.learning import load_learning
-
-    evidence_sources, calibrator = load_learning(settings, store)
-    from soc_agent.learning.similar import SimilarDispositions
-
-    with store.reader() as session:
-        similar = SimilarDispositions.load(session)
-    return Services(
-        settings=settings, store=store, audit=audit, knowledge=knowledge,
-        enrichers=local_enrichers(knowledge) + remote_enrichers,
-        playbooks=PlaybookSet(load_playbooks(settings.playbooks_dir)),
-        policy=load_policy(settings.playbooks_dir / "policy.yml", settings.autonomy_file),
-        rulebook=RuleBook.from_file(settings.playbooks_dir / "detectors.yml"),
-        vendor_evidence=EvidenceBook.from_file(settings.playbooks_dir / "evidence.yml"),
-        reasoner=reasoner or make_reasoner(settings.reasoner),
-        # Remote responders first: the executor uses the first responder holding a capability,
-        # so the local one only covers what no configured connector was granted.
-        # With a connectors file, an action no connector was granted is denied rather than simulated
-        # by the store-only responder (which then keeps just the case's own capabilities).
-        executor=ActionExecutor(store, audit, [*remote_responders, LocalResponder(
-            store, CASE_CAPABILITIES if os.environ.get("SOC_AGENT_CONNECTORS") else None)]),
-        evidence_sources=evidence_sources, calibrator=calibrator, similar=similar if similar.size else None,
-    )
 
 
 class Pipeline:

@@ -181,12 +181,3 @@ def _history_verdict(evidence: list[Evidence]) -> Verdict:
     bp = sum(e.data.get("bp", 0) for e in evidence if e.kind == "history")
     fp = sum(e.data.get("fp", 0) for e in evidence if e.kind == "history")
     return Verdict.BENIGN_POSITIVE if bp > fp else Verdict.FALSE_POSITIVE
-
-
-def make_reasoner(kind: str) -> Reasoner:
-    """The reasoner a setting names: ``deterministic`` or ``llm`` (endpoint from SOC_AGENT_LLM_*)."""
-    if kind == "llm":
-        from soc_agent.llm import LLMReasoner, LLMSettings  # the model client only when asked for
-
-        return LLMReasoner(LLMSettings.from_env())
-    return DeterministicReasoner()

@@ -92,7 +92,7 @@ class LearnReport:
 def load_learning(settings, store) -> tuple[list, ConfidenceCalibrator | None]:
     """The learned evidence sources and calibrator from ``store`` (empty when nothing was learned).
 
-    ``build_services`` sets ``evidence_sources`` and ``calibrator`` from this.
+    ``soc_agent.composition.build_services`` sets ``evidence_sources`` and ``calibrator`` from this.
     Priors are aged to now; a rule or entity below its minimum sample adds nothing.
     """
     with store.reader() as session:

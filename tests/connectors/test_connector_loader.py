@@ -154,7 +154,7 @@ def test_without_the_env_var_nothing_is_configured(monkeypatch):
 
 
 def test_build_services_keeps_local_defaults_and_adds_configured_connectors(settings, config_path, monkeypatch):
-    from soc_agent.pipeline import build_services
+    from soc_agent.composition import build_services
     monkeypatch.delenv("SOC_AGENT_CONNECTORS", raising=False)
     plain = build_services(settings)
     local_names = [e.name for e in plain.enrichers]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from soc_agent.config import Settings
-from soc_agent.pipeline import build_services
+from soc_agent.composition import build_services
 from soc_agent.services import Services
 
 
