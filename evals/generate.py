@@ -12,6 +12,9 @@ benign or false-positive look-alike, plus noise:
   counts them (brute force, password spray, harmless mistyped passwords),
 * alerts of rule ids no playbook knows (~5%),
 * alerts about executives and crown-jewel hosts (the guard routes those),
+* brute force from inside: a compromised machine on the company network,
+  whose planned block the guard denies (a private address is never blocked),
+  so the stream shows all three guard outcomes,
 * attacker-controlled text that tries to talk the reasoner into "benign".
 
 Severity alone does not give the answer away: some true positives are
@@ -105,6 +108,9 @@ VICTIM_WORKSTATIONS = ("wks-fin-01", "wks-fin-02", "wks-hr-01", "wks-sales-01", 
                        "wks-intern-01", "lab-pc01", "lab-pc02", "kiosk01")
 BENIGN_WORKSTATIONS = ("wks-eng-01", "wks-eng-02", "wks-eng-03", "wks-mkt-01", "conf-room-01")
 
+# Internal machines that turn on the network in the brute-force-from-inside incidents; no other incident
+# uses their addresses, so their cases stay apart.
+INTERNAL_ATTACKERS = ("wks-it-01", "jump01")
 SCANNER_IP = "10.0.5.20"
 PARTNER_IP = "198.51.100.10"
 VPN_EGRESS = ("192.0.2.10", "192.0.2.11")
@@ -707,6 +713,29 @@ def _sanctioned_admin(b: _Builder, scale: int) -> None:
             at += timedelta(minutes=rng.randint(2, 30))
 
 
+# --- 1 again: brute force from inside (the guard's deny) ---------------------------------------------------
+
+def _internal_brute_force(b: _Builder, scale: int) -> None:
+    """A compromised internal machine tries passwords against a server: a true brute force whose playbook
+    response, blocking the source address, the guard denies because the address is private (never blocked).
+    A person has to respond another way; the demo shows the deny and its reason.
+
+    :func:`generate` adds these after drawing the re-sends, so the rest of the stream is exactly what it was
+    before they existed (and the eval's other figures stay comparable); they have no re-sends of their own.
+    """
+    rng = b.rng
+    targets = (("web01", "ssh"), ("crm01", "ssh"))
+    for i in range(len(INTERNAL_ATTACKERS) * scale):
+        inc = b.incident("brute_force", TRUE_POSITIVE, "block_ip", span_s=300)
+        ip = HOST_IP[INTERNAL_ATTACKERS[i % len(INTERNAL_ATTACKERS)]]
+        host, service = targets[i % len(targets)]
+        user = rng.choice(NONEXISTENT_USERS)
+        at = inc.start
+        for _ in range(rng.randint(6, 8)):  # >= 5 failures within 60 s
+            _auth_event(b, inc, at, ip, user, host, service, dup_ok=False)
+            at += timedelta(seconds=rng.randint(2, 8))
+
+
 # --- noise: rule ids no playbook knows -------------------------------------------------------------------
 
 def _noise(b: _Builder, scale: int) -> None:
@@ -776,6 +805,9 @@ def generate(n_incidents_scale: int = 1, seed: int = DEFAULT_SEED,
     for build in _CLASS_BUILDERS:
         build(b, n_incidents_scale)
     alerts = b.alerts + _add_duplicates(b)
+    drawn = len(b.alerts)
+    _internal_brute_force(b, n_incidents_scale)  # after the re-sends: see its docstring
+    alerts += b.alerts[drawn:]
     alerts.sort(key=lambda a: a["timestamp"])  # fixed-width UTC strings sort chronologically
     labels: list[dict[str, Any]] = []
     seen: set[str] = set()

@@ -20,19 +20,23 @@ from sqlmodel import select
 from soc_agent.config import DEMO_AUTONOMY, Settings
 from soc_agent.terminal import make_console, safe_cell, safe_text
 from soc_agent.types import RunMode
+from soc_agent.wording import counted
 
 app = typer.Typer(help="soc-agent: autonomous SOC triage with guarded actions and a verifiable audit trail.",
                   no_args_is_help=True, add_completion=False)
-cases_app = typer.Typer(help="Inspect cases.", no_args_is_help=True)
+cases_app = typer.Typer(help="Inspect and work cases: close, reopen, comment, assign.", no_args_is_help=True)
 blocks_app = typer.Typer(help="Inspect TTL'd blocks.", no_args_is_help=True)
 actions_app = typer.Typer(help="Inspect and roll back actions.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 approvals_app = typer.Typer(help="The analyst approval queue.", no_args_is_help=True)
+dead_letters_app = typer.Typer(help="Input that could not be taken in: why, the line itself, and a retry.",
+                               no_args_is_help=True)
 app.add_typer(cases_app, name="cases")
 app.add_typer(blocks_app, name="blocks")
 app.add_typer(actions_app, name="actions")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(dead_letters_app, name="dead-letters")
 
 # Everything printed from alerts or the store goes through soc_agent.terminal (safe_cell, safe_text).
 err = make_console(stderr=True)
@@ -81,6 +85,54 @@ def _row(table: Table, *values: object) -> None:
     table.add_row(*(safe_cell(value) for value in values))
 
 
+def _listing(*columns: str, ids: tuple[str, ...] = (), short: tuple[str, ...] = ()) -> Table:
+    """A listing's table: ``ids`` columns never wrap, shrink or ellipsize (an id is copied whole from the
+    terminal), nor do ``short`` ones (numbers, times); every other column folds rather than cutting its text."""
+    table = Table()
+    for col in columns:
+        if col in ids or col in short:
+            table.add_column(col, no_wrap=True, overflow="ignore")
+        else:
+            table.add_column(col, overflow="fold")
+    return table
+
+
+def _print_json(value: object) -> None:
+    """A listing's ``--json``: one JSON document on stdout, no Rich (times ISO 8601)."""
+    print(json.dumps(value, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+
+
+def _record(row, **parsed_json: bool) -> dict:
+    """A store row as a dict; the columns named in ``parsed_json`` hold JSON text and are decoded."""
+    data = row.model_dump()
+    for key in parsed_json:
+        try:
+            data[key] = json.loads(data[key])
+        except (TypeError, ValueError):
+            pass  # kept as the stored text
+    return data
+
+
+_AGE_UNITS = {"d": 86400, "h": 3600, "m": 60}
+
+
+def _since(value: Optional[str]):
+    """``--since``: an ISO 8601 time (naive means UTC) or an age such as 7d, 12h or 30m before now."""
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    if value is None:
+        return None
+    age = re.fullmatch(r"\s*(\d{1,6})\s*([dhm])\s*", value)
+    if age:
+        return datetime.now(UTC) - timedelta(seconds=int(age.group(1)) * _AGE_UNITS[age.group(2)])
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        _fail(f"invalid --since {value!r}: give an ISO 8601 time (2026-12-01T08:00:00Z) or an age (7d, 12h, 30m)")
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
 ReasonerOpt = typer.Option(None, "--reasoner", help="deterministic | llm (default: SOC_AGENT_REASONER or "
                            "deterministic; llm reads SOC_AGENT_LLM_BASE_URL, _MODEL, _API_KEY...)")
 
@@ -99,7 +151,8 @@ def _progress() -> Progress:
 @app.command()
 def demo(workdir: Path = WorkdirOpt, as_json: bool = typer.Option(False, "--json", help="summary as JSON"),
          reasoner: Optional[str] = ReasonerOpt) -> None:
-    """Run the bundled labelled stream (12 incident classes, noise, duplicates) through the graph."""
+    """Run the bundled labelled stream (12 incident classes, noise, duplicates) through the graph; then what
+    waits for a person, what was contained, where the notes and web page are."""
     from evals.dataset import load_demo_stream
 
     settings = _settings(workdir, reasoner=reasoner)
@@ -107,7 +160,7 @@ def demo(workdir: Path = WorkdirOpt, as_json: bool = typer.Option(False, "--json
         settings = settings.model_copy(update={"autonomy_file": DEMO_AUTONOMY})
     lines = load_demo_stream()
     pipeline = _pipeline(settings)
-    reasons: Counter = Counter()
+    reasons: dict[str, Counter] = {"needs_approval": Counter(), "deny": Counter()}
     actions: Counter = Counter()
     with _progress() as progress:
         task = progress.add_task("demo", total=len(lines))
@@ -116,23 +169,78 @@ def demo(workdir: Path = WorkdirOpt, as_json: bool = typer.Option(False, "--json
             if result.status in ("decided", "pending_approval") and result.decision:
                 actions[(result.action, result.decision)] += 1
                 for reason in result.reasons:
-                    if ":" in reason and reason.split(":")[0] in ("deny", "needs_approval"):
-                        reasons[reason] += 1
+                    if reason.split(":")[0] in reasons:
+                        reasons[reason.split(":")[0]][reason] += 1
         progress.update(task, completed=len(lines))
     pipeline.store.commit()
     summary = pipeline.summary.as_dict(pipeline.store)
+    # Every guard outcome is named, with 0 when the run had none of it.
+    summary["decisions"] = {outcome: summary["decisions"].get(outcome, 0) for outcome in _GUARD_OUTCOMES}
     summary["actions"] = {f"{a} ({d})": n for (a, d), n in actions.most_common()}
-    summary["top_reasons"] = dict(reasons.most_common(8))
+    # The most common reasons for asking a person, and those for a deny (rarer, so they are not crowded out).
+    summary["top_reasons"] = dict(reasons["needs_approval"].most_common(6) + reasons["deny"].most_common(3))
     summary["notes_dir"] = str(settings.notes_dir)
     summary["workdir"] = str(settings.workdir)
     summary["autonomy_file"] = str(settings.autonomy_file)
     # A second demo in the same workdir re-sends the same alerts: nothing is done twice, and it says so.
     summary["already_run"] = summary["alerts_in"] > 0 and summary["duplicates"] == summary["alerts_in"]
+    summary.update(_demo_next_steps(pipeline.store, settings))
     pipeline.close()
     if as_json:
         print(json.dumps(summary))
         return
     _print_summary(summary)
+
+
+_GUARD_OUTCOMES = ("allow", "needs_approval", "deny")
+"""The guard's outcomes, in the order the demo names them (each one, even at 0)."""
+_CONTAINMENT_TIERS = ("contain_soft", "contain_hard", "destructive")
+
+
+def _command(*words: str) -> str:
+    """A soc-agent command line to copy: named as this process was started (``.venv/bin/soc-agent`` stays so),
+    each word shell-quoted."""
+    import shlex
+
+    program = sys.argv[0] if Path(sys.argv[0]).name == "soc-agent" else "soc-agent"
+    return shlex.join([program, *words])
+
+
+def _demo_next_steps(store, settings: Settings) -> dict:
+    """What the workdir now holds for a person: pending approvals, cases whose planned action the guard denied,
+    what was contained and closed without a person, and the commands (and web page) that show each."""
+    from soc_agent.store import ActionRow, ApprovalRow, CaseRow
+
+    with store.reader() as session:
+        pending_cases = session.exec(select(ApprovalRow.case_id).where(ApprovalRow.status == "pending")
+                                     .order_by(ApprovalRow.id)).all()
+        any_case = session.exec(select(CaseRow.id).order_by(CaseRow.id)).first()
+        denied = session.exec(select(CaseRow.id).where(CaseRow.decision == "deny").order_by(CaseRow.id)).all()
+        done = session.exec(select(ActionRow.name, ActionRow.tier).where(ActionRow.status == "done")).all()
+    contained = Counter(name for name, tier in done if tier in _CONTAINMENT_TIERS)
+    workdir = str(settings.workdir)
+    return {
+        "awaiting_approval": len(pending_cases),
+        "denied_cases": list(denied),
+        "contained": dict(contained.most_common()),
+        "closed_without_a_person": sum(1 for name, _ in done if name == "close_case"),
+        "commands": {
+            "approvals": _command("approvals", "list", "--workdir", workdir),
+            "denied": (_command("cases", "show", denied[0], "--workdir", workdir) if denied
+                       else _command("cases", "list", "--workdir", workdir)),
+            "actions": _command("actions", "list", "--workdir", workdir),
+            "blocks": _command("blocks", "list", "--workdir", workdir),
+            "cases": _command("cases", "list", "--workdir", workdir),
+            "closed": _command("cases", "list", "--status", "closed", "--workdir", workdir),
+            # The notes of a case that waits for a person (any case when none waits).
+            "notes": _command("cases", "show", (pending_cases[0] if pending_cases else any_case) or "CASE_ID",
+                              "--workdir", workdir),
+            "serve": _command("serve", "--workdir", workdir),
+        },
+        # `serve`'s defaults; signing in needs a token whose hash is in $SOC_AGENT_TOKENS_FILE (README).
+        "web": {"url": "http://127.0.0.1:8080/ui", "login": "http://127.0.0.1:8080/ui/login",
+                "tokens_file": os.environ.get("SOC_AGENT_TOKENS_FILE") or None},
+    }
 
 
 def _print_summary(summary: dict) -> None:
@@ -143,8 +251,8 @@ def _print_summary(summary: dict) -> None:
         _row(table, key, summary[key])
     for verdict, n in sorted(summary["cases_by_verdict"].items()):
         _row(table, f"cases: {verdict}", n)
-    for outcome, n in sorted(summary["decisions"].items()):
-        _row(table, f"decisions: {outcome}", n)
+    for outcome in _GUARD_OUTCOMES:
+        _row(table, f"decisions: {outcome}", summary["decisions"].get(outcome, 0))
     out.print(table)
     if summary.get("actions"):
         actions = Table(title="actions (decision)")
@@ -160,12 +268,39 @@ def _print_summary(summary: dict) -> None:
         for reason, n in summary["top_reasons"].items():
             _row(reasons, reason, n)
         out.print(reasons)
-    out.print(safe_cell(f"case notes: {summary['notes_dir']}   store: {summary['workdir']}"))
     out.print(safe_cell(f"autonomy: the demo environment's earned autonomy, {summary['autonomy_file']} (a fresh "
-                        f"install has none and runs supervised)"))
+                        f"install has none and runs supervised)"), soft_wrap=True)
     if summary.get("already_run"):
         out.print("this workdir already holds the demo: every alert was received before, so nothing was done "
                   "twice and the store is as it was; give a fresh --workdir to run it again")
+    _print_next_steps(summary)
+
+
+def _print_next_steps(summary: dict) -> None:
+    """The end of the demo: what waits for a person and the command that shows each thing."""
+    commands, decisions, web = summary["commands"], summary["decisions"], summary["web"]
+    denied, contained = summary["denied_cases"], summary["contained"]
+    pending = summary["awaiting_approval"]
+    closed = summary["closed_without_a_person"]
+    contained_text = ", ".join(f"{name} {n}" for name, n in contained.items()) or "nothing"
+    sign_in = (f"a token whose sha256 is in {web['tokens_file']}" if web["tokens_file"] else
+               "a token from the tokens file named by SOC_AGENT_TOKENS_FILE (not set here: see the README, "
+               "First login)")
+    steps = [
+        (f"{counted(pending, 'action')} {'awaits' if pending == 1 else 'await'} approval", commands["approvals"]),
+        (f"{counted(len(denied), 'case')} whose planned action the guard denied: another response is needed",
+         commands["denied"]),
+        (f"contained without a person: {contained_text}", f"{commands['actions']}   {commands['blocks']}"),
+        (f"{counted(closed, 'case')} closed as benign or false positive without a person", commands["closed"]),
+        (f"case notes: {summary['notes_dir']}, one markdown file per case", commands["notes"]),
+        (f"web page: {web['url']} while this runs; sign in at {web['login']} with {sign_in}", commands["serve"]),
+    ]
+    out.print(safe_cell("guard outcomes this run: " + ", ".join(
+        f"{outcome} {decisions.get(outcome, 0)}" for outcome in _GUARD_OUTCOMES)), soft_wrap=True)
+    out.print(safe_cell("next steps (in this workdir):"), soft_wrap=True)
+    for what, command in steps:
+        out.print(safe_cell(f"  {what}"), soft_wrap=True)
+        out.print(safe_cell(f"    → {command}"), soft_wrap=True)
 
 
 def _stop_on_interrupt() -> threading.Event:
@@ -259,42 +394,188 @@ def triage(
                             f"decisions {summary['decisions']}"))
 
 
-@cases_app.command("list")
-def cases_list(workdir: Path = WorkdirOpt, status: Optional[str] = typer.Option(None)) -> None:
-    """List cases, newest first."""
-    from soc_agent.store import CaseRow, Store
+CASE_STATUSES = ("open", "pending_approval", "contained", "closed")
+"""A case's statuses (``CaseRow.status``)."""
+CASE_SORTS = ("updated", "opened", "severity", "confidence", "alerts")
 
+
+@cases_app.command("list")
+def cases_list(
+    workdir: Path = WorkdirOpt,
+    status: Optional[str] = typer.Option(None, "--status", help=" | ".join(CASE_STATUSES)),
+    verdict: Optional[str] = typer.Option(None, "--verdict", help="true_positive | benign_positive | "
+                                          "false_positive | undetermined"),
+    severity: Optional[str] = typer.Option(None, "--severity", help="minimum severity: high lists high and "
+                                           "critical (informational | low | medium | high | critical)"),
+    incident_class: Optional[str] = typer.Option(None, "--class", help="incident class, e.g. brute_force"),
+    entity: Optional[str] = typer.Option(None, "--entity", help="cases holding this entity value (an IP, user, "
+                                         "host, domain, hash...; case-insensitive)"),
+    since: Optional[str] = typer.Option(None, "--since", help="updated at or after: an ISO 8601 time or an age "
+                                        "(7d, 12h, 30m)"),
+    sort: str = typer.Option("updated", "--sort", help=" | ".join(CASE_SORTS)),
+    descending: bool = typer.Option(True, "--desc/--asc", help="highest, newest first (default) or the reverse"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="at most this many cases"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON array of full case records (with entities)"),
+) -> None:
+    """List cases, most recently updated first; filter and sort them."""
+    from sqlalchemy import case as sql_case
+    from sqlalchemy import func
+
+    from soc_agent.store import CaseEntityRow, CaseRow, Store
+    from soc_agent.types import Severity, Verdict
+
+    _choice("--status", status, CASE_STATUSES)
+    _choice("--verdict", verdict, [v.value for v in Verdict])
+    _choice("--severity", severity, [s.value for s in Severity])
+    _choice("--sort", sort, CASE_SORTS)
+    if limit is not None and limit < 1:
+        _fail(f"invalid --limit {limit}: give 1 or more")
+    after = _since(since)
     store = Store(_existing_settings(workdir).db_url)
-    table = Table()
-    for col in ("case", "class", "status", "verdict", "conf", "action", "decision", "alerts", "dups"):
-        table.add_column(col)
+    rank = sql_case({s.value: s.rank for s in Severity}, value=CaseRow.severity, else_=-1)
+    key = {"updated": CaseRow.updated_at, "opened": CaseRow.opened_at, "severity": rank,
+           "confidence": CaseRow.confidence, "alerts": CaseRow.alert_count}[sort]
+    # Cases without a confidence (not yet judged) come last either way; ties in the case id's order.
+    order = (key.desc() if descending else key.asc()).nulls_last()
+    query = select(CaseRow).order_by(order, CaseRow.id.desc() if descending else CaseRow.id.asc())
+    if status:
+        query = query.where(CaseRow.status == status)
+    if verdict:
+        query = query.where(CaseRow.verdict == verdict)
+    if severity:
+        query = query.where(rank >= Severity(severity).rank)
+    if incident_class:
+        query = query.where(CaseRow.incident_class == incident_class)
+    if entity:
+        query = query.where(CaseRow.id.in_(select(CaseEntityRow.case_id).where(
+            func.lower(CaseEntityRow.value) == entity.strip().lower())))
+    if after is not None:
+        query = query.where(CaseRow.updated_at >= after)
+    if limit:
+        query = query.limit(limit)
     with store.reader() as session:
-        query = select(CaseRow).order_by(CaseRow.updated_at.desc())
-        if status:
-            query = query.where(CaseRow.status == status)
-        for c in session.exec(query):
-            _row(table, c.id, c.incident_class or "-", c.status, c.verdict or "-",
-                 f"{c.confidence:.2f}" if c.confidence is not None else "-", c.action or "-",
-                 c.decision or "-", c.alert_count, c.duplicate_count)
+        cases = session.exec(query).all()
+        if as_json:
+            entities: dict[str, list] = {c.id: [] for c in cases}
+            ids = list(entities)
+            for start in range(0, len(ids), 500):
+                for e in session.exec(select(CaseEntityRow).where(CaseEntityRow.case_id.in_(ids[start:start + 500]))
+                                      .order_by(CaseEntityRow.case_id, CaseEntityRow.key)):
+                    entities[e.case_id].append({"kind": e.kind, "value": e.value, "role": e.role,
+                                                "last_seen": e.last_seen})
+    store.close()
+    if as_json:
+        _print_json([_record(c, reasons=True) | {"entities": entities[c.id]} for c in cases])
+        return
+    # A narrow terminal gets the columns that say what a case is; with the action columns a row needs about 160.
+    wide = out.width >= 160
+    columns = ("case", "sev", "class", "status", "verdict", "conf", "alerts") + (
+        ("action", "decision", "updated") if wide else ())
+    table = _listing(*columns, ids=("case",), short=("conf", "alerts", "updated"))
+    for c in cases:
+        values = [c.id, c.severity, c.incident_class or "-", c.status, c.verdict or "-",
+                  f"{c.confidence:.2f}" if c.confidence is not None else "-", c.alert_count]
+        if wide:
+            values += [c.action or "-", c.decision or "-", c.updated_at.strftime("%Y-%m-%d %H:%M")]
+        _row(table, *values)
     out.print(table)
 
 
 @cases_app.command("show")
 def cases_show(case_id: str, workdir: Path = WorkdirOpt) -> None:
-    """Print a case's notes (markdown)."""
-    from soc_agent.store import NoteRow, Store
+    """Print a case: status, disposition, assignee, its history (dispositions, comments, assignments), notes."""
+    import re
+
+    from soc_agent.case_history import case_history, history_line
+    from soc_agent.store import CaseRow, NoteRow, Store
 
     store = Store(_existing_settings(workdir).db_url)
     with store.reader() as session:
+        case = session.get(CaseRow, case_id)
         note = session.get(NoteRow, case_id)
+        history = case_history(session, case_id) if case is not None else []
+    store.engine.dispose()
+    if case is None:
+        _fail(f"no case {case_id!r}")
+    print(safe_text(f"case {case.id}: {case.status}; disposition {case.label or '-'}; "
+                    f"assignee {case.assignee or '-'}; verdict {case.verdict or '-'}; severity {case.severity}"))
+    print("history:" if history else "history: none")
+    for entry in history:
+        print("  " + safe_text(history_line(entry)))
     if note is None:
-        err.print(safe_cell(f"no notes for case {case_id!r}"))
-        raise typer.Exit(1)
-    print(safe_text(note.markdown, multiline=True))
+        print("notes: none yet")
+        return
+    # The notes' own "Case work" section repeats the history printed above (markdown-escaped): left out here.
+    print()
+    print(safe_text(re.sub(r"\n## Case work\n\n(?:- [^\n]*\n)*", "\n", note.markdown), multiline=True))
+
+
+CaseRoleOpt = typer.Option("analyst", "--role", help="viewer | analyst | lead (ignored with --token)")
+CaseTokenOpt = typer.Option(None, "--token", envvar="SOC_AGENT_TOKEN", help="an API token; identity and role "
+                            "from $SOC_AGENT_TOKENS_FILE instead of --by/--role")
+
+
+def _case_call(workdir: Path, method: str, *args, **kwargs) -> dict:
+    """Run one case action on the workdir's store; a refusal is one line on stderr, exit status 2."""
+    from soc_agent.runners.approvals import ApprovalError
+    from soc_agent.runners.case_actions import CaseActions
+
+    pipeline = _pipeline(_existing_settings(workdir))
+    try:
+        return getattr(CaseActions(pipeline), method)(*args, **kwargs)
+    except ApprovalError as exc:
+        _fail(f"refused ({exc.status_code}): {exc}")
+    finally:
+        pipeline.close()
+
+
+@cases_app.command("close")
+def cases_close(case_id: str,
+                disposition: str = typer.Option(..., "--as", help="true_positive | benign_positive | false_positive"),
+                reason: str = typer.Option(..., "--reason", help="why (kept in the history, the notes and the audit)"),
+                by: str = typer.Option("cli", "--by"), workdir: Path = WorkdirOpt, role: str = CaseRoleOpt,
+                token: Optional[str] = CaseTokenOpt) -> None:
+    """Close a case with a disposition; its alerts are labelled so `soc-agent learn` learns from it."""
+    from soc_agent.runners.case_actions import DISPOSITIONS
+
+    _choice("--as", disposition, DISPOSITIONS)
+    who = _cli_identity(by, role, token)
+    result = _case_call(workdir, "close", case_id, who, disposition, reason)
+    out.print(safe_cell(f"case {case_id}: closed as {result['label']} by {who.name} "
+                        f"(was {result['status_before']})"))
+
+
+@cases_app.command("reopen")
+def cases_reopen(case_id: str, reason: str = typer.Option("", "--reason"), by: str = typer.Option("cli", "--by"),
+                 workdir: Path = WorkdirOpt, role: str = CaseRoleOpt, token: Optional[str] = CaseTokenOpt) -> None:
+    """Reopen a closed case: its earlier status comes back, its disposition is withdrawn, the history stays."""
+    who = _cli_identity(by, role, token)
+    result = _case_call(workdir, "reopen", case_id, who, reason)
+    out.print(safe_cell(f"case {case_id}: reopened by {who.name}, now {result['status']}"
+                        + (f" ({result['withdrawn_label']} withdrawn)" if result["withdrawn_label"] else "")))
+
+
+@cases_app.command("comment")
+def cases_comment(case_id: str, text: str, by: str = typer.Option("cli", "--by"), workdir: Path = WorkdirOpt,
+                  role: str = CaseRoleOpt, token: Optional[str] = CaseTokenOpt) -> None:
+    """Add a comment to a case (at most 4 KiB)."""
+    who = _cli_identity(by, role, token)
+    _case_call(workdir, "comment", case_id, who, text)
+    out.print(safe_cell(f"case {case_id}: comment by {who.name} added"))
+
+
+@cases_app.command("assign")
+def cases_assign(case_id: str, assignee: str, by: str = typer.Option("cli", "--by"), workdir: Path = WorkdirOpt,
+                 role: str = CaseRoleOpt, token: Optional[str] = CaseTokenOpt) -> None:
+    """Assign a case to a person."""
+    who = _cli_identity(by, role, token)
+    result = _case_call(workdir, "assign", case_id, who, assignee)
+    out.print(safe_cell(f"case {case_id}: assigned to {result['assignee']} by {who.name}"))
 
 
 @blocks_app.command("list")
-def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--all", help="include lifted")) -> None:
+def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--all", help="include lifted"),
+                as_json: bool = typer.Option(False, "--json", help="one JSON array of the containment records")) -> None:
     """Active blocks and other containments with their expiry (expired ones are lifted first)."""
     from soc_agent.audit import AuditLog
     from soc_agent.responders import ActionExecutor, LocalResponder
@@ -305,32 +586,39 @@ def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--
     key = settings.audit_key
     local = LocalResponder(store)
     ActionExecutor(store, AuditLog(store.engine, key), [local]).expire()
-    table = Table()
-    for col in ("effect", "target", "active", "action", "held by", "expires_at"):
-        table.add_column(col)
+    table = _listing("effect", "target", "active", "action", "held by", "expires_at", ids=("target",))
+    records = []
     with store.reader() as session:
         for row in session.exec(select(ContainmentRow)):
             if row.active or all_:
-                holders = ", ".join(str(h.action_id) for h in local.holders(row.effect, row.target)) or "-"
-                _row(table, row.effect, row.target, row.active, row.action_id, holders,
-                     row.expires_at.isoformat() if row.expires_at else "-")
+                holders = [h.action_id for h in local.holders(row.effect, row.target)]
+                records.append(_record(row, detail=True) | {"held_by": holders})
+                _row(table, row.effect, row.target, row.active, row.action_id,
+                     ", ".join(map(str, holders)) or "-", row.expires_at.isoformat() if row.expires_at else "-")
+    if as_json:
+        _print_json(records)
+        return
     out.print(table)
 
 
 @actions_app.command("list")
-def actions_list(workdir: Path = WorkdirOpt) -> None:
+def actions_list(workdir: Path = WorkdirOpt,
+                 as_json: bool = typer.Option(False, "--json", help="one JSON array of full action records")) -> None:
     """Every action with its status."""
     from soc_agent.responders.executor import describe_status
     from soc_agent.store import ActionRow, Store
 
     store = Store(_existing_settings(workdir).db_url)
-    table = Table()
-    for col in ("id", "case", "action", "tier", "target", "status", "rollback"):
-        table.add_column(col)
+    table = _listing("id", "case", "action", "tier", "target", "status", "rollback", ids=("id", "case"))
+    records = []
     with store.reader() as session:
         for row in session.exec(select(ActionRow).order_by(ActionRow.id)):
+            records.append(_record(row, params=True, result=True) | {"status_text": describe_status(row)})
             _row(table, row.id, row.case_id, row.name, row.tier, row.target_value or "-", describe_status(row),
                  row.rollback or "-")
+    if as_json:
+        _print_json(records)
+        return
     out.print(table)
 
 
@@ -389,6 +677,37 @@ def audit_verify(workdir: Path = WorkdirOpt,
     raise typer.Exit(verdict.exit_code)
 
 
+@audit_app.command("show")
+def audit_show(case_id: Optional[str] = typer.Option(None, "--case", help="only this case's records"),
+               since: Optional[str] = typer.Option(None, "--since", help="recorded at or after: an ISO 8601 time "
+                                                   "or an age (7d, 12h, 30m)"),
+               as_json: bool = typer.Option(False, "--json", help="one JSON array: each record with its sentence"),
+               workdir: Path = WorkdirOpt) -> None:
+    """The audit trail in words, one line per record, oldest first: when, who or what, did what, why."""
+    from datetime import datetime
+
+    from soc_agent.audit import records
+    from soc_agent.audit_text import describe
+    from soc_agent.store.engine import make_engine
+
+    after = _since(since)
+    engine = make_engine(_existing_settings(workdir).db_url)
+    lines = []
+    try:
+        for record in records(engine, case_id):
+            if after is not None and datetime.fromisoformat(record.ts) < after:
+                continue
+            if as_json:
+                lines.append({"seq": record.seq, "ts": record.ts, "kind": record.kind, "case_id": record.case_id,
+                              "payload": json.loads(record.payload), "text": describe(record)})
+            else:
+                print(safe_text(describe(record)))
+    finally:
+        engine.dispose()
+    if as_json:
+        _print_json(lines)
+
+
 @audit_app.command("export")
 def audit_export(out_dir: Path = typer.Option(..., "--out", help="bundle folder (created)"),
                  workdir: Path = WorkdirOpt) -> None:
@@ -405,18 +724,22 @@ def audit_export(out_dir: Path = typer.Option(..., "--out", help="bundle folder 
 
 
 @approvals_app.command("list")
-def approvals_list(workdir: Path = WorkdirOpt) -> None:
+def approvals_list(workdir: Path = WorkdirOpt,
+                   as_json: bool = typer.Option(False, "--json", help="one JSON array of the pending items")) -> None:
     """Pending approval items."""
     from soc_agent.store import ApprovalRow, Store
 
     store = Store(_existing_settings(workdir).db_url)
-    table = Table()
-    for col in ("id", "case", "action", "tier", "reasons"):
-        table.add_column(col)
+    table = _listing("id", "case", "action", "tier", "reasons", ids=("id", "case"))
+    records = []
     with store.reader() as session:
-        for row in session.exec(select(ApprovalRow).where(ApprovalRow.status == "pending")):
+        for row in session.exec(select(ApprovalRow).where(ApprovalRow.status == "pending").order_by(ApprovalRow.id)):
+            records.append(_record(row, reasons=True))
             reasons = [r for r in json.loads(row.reasons) if r.startswith("needs_approval")]
             _row(table, row.id, row.case_id, row.action, row.tier, "; ".join(reasons))
+    if as_json:
+        _print_json(records)
+        return
     out.print(table)
 
 
@@ -541,6 +864,143 @@ def approvals_show(approval_id: int, workdir: Path = WorkdirOpt,
         say(f"  {ev['id']} ({ev['kind']}, {ev['weight']:+.1f}): {ev['summary']}")
 
 
+@dead_letters_app.command("list")
+def dead_letters_list(
+    workdir: Path = WorkdirOpt,
+    since: Optional[str] = typer.Option(None, "--since", help="received at or after: an ISO 8601 time or an age "
+                                        "(7d, 12h, 30m)"),
+    source: Optional[str] = typer.Option(None, "--source", help="only from this input (file, stdin, connector)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON array of full records (raw line included)"),
+) -> None:
+    """Every input that could not be taken in, with its whole reason and whether it was retried."""
+    from soc_agent.dead_letters import list_rows, record
+    from soc_agent.store import Store
+
+    after = _since(since)
+    store = Store(_existing_settings(workdir).db_url)
+    with store.reader() as session:
+        rows = list_rows(session, since=after, source=source)
+    store.close()
+    if as_json:
+        _print_json([record(row) for row in rows])
+        return
+    table = _listing("id", "received", "source", "line", "bytes", "reason", "retried", ids=("id",),
+                     short=("received", "line", "bytes"))
+    for row in rows:
+        retried = (row.retry_result or "yes") if row.retried_at else ("failed again" if row.retry_result else "no")
+        _row(table, row.id, row.received_at.strftime("%m-%d %H:%M"), row.source,
+             row.line_no if row.line_no is not None else "-", row.raw_size, row.reason, retried)
+    out.print(table)
+
+
+@dead_letters_app.command("show")
+def dead_letters_show(dead_letter_id: int = typer.Argument(..., metavar="ID"), workdir: Path = WorkdirOpt,
+                      as_json: bool = typer.Option(False, "--json", help="the record as JSON")) -> None:
+    """One dead letter: its whole reason, size, retry history and the raw line (escaped; hex if not text)."""
+    from soc_agent.dead_letters import raw_preview, reason_kind
+    from soc_agent.store import DeadLetterRow, Store
+
+    store = Store(_existing_settings(workdir).db_url)
+    with store.reader() as session:
+        row = session.get(DeadLetterRow, dead_letter_id)
+    store.close()
+    if row is None:
+        err.print(safe_cell(f"no dead letter {dead_letter_id}"))
+        raise typer.Exit(1)
+    preview = raw_preview(row)
+    if as_json:
+        from soc_agent.dead_letters import record
+
+        _print_json(record(row) | {"preview": {k: v for k, v in preview.items() if k != "text"}})
+        return
+
+    def say(line: str) -> None:
+        out.print(safe_cell(line), soft_wrap=True)
+
+    where = f"{row.source}" + (f" line {row.line_no}" if row.line_no is not None else "")
+    say(f"dead letter {row.id} from {where}, received {row.received_at.isoformat()}")
+    say(f"reason: {row.reason}")
+    say(f"kind: {reason_kind(row.reason)}")
+    kept = ("whole" if preview["complete"] else "invalid bytes stored as U+FFFD" if preview.get("replaced")
+            else f"first {preview['stored_bytes']} bytes kept")
+    say(f"size: {row.raw_size} bytes ({kept})")
+    if row.retried_at is not None:
+        say(f"retried: {row.retried_at.isoformat()}: {row.retry_result or 'processed'}")
+    elif row.retry_result:
+        say(f"last retry: {row.retry_result}")
+    else:
+        say("retried: never")
+    say("raw (escaped):")
+    say(f"  {row.raw.rstrip(chr(10))}")
+    if "hex" in preview:
+        why = ("the line was not valid UTF-8: its invalid bytes were stored as U+FFFD (ef bf bd)"
+               if preview["replaced"] else "the line holds control characters")
+        more = f", first {len(preview['hex']) * 16} bytes" if preview["hex_truncated"] else ""
+        say(f"hex of the stored text{more} ({why}):")
+        for line in preview["hex"]:
+            say(f"  {line}")
+
+
+@dead_letters_app.command("retry")
+def dead_letters_retry(
+    dead_letter_id: Optional[int] = typer.Argument(None, metavar="ID", help="the dead letter (or --all)"),
+    all_: bool = typer.Option(False, "--all", help="every dead letter not yet retried (with --source, --since)"),
+    fmt: str = typer.Option("auto", "--format", help="auto, or the format the line is in (the row does not "
+                            "record the --format it was first read with)"),
+    source: Optional[str] = typer.Option(None, "--source", help="--all: only from this input"),
+    since: Optional[str] = typer.Option(None, "--since", help="--all: received at or after (ISO time or 7d/12h/30m)"),
+    by: str = typer.Option("cli", "--by", help="who retries (audited)"),
+    token: Optional[str] = TokenOpt,
+    workdir: Path = WorkdirOpt,
+    as_json: bool = typer.Option(False, "--json", help="the outcomes as one JSON array"),
+) -> None:
+    """Re-run a dead letter's line through the current mappings and settings, once.
+
+    A line that is taken in is marked retried with what it became, and is never run again (a second retry
+    is refused); a line that fails again keeps its new reason and stays retryable. Exit 1 when a retry
+    failed or was refused.
+    """
+    from connectors import FORMATS
+    from soc_agent.dead_letters import RetryOutcome, is_retryable, list_rows, retry
+
+    _choice("--format", fmt, ["auto", *FORMATS])
+    if all_ == (dead_letter_id is not None):
+        _fail("give a dead letter ID or --all")
+    if not all_ and (source is not None or since is not None):
+        _fail("--source and --since select rows for --all")
+    after = _since(since)
+    who = _cli_identity(by, "analyst", token)
+    pipeline = _pipeline(_existing_settings(workdir))
+    skipped: list = []
+    try:
+        if all_:
+            with pipeline.store.reader() as session:
+                rows = list_rows(session, since=after, source=source, pending_only=True)
+            # A row whose line was not kept whole cannot be re-run: --all says so and goes on.
+            skipped = [RetryOutcome(row.id, "skipped", why) for row in rows if (why := is_retryable(row))]
+            ids = [row.id for row in rows if is_retryable(row) is None]
+        else:
+            ids = [dead_letter_id]
+        outcomes = [retry(pipeline, row_id, fmt, by=who.name) for row_id in ids]
+    finally:
+        pipeline.close()
+    if as_json:
+        _print_json([o.as_dict() for o in outcomes + skipped])
+    else:
+        for o in outcomes + skipped:
+            if o.status == "processed":
+                case = f" in case {o.case_id}" if o.case_id else ""
+                out.print(safe_cell(f"dead letter {o.id}: processed as alert {o.alert_id}{case} ({o.result})"),
+                          soft_wrap=True)
+            else:
+                say = out.print if o.status == "failed" else err.print
+                say(safe_cell(f"dead letter {o.id}: {o.status}: {o.reason}"), soft_wrap=True)
+        if all_ and not outcomes:
+            out.print("nothing to retry")
+    if any(o.status != "processed" for o in outcomes):
+        raise typer.Exit(1)
+
+
 db_app = typer.Typer(help="The database schema (Alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -589,7 +1049,13 @@ def serve(workdir: Path = WorkdirOpt, host: str = typer.Option("127.0.0.1", "--h
           ) -> None:
     """Serve the approval queue (API and web page), the ticketing webhook and /metrics."""
     from soc_agent.runners.server import serve as run_server
+    from soc_agent.runners.webhooks import WebhookConfig, WebhookConfigError
 
+    try:  # a webhook setting that cannot work stops here, before anything is created
+        WebhookConfig.from_env()
+    except WebhookConfigError as exc:
+        err.print(safe_cell(str(exc), style="red"), soft_wrap=True)  # one line, however long
+        raise typer.Exit(2) from None
     settings = Settings.from_env(workdir=workdir, to_broker=to_broker)
     err.print(safe_cell(settings.autonomy_in_force()))
     run_server(settings, host=host, port=port)

@@ -37,6 +37,7 @@ from soc_agent.actions import CATALOG, TTL_ACTIONS
 from soc_agent.policy import Policy
 from soc_agent.types import (Decision, EntityKind, IdentityRole, Outcome, ProposedAction, RunMode, Severity, Tier,
                              Verdict)
+from soc_agent.wording import a_or_an
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 # contain_hard's dual conditions (DESIGN.md) are floors the policy can raise, never lower.
@@ -144,7 +145,7 @@ def _never_block_reason(value: str, policy: Policy) -> str | None:
             ("reserved", address.is_reserved), ("unspecified", address.is_unspecified),
         ):
             if hit:
-                return f"{value} is a {label} address"
+                return f"{value} is {a_or_an(label)} address"
     return None
 
 

@@ -38,6 +38,7 @@ from connectors import MappingError, parse_record
 from soc_agent.checkpoint import make_checkpointer
 from soc_agent.config import Settings
 from soc_agent.correlate import Correlator
+from soc_agent.dead_letters import reason_kind
 from soc_agent.actions import TTL_ACTIONS
 from soc_agent.dedupe import Deduper, fingerprint
 from soc_agent.detect import ThresholdDetector
@@ -52,6 +53,7 @@ _COMMIT_EVERY = 500
 EARLIEST_TIMESTAMP = datetime(1990, 1, 1, tzinfo=timezone.utc)
 """Alerts stamped before this are dead-lettered: no detection of ours is that old."""
 _MAX_DEAD_LETTER_TEXT = 64 * 1024
+_MAX_REASON_KINDS = 1000
 
 
 @dataclass
@@ -147,6 +149,17 @@ class RunSummary:
     graph_runs: int = 0
     decisions: Counter = field(default_factory=Counter)
     dead_letter_reasons: Counter = field(default_factory=Counter)
+    """Dead letters by the kind of their reason (``soc_agent.dead_letters.reason_kind``: values elided)."""
+    dead_letter_examples: dict[str, str] = field(default_factory=dict)
+    """Each kind's first reason, whole."""
+
+    def count_dead_letter(self, reason: str) -> None:
+        """Count a dead letter under its reason's kind; a stream of many kinds keeps the first 1,000 apart."""
+        kind = reason_kind(reason)
+        if kind not in self.dead_letter_reasons and len(self.dead_letter_reasons) >= _MAX_REASON_KINDS:
+            kind = "other reasons"
+        self.dead_letter_reasons[kind] += 1
+        self.dead_letter_examples.setdefault(kind, reason)
 
     def as_dict(self, store: Store) -> dict[str, Any]:
         """The summary with case counts from the store."""
@@ -158,6 +171,8 @@ class RunSummary:
             "duplicates": self.duplicates, "graph_runs": self.graph_runs, "cases": len(cases),
             "cases_by_verdict": dict(verdicts), "decisions": dict(self.decisions),
             "dead_letter_reasons": dict(self.dead_letter_reasons.most_common(10)),
+            "dead_letter_examples": {kind: self.dead_letter_examples[kind]
+                                     for kind, _ in self.dead_letter_reasons.most_common(10)},
         }
 
 
@@ -229,12 +244,17 @@ class Pipeline:
         """``take_alert`` for one input line, or its dead letter."""
         self.summary.alerts_in += 1
         try:
-            alert = parse_record(line.rstrip(b"\r\n"), fmt, self.settings.max_alert_bytes)
-            self._check_clock(alert)
+            alert = self.parse_line(line, fmt)
         except MappingError as exc:
             self.dead_letter(line, source, line_no, str(exc))
             return []
         return self.take_alert(alert, counted=True)
+
+    def parse_line(self, line: bytes, fmt: str = "auto") -> Alert:
+        """One input line as an alert intake accepts (mapped, with a possible time), or ``MappingError``."""
+        alert = parse_record(line.rstrip(b"\r\n"), fmt, self.settings.max_alert_bytes)
+        self._check_clock(alert)
+        return alert
 
     def take_alert(self, alert: Alert, counted: bool = False) -> list[_Produced]:
         """Intake now; a run the alert needs joins the queue (decided by ``flush_runs``, or sooner)."""
@@ -264,7 +284,7 @@ class Pipeline:
         ``raw_size``: the input's full size when ``line`` is only its head (an oversize line).
         """
         self.summary.dead_lettered += 1
-        self.summary.dead_letter_reasons[reason.split(":")[0][:60]] += 1
+        self.summary.count_dead_letter(reason)
         self.store.session.add(DeadLetterRow(
             received_at=to_db_time(utcnow()), source=source, line_no=line_no, reason=reason[:1000],
             raw=line[:_MAX_DEAD_LETTER_TEXT].decode("utf-8", errors="replace"),

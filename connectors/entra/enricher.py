@@ -14,6 +14,7 @@ from connectors.errors import NotFound
 from connectors.http import ConnectorClient, paginate_odata
 from connectors.okta.enricher import resolve_role
 from soc_agent.types import Entity, EntityKind, Evidence, IdentityRole
+from soc_agent.wording import a_or_an
 
 _SELECT = "id,userPrincipalName,userType,employeeType,jobTitle,department,accountEnabled"
 _DEFAULT_TYPES = {"contractor": "contractor", "employee": "employee", "executive": "executive",
@@ -57,7 +58,7 @@ class EntraEnricher:
         label = "privileged " if privileged else ""
         return [Evidence(
             id=f"identity:{entity.key}", kind="identity", source=self.name,
-            summary=f"{entity.key} is a {label}{role} in Entra ID ({department or 'no department'})",
+            summary=f"{entity.key} is {a_or_an(label + str(role))} in Entra ID ({department or 'no department'})",
             data={"user": upn, "role": str(role), "privileged": privileged, "department": department,
                   "account_enabled": user.get("accountEnabled"), "directory_roles": roles,
                   "entra_id": user.get("id")},

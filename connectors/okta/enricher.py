@@ -15,6 +15,7 @@ from urllib.parse import quote
 from connectors.errors import NotFound
 from connectors.http import ConnectorClient, paginate_link
 from soc_agent.types import Entity, EntityKind, Evidence, IdentityRole
+from soc_agent.wording import a_or_an
 
 _DEFAULT_USER_TYPES = {"contractor": "contractor", "employee": "employee", "executive": "executive",
                        "service": "service", "serviceaccount": "service"}
@@ -68,7 +69,7 @@ class OktaEnricher:
         label = "privileged " if privileged else ""
         return [Evidence(
             id=f"identity:{entity.key}", kind="identity", source=self.name,
-            summary=f"{entity.key} is a {label}{role} in Okta ({department or 'no department'}, "
+            summary=f"{entity.key} is {a_or_an(label + str(role))} in Okta ({department or 'no department'}, "
             f"status {user.get('status', 'unknown')})",
             data={"user": login, "role": str(role), "privileged": privileged, "department": department,
                   "status": user.get("status"), "groups": groups, "admin_roles": roles, "okta_id": user_id},

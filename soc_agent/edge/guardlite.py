@@ -24,6 +24,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from soc_agent.wording import a_or_an
+
 EDGE_RULE = "brute_force_threshold"
 """The detector rule id the edge's threshold stands for (scopes allowlist entries)."""
 EDGE_CLASS = "brute_force"
@@ -182,7 +184,7 @@ class EdgeGuard:
                 ("reserved", address.is_reserved), ("unspecified", address.is_unspecified),
             ):
                 if hit:
-                    return f"{value} is a {label} address"
+                    return f"{value} is {a_or_an(label)} address"
         return None
 
     def recent_blocks(self, now: float) -> int:

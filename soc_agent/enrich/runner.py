@@ -15,6 +15,7 @@ from typing import Protocol
 
 from soc_agent.enrich.local import LocalKnowledge
 from soc_agent.types import Entity, EntityKind, Evidence
+from soc_agent.wording import a_or_an
 
 
 class Enricher(Protocol):
@@ -99,7 +100,7 @@ class _Identities:
         privileged = "privileged " if ident.privileged else ""
         return [Evidence(
             id=f"identity:{entity.key}", kind="identity", source=self.name,
-            summary=f"{entity.key} is a {privileged}{ident.role} ({ident.department or 'no department'})",
+            summary=f"{entity.key} is {a_or_an(privileged + str(ident.role))} ({ident.department or 'no department'})",
             data=ident.model_dump(mode="json"),
         )]
 

@@ -11,6 +11,7 @@ from soc_agent.services import Services
 from soc_agent.state import TriageState
 from soc_agent.store import ActionRow, CaseRow, NoteRow
 from soc_agent.types import Outcome, RunMode, Tier, Verdict, to_db_time, utcnow
+from soc_agent.wording import counted
 
 
 _NON_MALICIOUS = (Verdict.BENIGN_POSITIVE, Verdict.FALSE_POSITIVE)
@@ -93,8 +94,8 @@ def persist_notes(svc: Services, state: TriageState) -> None:
     # joining it re-opens it, and so does one whose own close now needs a person (a high alert, an intel hit).
     reopened = row is not None and row.status == "closed" and (
         assessment.verdict not in _NON_MALICIOUS or _status(state) == "pending_approval")
-    summary = (f"{len(case.alerts)} distinct alert(s) ({', '.join(case.detections)}), "
-               f"{case.duplicate_count} duplicate(s), {len(case.entities)} entities; "
+    summary = (f"{counted(len(case.alerts), 'distinct alert')} ({', '.join(case.detections)}), "
+               f"{counted(case.duplicate_count, 'duplicate')}, {counted(len(case.entities), 'entity', 'entities')}; "
                f"verdict {assessment.verdict} at {assessment.confidence:.2f}; "
                f"{decision.outcome if decision else 'no action'}"
                f"{' (' + decision.action.name + ')' if decision and decision.action else ''}"
@@ -114,6 +115,9 @@ def persist_notes(svc: Services, state: TriageState) -> None:
         earlier_verdict=(earlier + (": re-opened by the new evidence" if reopened else "")) if earlier else None,
         trace=[t.split(":")[0] for t in state.get("trace", [])],
     )
+    if row is not None and row.runs:
+        # Only a case seen before can have people's work on it: a new case's first run skips the query.
+        notes.case_work = _case_work(session, case.id)
     markdown = render_markdown(notes)
     now = to_db_time(utcnow())
     svc.store.upsert(NoteRow, {"case_id": case.id, "notes_json": notes.model_dump_json(), "markdown": markdown,
@@ -123,6 +127,10 @@ def persist_notes(svc: Services, state: TriageState) -> None:
         row.verdict, row.confidence = str(assessment.verdict), assessment.confidence
         row.status = _status(state) if row.status != "closed" or reopened or _status(state) == "contained" \
             else row.status
+        if reopened:
+            # A person's disposition judged the alerts they saw (those keep their labels); it is no longer the
+            # case's, so learning does not hand it to the alert that re-opened the case.
+            row.label = None
         row.runs, row.updated_at = state["run"], now
         row.action = decision.action.name if decision and decision.action else None
         row.decision = str(decision.outcome) if decision else None
@@ -134,6 +142,47 @@ def persist_notes(svc: Services, state: TriageState) -> None:
     # see Pipeline._run_graph), so a stream of decisions shares its commits.
 
 
+def _case_work(session, case_id: str) -> list[str]:
+    from soc_agent.case_history import case_history, history_line
+
+    return [history_line(entry) for entry in case_history(session, case_id)]
+
+
+def _render_stored(data: dict, fallback_markdown: str | None, case_id: str) -> str:
+    """Markdown for stored notes JSON: the notes, then the rollback lines and case status kept beside them."""
+    from soc_agent.notes import inert
+
+    try:
+        markdown = render_markdown(CaseNotes.model_validate(data))
+    except ValueError:  # no notes yet (or notes of an older shape): what is kept beside them alone
+        markdown = (fallback_markdown or f"# Case {inert(case_id, 120)}\n").rstrip("\n") + "\n"
+        markdown = markdown.split("\n## Rollbacks\n")[0].split("\n## Case work\n")[0].rstrip("\n") + "\n"
+        if data.get("case_work"):
+            markdown += "\n## Case work\n\n" + "".join(f"- {inert(line, 4500)}\n" for line in data["case_work"])
+    if data.get("rollbacks"):
+        markdown += "\n## Rollbacks\n\n" + "".join(f"- {inert(entry, 600)}\n" for entry in data["rollbacks"])
+    if data.get("case_status") is not None:
+        markdown += f"\nCase status: {data['case_status']}\n"
+    return markdown
+
+
+def refresh_case_work(store, case_id: str, note_files=None) -> None:
+    """Rewrite the "Case work" section of the case's notes from the store, in the store's transaction.
+
+    Called after a person closed, reopened, commented on or assigned the case;
+    the case's next run rebuilds the notes with the same section.
+    """
+    session = store.session
+    note = session.get(NoteRow, case_id, populate_existing=True)
+    data = json.loads(note.notes_json) if note is not None and note.notes_json else {}
+    data["case_work"] = _case_work(session, case_id)
+    markdown = _render_stored(data, note.markdown if note is not None else None, case_id)
+    store.upsert(NoteRow, {"case_id": case_id, "notes_json": json.dumps(data, default=str), "markdown": markdown,
+                           "updated_at": to_db_time(utcnow())})
+    if note_files is not None:
+        note_files.stage(case_id, markdown)
+
+
 def note_rollback(store, case_id: str, line: str, rolled_back: int | None = None, status: str | None = None,
                   note_files=None) -> None:
     """Add a rollback line to the case's notes (and mark the rolled-back action so), in the store's transaction.
@@ -141,8 +190,6 @@ def note_rollback(store, case_id: str, line: str, rolled_back: int | None = None
     The lines are kept in the notes JSON under ``rollbacks`` and rendered after the notes; the case's
     next run writes fresh notes.
     """
-    from soc_agent.notes import inert
-
     session = store.session
     note = session.get(NoteRow, case_id)
     data = json.loads(note.notes_json) if note is not None and note.notes_json else {}
@@ -152,14 +199,7 @@ def note_rollback(store, case_id: str, line: str, rolled_back: int | None = None
     data.setdefault("rollbacks", []).append(line)
     if status is not None:
         data["case_status"] = status
-    try:
-        markdown = render_markdown(CaseNotes.model_validate(data))
-    except ValueError:  # no notes yet (or notes of an older shape): the rollback lines alone
-        markdown = (note.markdown if note is not None else f"# Case {inert(case_id, 120)}\n").rstrip("\n") + "\n"
-        markdown = markdown.split("\n## Rollbacks\n")[0].rstrip("\n") + "\n"
-    markdown += "\n## Rollbacks\n\n" + "".join(f"- {inert(entry, 600)}\n" for entry in data["rollbacks"])
-    if status is not None:
-        markdown += f"\nCase status: {status}\n"
+    markdown = _render_stored(data, note.markdown if note is not None else None, case_id)
     store.upsert(NoteRow, {"case_id": case_id, "notes_json": json.dumps(data, default=str), "markdown": markdown,
                            "updated_at": to_db_time(utcnow())})
     if note_files is not None:

@@ -53,6 +53,7 @@ from soc_agent.actions import CATALOG, TTL_ACTIONS
 from soc_agent.guard import decide as guard_decide
 from soc_agent.guard import two_person_reason
 from soc_agent.nodes.guard import guard_context
+from soc_agent.nodes.notes import refresh_case_work
 from soc_agent.notes import CaseNotes, render_markdown
 from soc_agent.responders.local import EFFECTS as LOCAL_EFFECTS
 from soc_agent.runners.auth import Identity, Role
@@ -277,7 +278,8 @@ class ApprovalQueue:
             }, row.case_id, session=self._session)
             if comment:
                 self._session.add(CaseCommentRow(case_id=row.case_id, source="queue", author=who.name,
-                                                 body=f"{verb}: {comment}", created_at=to_db_time(utcnow())))
+                                                 role=str(who.role), body=f"{verb}: {comment}",
+                                                 created_at=to_db_time(utcnow())))
             self.pipeline.store.commit()
             state = self._resume(row, approved, by, comment, replacement if new_action else None, params, approvers)
             outcome = self._outcome(row, status, state)
@@ -360,6 +362,12 @@ class ApprovalQueue:
     def _action(values: dict[str, Any] | None) -> ProposedAction | None:
         decision = (values or {}).get("decision")
         return decision.action if decision is not None else None
+
+    @classmethod
+    def _target(cls, values: dict[str, Any] | None) -> str | None:
+        """The proposed action's target as ``kind:value`` (None: the case itself, or no checkpoint)."""
+        action = cls._action(values)
+        return action.target.key if action is not None and action.target is not None else None
 
     def _needs_lead(self, values: dict[str, Any] | None, row: ApprovalRow) -> bool:
         if row.tier == str(Tier.DESTRUCTIVE):
@@ -494,7 +502,11 @@ class ApprovalQueue:
         }, row.case_id, session=self._session)
         if comment:
             self._session.add(CaseCommentRow(case_id=row.case_id, source="queue", author=who.name,
-                                             body=f"first approval: {comment}", created_at=to_db_time(utcnow())))
+                                             role=str(who.role), body=f"first approval: {comment}",
+                                             created_at=to_db_time(utcnow())))
+            # Nothing runs until the second approval: the notes show the comment now, as they do case work.
+            self._session.flush()
+            refresh_case_work(self.pipeline.store, row.case_id, self._svc.note_files)
         self.pipeline.store.commit()
         reason = (f"approved by {who.name}; awaiting a second approver: {why} (two-person rule), "
                   f"a different {self._meta(row).required_role} decides")
@@ -666,6 +678,7 @@ class ApprovalQueue:
         return {
             "id": row.id, "case_id": row.case_id, "thread_id": row.thread_id, "status": row.status,
             "action": row.action, "tier": row.tier, "rollback": spec.rollback if spec else None,
+            "target": self._target(values),
             "guard_reasons": reasons,
             "approval_reasons": notes + [r for r in reasons if r.startswith("needs_approval")],
             "approvals": [{"by": v.approver, "role": v.role, "at": _iso(v.created_at), "comment": v.comment,

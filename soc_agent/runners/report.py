@@ -1,15 +1,18 @@
 """The shadow run as one self-contained HTML page: inline SVG charts, no script, nothing fetched.
 
-Three charts (each an ``<svg>`` with a ``data-chart`` attribute so tests and
-people can find it): the verdict confusion matrix, agreement over time, and
-the calibration curve (stated confidence against how often the verdict was
-right, with the diagonal of perfect calibration). Tables follow: per-class
-gates, per-label scores, action agreement, and what was skipped and why.
+Four charts (each an ``<svg>`` with a ``data-chart`` attribute so tests and
+people can find it): the verdict confusion matrix, agreement over time, the
+calibration curve (stated confidence against how often the verdict was
+right, with the diagonal of perfect calibration), and the promotion gate per
+incident class (cases and agreement as bars against the gate's lines; the
+same numbers as a folded table and in each bar's ``<title>``). Tables follow:
+per-label scores, action agreement, and what was skipped and why.
 Every value is escaped; labels and ids come from input files.
 """
 
 from __future__ import annotations
 
+import math
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -125,6 +128,100 @@ def calibration_svg(curve: list[dict[str, Any]], ece: float | None) -> str:
     return "".join(parts)
 
 
+def gate_svg(per_class: dict[str, dict[str, Any]], gate: dict[str, Any]) -> str:
+    """The promotion gate per class: cases (log scale) and verdict agreement as bars against the gate's lines.
+
+    One ``<g class="class-group">`` per class holds its two bars; a bar is green
+    when it clears its line. Every group and bar carries a ``<title>`` with the
+    numbers, so the chart reads without the table beside it.
+    """
+    min_cases, min_agreement = gate.get("min_cases", 0), gate.get("min_agreement", 0.0)
+    names = list(per_class)
+    left, label_w, panel_w, gap, row_h, top = 10, 190, 300, 60, 30, 34
+    cases_x = left + label_w
+    agree_x = cases_x + panel_w + gap
+    decision_x = agree_x + panel_w + 20
+    width, height = decision_x + 150, top + row_h * max(len(names), 1) + 36
+    peak = max([c["evidence"].get("cases") or 0 for c in per_class.values()] + [min_cases, 1]) * 1.5
+    log_peak = math.log10(1 + peak)
+
+    def cases_at(n: float) -> float:
+        return cases_x + panel_w * math.log10(1 + max(n, 0)) / log_peak
+
+    def agree_at(a: float) -> float:
+        return agree_x + panel_w * max(0.0, min(a, 1.0))
+
+    summary = (f"promotion gate per incident class: cases against {min_cases} and verdict agreement against "
+               f"{min_agreement:.0%}")
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" data-chart="promotion-gate" width="{width}" '
+              f'height="{height}" role="img" aria-label="{escape(summary)}"><title>{escape(summary)}</title>'),
+             f'<text x="{cases_x}" y="14" font-weight="600">cases (log scale)</text>',
+             f'<text x="{agree_x}" y="14" font-weight="600">verdict agreement</text>',
+             f'<text x="{decision_x}" y="14" font-weight="600">decision</text>']
+    bottom = top + row_h * max(len(names), 1)
+    for panel_x in (cases_x, agree_x):
+        parts.append(f'<rect x="{panel_x}" y="{top - 6}" width="{panel_w}" height="{bottom - top + 6}" '
+                     f'fill="#fbfcfe" stroke="#ccd"/>')
+    tick = 1
+    while tick <= peak:
+        x = cases_at(tick)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{bottom}" stroke="#eef"/>'
+                     f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{tick:,}</text>')
+        tick *= 10
+    for k in range(0, 11, 2):
+        x = agree_at(k / 10)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{bottom}" stroke="#eef"/>'
+                     f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{k * 10}%</text>')
+    for i, name in enumerate(names):
+        c = per_class[name]
+        ev = c["evidence"]
+        cases, agreement = ev.get("cases") or 0, ev.get("verdict_agreement")
+        y = top + i * row_h
+        mid = y + (row_h - 12) / 2 + 4  # a text baseline centred on the bar
+        said = (f"{name}: {cases} case(s) (gate {min_cases}), verdict agreement "
+                f"{_fmt(agreement, pct=True)} (gate {min_agreement:.0%}); decision {c['decision']}")
+        cases_ok, agree_ok = cases >= min_cases, agreement is not None and agreement >= min_agreement
+        parts.append(f'<g class="class-group" data-class="{escape(name)}" '
+                     f'aria-label="{escape(said)}"><title>{escape(said)}</title>')
+        parts.append(f'<text x="{cases_x - 8}" y="{mid}" text-anchor="end">{escape(name[:32])}</text>')
+        parts.append(f'<rect class="bar cases" x="{cases_x}" y="{y}" width="{cases_at(cases) - cases_x:.1f}" '
+                     f'height="{row_h - 12}" fill="{"#2f9e44" if cases_ok else "#e8590c"}">'
+                     f'<title>{escape(name)}: {cases} case(s); the gate needs {min_cases}</title></rect>')
+        if agreement is not None:
+            parts.append(f'<rect class="bar agreement" x="{agree_x}" y="{y}" '
+                         f'width="{agree_at(agreement) - agree_x:.1f}" height="{row_h - 12}" '
+                         f'fill="{"#2f9e44" if agree_ok else "#e8590c"}"><title>{escape(name)}: agreement '
+                         f'{_fmt(agreement, pct=True)}; the gate needs {min_agreement:.0%}</title></rect>')
+        else:
+            parts.append(f'<text x="{agree_x + 6}" y="{mid}">no scored case</text>')
+        parts.append(_bar_value(cases_at(cases), cases_x + panel_w, mid, f"{cases:,}"))
+        if agreement is not None:
+            parts.append(_bar_value(agree_at(agreement), agree_x + panel_w, mid,
+                                    _fmt(agreement, pct=True)))
+        parts.append(f'<text class="decision" x="{decision_x}" y="{mid}">{escape(str(c["decision"]))} '
+                     f'({escape(str(c["mode"]))})</text></g>')
+    for x, label in ((cases_at(min_cases), f"gate {min_cases:,}"), (agree_at(min_agreement), f"gate {min_agreement:.0%}")):
+        parts.append(f'<line class="gate" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 10}" y2="{bottom + 2}" '
+                     f'stroke="#1d2330" stroke-width="2" stroke-dasharray="5 3"/>'
+                     f'<text x="{x:.1f}" y="{top - 13}" text-anchor="middle" font-weight="600">{label}</text>')
+    parts.append(f'<text x="{left}" y="{bottom + 30}">green: clears the gate; orange: short of it</text></svg>')
+    return "".join(parts)
+
+
+def _bar_value(end: float, panel_end: float, y: float, text: str) -> str:
+    # The number after the bar, or inside its end when the bar leaves no room behind it.
+    if end + 50 <= panel_end:
+        return f'<text class="value" x="{end + 4:.1f}" y="{y:.1f}">{escape(text)}</text>'
+    return f'<text class="value" x="{end - 4:.1f}" y="{y:.1f}" text-anchor="end" fill="#fff">{escape(text)}</text>'
+
+
+def _default_gate() -> dict[str, Any]:
+    # Results written before they carried their gate: the defaults they were judged by.
+    from soc_agent.runners.shadow import GateConfig
+
+    return {k: getattr(GateConfig(), k) for k in GateConfig.__dataclass_fields__}
+
+
 def _table(headers: list[str], rows: list[list[Any]], cls: str = "") -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
@@ -154,6 +251,9 @@ def render_report(results: dict[str, Any]) -> str:
     inputs = [[escape(k), escape(_fmt(v))] for k, v in r["input"].items()]
     risky = [[escape(str(case)), escape("; ".join(items))] for case, items in r.get("risky_examples", {}).items()]
     calibration = calibration_svg(r["calibration"]["curve"], r["calibration"]["ece"])
+    gate_chart = (f'<figure id="promotion-gate"><figcaption>Promotion gate per class</figcaption>'
+                  f'{gate_svg(r["per_class"], r.get("gate") or _default_gate())}</figure>'
+                  if r["per_class"] else "<p>No incident class was scored.</p>")
     class_headers = ["class", "decision", "was", "suggested mode", "cases", "agreement", "risky", "missed critical",
                      "why"]
     return f"""<!doctype html>
@@ -171,7 +271,8 @@ learned priors/calibration: {"on" if r.get("learning") else "off"}.</p>
 <figure><figcaption>Calibration curve</figcaption>{calibration}</figure>
 </div>
 <h2>Autonomy per incident class</h2>
-{_table(class_headers, classes)}
+{gate_chart}
+<details><summary>the same as a table, with the reasons</summary>{_table(class_headers, classes)}</details>
 <h2>Verdicts by label</h2>{_table(["label", "precision", "recall", "F1", "support"], labels)}
 <h2>Actions (where the analyst named one)</h2>
 <p>Same action: {_fmt(r["action_agreement"]["same"], pct=True)} of {r["action_agreement"]["compared"]} compared.</p>

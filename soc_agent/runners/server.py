@@ -15,10 +15,10 @@ pool, so they queue on the lock. Endpoints:
 ``POST /api/approvals/expire``              lead       run expiry now (it also runs every sweep)
 ``GET  /api/cases/{id}``                    viewer     case, notes, evidence, comments
 ``POST /api/alerts``                        analyst    one alert (JSON) to triage; caller = requester
-``POST /webhooks/{provider}``               HMAC       jira | servicenow | thehive (see webhooks)
+``POST /webhooks/{provider}``               vendor's   jira | servicenow | thehive, each its own (webhooks)
 ``POST /services/collector[/event]``        HEC token  Splunk HEC envelopes to triage (see hec)
-``GET  /ui``, ``/ui/approvals/{id}``,       cookie     the web page (sign in at ``/ui/login``)
-``/ui/cases/{id}``
+``GET  /ui``, ``/ui/approvals/{id}``,       cookie     the web page (``soc_agent.runners.ui``: queue,
+``/ui/cases/{id}`` and their forms                     items, cases; sign in at ``/ui/login``)
 ==========================================  =========  ==========================================
 
 API calls carry ``Authorization: Bearer <token>``; the page keeps the token
@@ -64,7 +64,6 @@ result once it has (``soc_agent.fleet.resume``).
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import os
@@ -74,13 +73,10 @@ from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from pathlib import Path
-from string import Template
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
@@ -94,6 +90,7 @@ from soc_agent.runners.auth import Identity, Role, TokenStore
 from soc_agent.runners.edge_api import edge_router
 from soc_agent.runners.limits import BodyRefused, body_timeout_s, read_limited
 from soc_agent.runners.tables import TicketLinkRow, WebhookEventRow
+from soc_agent.runners.ui import router as ui_router
 from soc_agent.runners.webhooks import ADAPTERS as WEBHOOK_ADAPTERS
 from soc_agent.runners.webhooks import (
     LocalTicketSink,
@@ -108,25 +105,13 @@ from soc_agent.runners.webhooks import (
 from soc_agent.store import CaseRow
 from soc_agent.types import to_db_time, utcnow
 
-COOKIE = "soc_agent_token"
-_TEMPLATES = Path(__file__).parent / "templates"
 _MAX_API_BODY = 256 * 1024
-_MAX_LOGIN_BODY = 16 * 1024
 OFFER_WAIT_ENV = "SOC_AGENT_BROKER_OFFER_WAIT_S"
 """How long (seconds) a request waits for a full partition to drain before it is refused (default 1)."""
 RETRY_AFTER_ENV = "SOC_AGENT_BROKER_RETRY_AFTER_S"
 """The ``Retry-After`` (seconds) sent with a 429 / 503 refusal (default 5)."""
 
 log = logging.getLogger(__name__)
-
-
-def _template(name: str) -> Template:
-    return Template((_TEMPLATES / name).read_text())
-
-
-def _e(value: Any) -> str:
-    """Escape for HTML text and attribute values; alert-derived text goes through here."""
-    return html.escape("-" if value is None else str(value), quote=True)
 
 
 class App:
@@ -452,6 +437,10 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
 
     app.include_router(hec_router(state) if state.intake is None else _broker_hec_router(state.intake))
     app.include_router(edge_router(state.pipeline.store.engine, state.tokens))
+    app.include_router(ui_router)
+    from soc_agent.runners.case_api import case_router
+
+    app.include_router(case_router(state))
 
     # ---- auth -------------------------------------------------------------
 
@@ -464,15 +453,6 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
         if not who.at_least(role):
             raise HTTPException(403, f"{who.name} is a {who.role}; this needs {role} or higher")
         return who
-
-    def ui_identity(request: Request) -> Identity | None:
-        return state.tokens.authenticate(request.cookies.get(COOKIE))
-
-    def same_origin(request: Request) -> bool:
-        origin = request.headers.get("origin") or request.headers.get("referer")
-        if not origin or origin == "null":
-            return origin is None
-        return urlsplit(origin).netloc == request.headers.get("host")
 
     timeout_s = body_timeout_s()
 
@@ -614,149 +594,7 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
             return JSONResponse(result, status_code=202)
         return result
 
-    # ---- web page ---------------------------------------------------------
-
-    def page(title: str, body: str, who: Identity | None, flash: str = "", error: bool = False,
-             status_code: int = 200) -> HTMLResponse:
-        flash_html = f'<div class="box {"error" if error else "flash"}" id="flash">{_e(flash)}</div>' if flash else ""
-        whotext = f"{_e(who.name)} ({_e(who.role)})" if who else ""
-        return HTMLResponse(_template("base.html").substitute(title=_e(title), who=whotext, flash=flash_html,
-                                                              body=body), status_code=status_code)
-
-    def login_redirect() -> RedirectResponse:
-        return RedirectResponse("/ui/login", status_code=303)
-
-    @app.get("/")
-    def root() -> RedirectResponse:
-        return RedirectResponse("/ui", status_code=303)
-
-    @app.get("/ui/login")
-    def login_form() -> HTMLResponse:
-        return page("sign in", _template("login.html").substitute(), None)
-
-    @app.post("/ui/login")
-    async def login(request: Request) -> Response:
-        form = parse_qs((await read_limited(request, _MAX_LOGIN_BODY, timeout_s)).decode("utf-8", "replace"))
-        token = (form.get("token") or [""])[0]
-        if not same_origin(request) or state.tokens.authenticate(token) is None:
-            return page("sign in", _template("login.html").substitute(), None, "unknown token", True, 401)
-        response = RedirectResponse("/ui", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/ui")
-        return response
-
-    @app.get("/ui")
-    def ui_queue(request: Request, flash: str = "") -> Response:
-        who = ui_identity(request)
-        if who is None:
-            return login_redirect()
-        rows = []
-        for item in state.queue.list():
-            rows.append(
-                f'<tr data-id="{item["id"]}"><td><a href="/ui/approvals/{item["id"]}">{item["id"]}</a></td>'
-                f'<td><a href="/ui/cases/{_e(item["case_id"])}">{_e(item["case_id"])}</a></td>'
-                f'<td>{_e(item["action"])}</td><td class="tier-{_e(item["tier"])}">{_e(item["tier"])}</td>'
-                f'<td>{"<br>".join(_e(r) for r in item["approval_reasons"])}</td>'
-                f'<td>{_e(item["required_role"])}</td><td>{_e(item["requested_by"])}</td>'
-                f'<td>{int(item["age_s"])} s</td></tr>')
-        body = _template("queue.html").substitute(
-            rows="\n".join(rows) or '<tr><td colspan="8">nothing is waiting</td></tr>')
-        return page("approval queue", body, who, flash)
-
-    @app.get("/ui/approvals/{approval_id}")
-    def ui_item(approval_id: int, request: Request) -> Response:
-        who = ui_identity(request)
-        if who is None:
-            return login_redirect()
-        try:
-            item = state.queue.show(approval_id)
-        except ApprovalError as exc:
-            return page("approval", "", who, str(exc), True, exc.status_code)
-        form = ""
-        if item["status"] == "pending" and who.at_least(Role.ANALYST):
-            ttl = ""
-            if "ttl_seconds" in item["params"]:
-                ttl = (f'<label for="ttl">TTL in seconds (shorter is an edit)</label> '
-                       f'<input id="ttl" name="ttl_seconds" type="number" min="1" '
-                       f'value="{_e(item["params"]["ttl_seconds"])}">')
-            form = _template("form.html").substitute(id=item["id"], ttl=ttl)
-        blast = item["blast_radius"]
-        body = _template("item.html").substitute(
-            id=item["id"], case_id=_e(item["case_id"]), status=_e(item["status"]), action=_e(item["action"]),
-            tier=_e(item["tier"]), target=_e(item["target"]), params=_e(json.dumps(item["params"])),
-            blast=_e(blast.get("summary")), rollback=_e(item["rollback"] or "none (not reversible)"),
-            required_role=_e(item["required_role"]), escalated=" (escalated)" if item["escalated"] else "",
-            requested_by=_e(item["requested_by"]), expires_at=_e(item["expires_at"]),
-            menu=_e(", ".join(m["name"] for m in item["menu"]) or "-"),
-            reasons="".join(f"<li>{_e(r)}</li>" for r in item["guard_reasons"]), form=form,
-            case=_case_html(item["case"]),
-        )
-        return page(f"approval {approval_id}", body, who)
-
-    @app.post("/ui/approvals/{approval_id}/decide")
-    async def ui_decide(approval_id: int, request: Request) -> Response:
-        who = ui_identity(request)
-        if who is None:
-            return login_redirect()
-        if not same_origin(request):
-            return page("refused", "", who, "cross-origin form posts are refused", True, 403)
-        form = parse_qs((await read_limited(request, _MAX_API_BODY, timeout_s)).decode("utf-8", "replace"))
-        decision = (form.get("decision") or [""])[0]
-        comment = (form.get("comment") or [""])[0]
-        ttl_text = (form.get("ttl_seconds") or [""])[0].strip()
-
-        def run() -> dict[str, Any]:
-            state.settle()
-            if decision == "reject":
-                return state.queue.reject(approval_id, who, comment)
-            if decision != "approve":
-                raise ApprovalError("unknown decision")
-            current = state.queue.show(approval_id)["params"].get("ttl_seconds")
-            if ttl_text and ttl_text.isdigit() and int(ttl_text) != current:
-                return state.queue.edit(approval_id, who, comment, params={"ttl_seconds": int(ttl_text)})
-            return state.queue.approve(approval_id, who, comment)
-
-        try:
-            result = await _in_thread(run)
-        except ApprovalError as exc:
-            return page("refused", "", who, str(exc), True, exc.status_code)
-        case = state.queue.case(result["case_id"])
-        flash = (f"approval {approval_id} {result['status']} by {who.name}: "
-                 f"action {result['action_status'] or '-'}")
-        return page(f"case {case['id']}", _case_html(case), who, flash)
-
-    @app.get("/ui/cases/{case_id}")
-    def ui_case(case_id: str, request: Request) -> Response:
-        who = ui_identity(request)
-        if who is None:
-            return login_redirect()
-        try:
-            case = state.queue.case(case_id)
-        except ApprovalError as exc:
-            return page("case", "", who, str(exc), True, exc.status_code)
-        return page(f"case {case_id}", _case_html(case), who)
-
     return app
-
-
-def _case_html(case: dict[str, Any]) -> str:
-    actions = "".join(
-        f"<tr><td>{_e(a.get('name'))}</td><td>{_e(a.get('tier'))}</td><td>{_e(a.get('target'))}</td>"
-        f"<td class=\"action-status\">{_e(a.get('status'))}</td><td>{_e(a.get('rollback'))}</td></tr>"
-        for a in case["actions"]) or '<tr><td colspan="5">none</td></tr>'
-    evidence = "".join(
-        f"<tr><td>{_e(x.get('id'))}</td><td>{_e(x.get('kind'))}</td><td>{_e(x.get('weight'))}</td>"
-        f"<td>{_e(x.get('source'))}</td><td>{_e(x.get('summary'))}</td></tr>"
-        for x in case["evidence"]) or '<tr><td colspan="5">none</td></tr>'
-    comments = "".join(
-        f"<tr><td>{_e(c['created_at'])}</td><td>{_e(c['source'])}</td><td>{_e(c['author'])}</td>"
-        f"<td>{_e(c['body'])}</td></tr>" for c in case["comments"]) or '<tr><td colspan="4">none</td></tr>'
-    conf = f" at {case['confidence']:.2f}" if case.get("confidence") is not None else ""
-    return _template("case.html").substitute(
-        id=_e(case["id"]), title=_e(case["title"]), status=_e(case["status"]),
-        verdict=_e(f"{case['verdict'] or '-'}{conf}"), label=_e(case["label"]), severity=_e(case["severity"]),
-        summary=_e(case["summary"]), actions=actions, evidence=evidence, comments=comments,
-        notes=_e(case["notes_markdown"] or "no notes yet"),
-    )
 
 
 def _broker_hec_router(intake: BrokerIntake, token: str | None = None, max_bytes: int | None = None) -> APIRouter:

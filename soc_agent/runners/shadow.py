@@ -432,8 +432,9 @@ def results_dict(rep: Replay, labels: LabelIndex, skipped: Skipped, gate: GateCo
     dead = rep.summary.get("dead_lettered", 0)
     if dead:
         skipped.counts["alert line dead-lettered by intake (not run)"] = dead
+        whole = rep.summary.get("dead_letter_examples", {})
         skipped.examples["alert line dead-lettered by intake (not run)"] = [
-            f"{k}: {v}" for k, v in rep.summary.get("dead_letter_reasons", {}).items()][:5]
+            f"{v} × {k} (first: {whole.get(k, k)})" for k, v in rep.summary.get("dead_letter_reasons", {}).items()][:5]
     results = {
         "scored_alerts": scores.scored,
         "verdict_agreement": scores.agreement,
@@ -457,6 +458,7 @@ def results_dict(rep: Replay, labels: LabelIndex, skipped: Skipped, gate: GateCo
         "calibration": {"ece": scores.reliability.ece(), "curve": scores.reliability.curve(),
                         "predictions": scores.reliability.total},
         "per_class": classes,
+        "gate": {k: getattr(gate, k) for k in gate.__dataclass_fields__},
         "input": {**{k: rep.summary.get(k) for k in ("alerts_in", "processed", "dead_lettered", "duplicates",
                                                      "graph_runs", "cases")},
                   "label_lines": labels.lines, "usable_labels": labels.usable},

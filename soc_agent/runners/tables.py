@@ -66,10 +66,12 @@ class CaseCommentRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: str = Field(index=True)
-    source: str = Field(description="jira | servicenow | thehive | queue")
+    source: str = Field(description="jira | servicenow | thehive | queue | analyst")
     author: str
     body: str
     created_at: datetime
+    role: str | None = Field(default=None, description="the author's role, when a token named it (analyst "
+                                                       "comments); None for ticket comments")
 
 
 class TicketPostRow(SQLModel, table=True):

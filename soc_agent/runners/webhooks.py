@@ -1,43 +1,71 @@
-"""The ticketing webhook: signed events in (Jira, ServiceNow, TheHive), notes and status out.
+"""The ticketing webhook: authenticated events in (Jira, ServiceNow, TheHive), notes and status out.
 
-Request authentication (the same for every provider)::
+Each provider is authenticated the way it sends natively, chosen per provider
+with ``$SOC_AGENT_WEBHOOK_AUTH_<PROVIDER>`` (set-up in each vendor's own
+terms: ``docs/webhooks.md``):
 
-    X-SOC-Agent-Timestamp: <unix seconds>
-    X-SOC-Agent-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + raw body)>
+=================  ==============================================================================
+``soc-agent``      the default: ``X-SOC-Agent-Timestamp: <unix seconds>`` and
+                   ``X-SOC-Agent-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>``
+                   (a relay or a script signs); timestamps outside ``window_s`` are refused
+``hub-signature``  Jira's webhook secret: ``X-Hub-Signature: sha256=<hex HMAC-SHA256(secret, body)>``
+``basic``          ``Authorization: Basic`` (ServiceNow outbound REST, TheHive endpoints, Jira Data Center)
+``bearer``         ``Authorization: Bearer <token>`` (ServiceNow OAuth 2.0 profile, TheHive endpoints)
+=================  ==============================================================================
 
-The secret is ``$SOC_AGENT_WEBHOOK_SECRET_<PROVIDER>`` (e.g. ``..._JIRA``),
-else ``$SOC_AGENT_WEBHOOK_SECRET``; a provider without a secret accepts
-nothing. Checks, in order, each changing nothing when it fails. A refusal
-before the sender proved it holds the secret (unknown provider, size,
-timeout, signature, replay) is only counted, in memory
-(``soc_agent_webhook_rejected_total`` in ``/metrics``): a stranger's
-requests never grow the store. Later refusals are also recorded in
+The HMAC secret is ``$SOC_AGENT_WEBHOOK_SECRET_<PROVIDER>`` (e.g. ``..._JIRA``),
+else ``$SOC_AGENT_WEBHOOK_SECRET``; Basic is ``..._USERNAME_<PROVIDER>`` and
+``..._PASSWORD_<PROVIDER>``, bearer ``..._TOKEN_<PROVIDER>``. Any scheme may
+also require a shared header: its name in ``..._HEADER_<PROVIDER>``, its value
+in ``..._HEADER_SECRET_<PROVIDER>`` (ServiceNow's HTTP Headers). A provider
+without its credentials accepts nothing, and one scheme per provider: a
+provider set to ``hub-signature`` refuses an ``X-SOC-Agent`` signature and
+the other way round. Every comparison is constant-time.
+
+Checks, in order, each changing nothing when it fails. A refusal before the
+sender proved who it is (unknown provider, size, timeout, authentication,
+replayed signature) is only counted, in memory
+(``soc_agent_webhook_rejected_total`` in ``/metrics``): a stranger's requests
+never grow the store, and a 401 says no more than "authentication failed"
+for the native schemes. Later refusals are also recorded in
 ``webhook_events``:
 
 ==========================================  ======
 unknown provider                            404
 body over ``max_bytes``                     413 (refused before reading it)
 body not received in time                   408
-missing/malformed headers, timestamp
-outside the replay window, bad signature    401
-a signature that was already accepted       409 (replay)
+authentication missing or wrong (any
+scheme), ``soc-agent`` timestamp outside
+the replay window                           401
+a ``soc-agent`` signature already accepted  409 (replay)
 not a JSON object, or no event id           400
 ticket not linked to any case               404
 ==========================================  ======
 
-An event id seen before (a provider's redelivery, newly signed) is answered
-200 ``duplicate`` and not processed again. Events carrying the agent's own
-marker (:data:`MARKER`) are its own updates coming back: accepted, ignored.
+Replays are processed once. A ``soc-agent`` delivery's signature covers its
+timestamp, so a second use of one is refused (409). The native schemes sign
+or authenticate no timestamp: a body already accepted is answered 200
+``duplicate`` and not stored again (a vendor's retry, or a captured delivery
+sent again with a new delivery id header). Beyond that, an event id seen
+before is answered 200 ``duplicate`` and not processed again: Jira's
+``X-Atlassian-Webhook-Identifier`` (unchanged across its retries), ServiceNow's
+``sys_id`` + ``sys_mod_count`` + ``sys_updated_on``, TheHive's ``_id`` (else
+``requestId`` + ``objectId`` + operation) with the event's timestamp. Events
+carrying the agent's own marker (:data:`MARKER`) are its own updates coming
+back: accepted, ignored.
 
 Event kinds: a new ticket whose description holds an alert (a JSON object
 with ``rule_id``) starts triage and links the ticket to the case; a
-disposition (true / benign / false positive) labels the case and its alerts;
-a comment is appended to the case. What the agent has to say goes back
+disposition (true / benign / false positive) closes the case with that
+label, as its author, through the same case actions a person uses (so the
+alerts are labelled for learning); a comment is appended to the case. What the agent has to say goes back
 through a :class:`TicketSink` with retries.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -46,17 +74,16 @@ import re
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from connectors.errors import RateLimited, Unavailable
 from soc_agent.runners.tables import CaseCommentRow, TicketLinkRow, TicketPostRow, WebhookEventRow
-from soc_agent.store import AlertRow, CaseRow
+from soc_agent.store import CaseRow
 from soc_agent.types import Verdict, to_db_time, utcnow
 
 TIMESTAMP_HEADER = "X-SOC-Agent-Timestamp"
@@ -77,22 +104,105 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={mac}"
 
 
+SOC_AGENT, HUB_SIGNATURE, BASIC, BEARER = "soc-agent", "hub-signature", "basic", "bearer"
+SCHEMES = (SOC_AGENT, HUB_SIGNATURE, BASIC, BEARER)
+"""How a provider proves a delivery is its own (``$SOC_AGENT_WEBHOOK_AUTH_<PROVIDER>``)."""
+HUB_SIGNATURE_HEADER = "X-Hub-Signature"
+_BODY_TOKEN = "body-sha256:"
+"""Prefix of the replay token of a native-scheme delivery (the digest of its body)."""
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+"""An HTTP header name (RFC 9110 token); a shared header outside it could never match."""
+
+
+class WebhookConfigError(ValueError):
+    """A webhook setting that cannot work (unknown scheme, missing credentials); names the variable."""
+
+
+@dataclass(frozen=True)
+class ProviderAuth:
+    """How one provider's deliveries are authenticated; the secrets never leave this object."""
+
+    scheme: str = SOC_AGENT
+    """soc-agent | hub-signature | basic | bearer"""
+    secret: str = field(default="", repr=False)
+    """The HMAC key of ``soc-agent`` and ``hub-signature`` (Jira's webhook Secret)."""
+    username: str = ""
+    """``basic``: the user name the provider sends."""
+    password: str = field(default="", repr=False)
+    """``basic``: the password the provider sends."""
+    token: str = field(default="", repr=False)
+    """``bearer``: the token the provider sends."""
+    header: str = ""
+    """Optional shared header every delivery must carry (any scheme), e.g. ServiceNow's HTTP Headers."""
+    header_secret: str = field(default="", repr=False)
+    """The value that shared header must have."""
+
+    def problem(self) -> str | None:
+        """What is missing for this scheme to accept anything (None when complete)."""
+        if self.scheme not in SCHEMES:
+            return f"unknown scheme {self.scheme!r} (one of {', '.join(SCHEMES)})"
+        missing = {SOC_AGENT: not self.secret, HUB_SIGNATURE: not self.secret,
+                   BASIC: not (self.username and self.password), BEARER: not self.token}[self.scheme]
+        if missing:
+            return {SOC_AGENT: "no secret", HUB_SIGNATURE: "no secret", BASIC: "no username or password",
+                    BEARER: "no token"}[self.scheme]
+        if self.header and not (_HEADER_NAME.match(self.header) and self.header_secret):
+            return "a shared header needs a valid header name and a value"
+        if self.header_secret and not self.header:
+            return "a shared header value without a header name"
+        return None
+
+
 @dataclass
 class WebhookConfig:
-    """Secrets, replay window and size limit; from ``SOC_AGENT_WEBHOOK_*`` by default."""
+    """Per-provider authentication, replay window and size limit; from ``SOC_AGENT_WEBHOOK_*`` by default."""
 
-    secrets: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    """HMAC secrets by provider, used by a provider whose :attr:`auth` entry has none (or which has none)."""
     window_s: int = 300
+    """How old a ``soc-agent`` timestamp may be (seconds)."""
     max_bytes: int = 1024 * 1024
+    """The largest body read (413 above it, before reading)."""
+    auth: dict[str, ProviderAuth] = field(default_factory=dict)
+    """How each provider authenticates; a provider absent here uses ``soc-agent`` with its secret."""
+
+    def auth_for(self, provider: str) -> ProviderAuth:
+        """The provider's authentication, its HMAC secret filled from :attr:`secrets` when not given."""
+        auth = self.auth.get(provider) or ProviderAuth()
+        if not auth.secret and self.secrets.get(provider):
+            auth = replace(auth, secret=self.secrets[provider])
+        return auth
 
     @classmethod
-    def from_env(cls) -> "WebhookConfig":
-        """Per-provider secrets, else the shared one; ``..._WINDOW_S`` and ``..._MAX_BYTES``."""
-        env = os.environ
-        shared = env.get("SOC_AGENT_WEBHOOK_SECRET")
-        secrets = {p: s for p in PROVIDERS if (s := env.get(f"SOC_AGENT_WEBHOOK_SECRET_{p.upper()}", shared))}
-        return cls(secrets=secrets, window_s=int(env.get("SOC_AGENT_WEBHOOK_WINDOW_S", 300)),
-                   max_bytes=int(env.get("SOC_AGENT_WEBHOOK_MAX_BYTES", 1024 * 1024)))
+    def from_env(cls, environ: dict[str, str] | None = None) -> WebhookConfig:
+        """Per-provider ``..._AUTH_<P>`` and credentials, secrets else the shared one, window and size.
+
+        Raises :class:`WebhookConfigError` for an unknown scheme, or a scheme chosen explicitly whose
+        credentials are missing (a provider left at the default without a secret simply accepts nothing).
+        """
+        env = os.environ if environ is None else environ
+        prefix = "SOC_AGENT_WEBHOOK_"
+        shared = env.get(f"{prefix}SECRET")
+        secrets = {p: s for p in PROVIDERS if (s := env.get(f"{prefix}SECRET_{p.upper()}", shared))}
+        auth: dict[str, ProviderAuth] = {}
+        for provider in PROVIDERS:
+            name = provider.upper()
+            scheme = (env.get(f"{prefix}AUTH_{name}") or "").strip().lower()
+            entry = ProviderAuth(
+                scheme=scheme or SOC_AGENT, secret=secrets.get(provider, ""),
+                username=env.get(f"{prefix}USERNAME_{name}", ""), password=env.get(f"{prefix}PASSWORD_{name}", ""),
+                token=env.get(f"{prefix}TOKEN_{name}", ""), header=(env.get(f"{prefix}HEADER_{name}") or "").strip(),
+                header_secret=env.get(f"{prefix}HEADER_SECRET_{name}", ""))
+            problem = entry.problem()
+            if problem and (scheme or entry.header or entry.header_secret or problem.startswith("unknown")):
+                raise WebhookConfigError(f"{prefix}AUTH_{name}={entry.scheme}: {problem}")
+            auth[provider] = entry
+        try:
+            window_s = int(env.get(f"{prefix}WINDOW_S", 300))
+            max_bytes = int(env.get(f"{prefix}MAX_BYTES", 1024 * 1024))
+        except ValueError:
+            raise WebhookConfigError(f"{prefix}WINDOW_S and {prefix}MAX_BYTES must be whole numbers") from None
+        return cls(secrets=secrets, window_s=window_s, max_bytes=max_bytes, auth=auth)
 
 
 @dataclass
@@ -119,6 +229,43 @@ class WebhookRejected(Exception):
 
 class _Stranger(WebhookRejected):
     """Refused before the sender proved it holds the secret: counted, never stored."""
+
+
+# ---- authentication ------------------------------------------------------------------------------
+
+
+def _same(given: str | None, expected: str) -> bool:
+    """Constant-time equality of a header value (any characters, as the server decoded them) and a secret."""
+    if given is None or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+def hub_signature(secret: str, body: bytes) -> str:
+    """The ``X-Hub-Signature`` value Jira sends for ``body``: ``sha256=<hex HMAC-SHA256(secret, body)>``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _native_ok(auth: ProviderAuth, headers: dict[str, str], body: bytes) -> bool:
+    """Whether the request carries the provider's own proof (``hub-signature``, ``basic`` or ``bearer``)."""
+    if auth.scheme == HUB_SIGNATURE:
+        given = headers.get(HUB_SIGNATURE_HEADER.lower())
+        # The method is part of the value: "sha1=..." or a bare hex digest never matches.
+        return given is not None and _same(given.strip().lower(), hub_signature(auth.secret, body))
+    kind, _, credentials = (headers.get("authorization") or "").strip().partition(" ")
+    if auth.scheme == BEARER:
+        return kind.lower() == "bearer" and _same(credentials.strip(), auth.token)
+    if auth.scheme == BASIC and kind.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True)
+        except (binascii.Error, ValueError):  # not base64, or not ASCII at all
+            return False
+        user, colon, password = decoded.partition(b":")
+        # Both compared whatever the first says, so the time taken does not tell which one was wrong.
+        user_ok = hmac.compare_digest(user, auth.username.encode("utf-8"))
+        password_ok = hmac.compare_digest(password, auth.password.encode("utf-8"))
+        return bool(colon) and user_ok and password_ok
+    return False
 
 
 # ---- provider adapters ---------------------------------------------------------------------------
@@ -150,10 +297,35 @@ def _jira(body: dict[str, Any], headers: dict[str, str]) -> TicketEvent:
     return TicketEvent(event_id, "ignored", ticket, author)
 
 
+def _servicenow_event_id(record: dict[str, Any]) -> str:
+    """``sys_id:sys_mod_count:sys_updated_on`` (each version of a record once); empty without ``sys_id``.
+
+    A message that leaves out both version fields is keyed by its content instead, so two different
+    updates of one record are never taken for each other.
+    """
+    sys_id = record.get("sys_id")
+    if not sys_id:
+        return ""
+    count, updated = record.get("sys_mod_count"), record.get("sys_updated_on")
+    if count is None and updated is None:
+        return f"{sys_id}:sha256:{hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()}"
+    return f"{sys_id}:{count}:{updated}"
+
+
+def _thehive_event_id(body: dict[str, Any], operation: str) -> str:
+    """The audit entry's ``_id`` (else ``requestId:objectId:operation``) with its timestamp; empty without ids."""
+    stamp = body.get("_createdAt") or body.get("startDate") or ""
+    if body.get("_id"):
+        return f"{body['_id']}:{stamp}"
+    if not (body.get("requestId") or body.get("objectId")):
+        return ""
+    return f"{body.get('requestId')}:{body.get('objectId')}:{operation}:{stamp}"
+
+
 def _servicenow(body: dict[str, Any], headers: dict[str, str]) -> TicketEvent:
     record = body.get("result") if isinstance(body.get("result"), dict) else body
     ticket = str(record.get("number") or record.get("sys_id") or "")
-    event_id = f"{record.get('sys_id')}:{record.get('sys_mod_count')}:{record.get('sys_updated_on')}"
+    event_id = _servicenow_event_id(record)
     author = str(record.get("sys_updated_by") or "")
     if label := _label(record.get("close_code")):
         return TicketEvent(event_id, "disposition", ticket, author, disposition=label)
@@ -170,7 +342,7 @@ def _thehive(body: dict[str, Any], headers: dict[str, str]) -> TicketEvent:
     object_type = str(body.get("objectType") or "").lower()
     operation = str(body.get("operation") or body.get("action") or "").lower()
     ticket = str(body.get("rootId") or obj.get("id") or obj.get("_id") or body.get("objectId") or "")
-    event_id = str(body.get("_id") or f"{body.get('requestId')}:{body.get('objectId')}:{operation}")
+    event_id = _thehive_event_id(body, operation)
     author = str(body.get("_createdBy") or obj.get("updatedBy") or obj.get("_updatedBy") or obj.get("createdBy") or "")
     details = body.get("details") or {}
     if object_type in ("case_task_log", "comment", "case_comment") or obj.get("message") is not None:
@@ -304,6 +476,9 @@ class WebhookHandler:
             raise _Stranger(413, f"body over {self.config.max_bytes} bytes")
         signature = self._verify(provider, headers, body)
         if self._seen(WebhookEventRow.signature == signature):
+            if signature.startswith(_BODY_TOKEN):
+                # A native scheme's retry or replay: the sender authenticated, the body was processed once.
+                return {"status": "duplicate", "note": "this delivery was already processed"}
             raise _Stranger(409, "replayed request: this signature was already accepted")
         try:
             payload = json.loads(body)
@@ -337,11 +512,24 @@ class WebhookHandler:
         return self._accept(provider, key, signature, event, None, "nothing to do for this event", len(body))
 
     def _verify(self, provider: str, headers: dict[str, str], body: bytes) -> str:
-        secret = self.config.secrets.get(provider)
+        """The delivery's replay token once its sender is authenticated, else :class:`_Stranger` (401).
+
+        ``soc-agent``: the signature (it covers the timestamp). Native schemes: ``body-sha256:<hex>``.
+        """
+        auth = self.config.auth_for(provider)
+        if auth.problem() is not None:
+            raise _Stranger(401, "authentication failed")
+        if auth.header and not _same(headers.get(auth.header.lower()), auth.header_secret):
+            raise _Stranger(401, "authentication failed")
+        if auth.scheme == SOC_AGENT:
+            return self._verify_signed_timestamp(auth.secret, headers, body)
+        if not _native_ok(auth, headers, body):
+            raise _Stranger(401, "authentication failed")
+        return _BODY_TOKEN + hashlib.sha256(body).hexdigest()
+
+    def _verify_signed_timestamp(self, secret: str, headers: dict[str, str], body: bytes) -> str:
         timestamp = headers.get(TIMESTAMP_HEADER.lower())
         given = headers.get(SIGNATURE_HEADER.lower())
-        if not secret:
-            raise _Stranger(401, f"no secret configured for {provider}")
         if not timestamp or not given:
             raise _Stranger(401, f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER}")
         timestamp = timestamp.strip()
@@ -350,7 +538,7 @@ class WebhookHandler:
         if abs(time.time() - int(timestamp)) > self.config.window_s:
             raise _Stranger(401, f"timestamp outside the {self.config.window_s}s replay window")
         expected = sign(secret, timestamp, body)
-        if not hmac.compare_digest(expected.encode(), given.strip().encode("utf-8", "replace")):
+        if not _same(given.strip(), expected):
             raise _Stranger(401, "bad signature")
         return expected
 
@@ -377,12 +565,30 @@ class WebhookHandler:
         return response
 
     def _label(self, case_id: str, label: Verdict, provider: str, event: TicketEvent) -> None:
-        session = self.pipeline.store.session
-        session.execute(update(CaseRow).where(CaseRow.id == case_id).values(label=str(label)))
-        session.execute(update(AlertRow).where(AlertRow.case_id == case_id).values(label=str(label)))
-        self.pipeline.services.audit.append("case.labelled", {"label": str(label), "by": event.author,
-                                                              "provider": provider, "ticket": event.ticket_id},
-                                            case_id, session=session)
+        """A disposition closes the case through the same case actions a person uses (in this delivery's commit).
+
+        The ticket's author is who closed it, as an analyst, with the provider as source; a ticket that
+        changes its resolution reopens and re-closes the case, and one that repeats it changes nothing.
+        """
+        from soc_agent.runners.approvals import ApprovalError
+        from soc_agent.runners.auth import Identity, Role
+        from soc_agent.runners.case_actions import MAX_NAME, MAX_TEXT, CaseActions
+
+        author = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]", "", event.author or "").strip()
+        who = Identity(name=author[:MAX_NAME] or f"{provider} user", role=Role.ANALYST)
+        reason = (f"{provider} ticket {event.ticket_id[:200]} resolved as {label}"
+                  + (f": {event.text}" if event.text else ""))[:MAX_TEXT]
+        actions = CaseActions(self.pipeline, self.lock)
+        case = self.pipeline.store.session.get(CaseRow, case_id, populate_existing=True)
+        try:
+            if case is not None and case.status == "closed" and case.label:
+                if case.label == str(label):
+                    return
+                actions.reopen(case_id, who, f"{provider} ticket {event.ticket_id[:200]} changed its resolution",
+                               source=provider, commit=False)
+            actions.close(case_id, who, str(label), reason, source=provider, commit=False)
+        except ApprovalError as exc:
+            raise WebhookRejected(exc.status_code, str(exc)[:300]) from None
 
     def _accept(self, provider: str, key: str, signature: str, event: TicketEvent, case_id: str | None,
                 reason: str, size: int) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, inspect
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -41,8 +41,38 @@ def make_engine(url: str) -> Engine:
         return _postgres_engine(url)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    SQLModel.metadata.create_all(engine)
+    with engine.begin() as conn:
+        SQLModel.metadata.create_all(conn)
+        add_missing_columns(conn)
     return engine
+
+
+def add_missing_columns(conn) -> list[str]:
+    """Add the nullable columns a newer release declares to tables an older one created.
+
+    ``create_all`` creates missing tables but never alters existing ones, so a
+    workdir made by an older release would fail on its first query of a new
+    column. Only nullable columns are added (old rows read as NULL, which every
+    such column means "not known"); anything else is a migration's job. Returns
+    ``table.column`` for each column added. The Alembic revision that declares
+    the same columns checks for them first, so either may run first.
+    """
+    inspector = inspect(conn)
+    existing_tables = set(inspector.get_table_names())
+    added = []
+    for table in SQLModel.metadata.sorted_tables:
+        if table.name not in existing_tables:
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not column.nullable or column.primary_key:
+                continue
+            preparer = conn.dialect.identifier_preparer
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(table.name)} "
+                                 f"ADD COLUMN {preparer.quote(column.name)} {kind}")
+            added.append(f"{table.name}.{column.name}")
+    return added
 
 
 _SCHEMA_LOCK_KEY = 0x50C_5C4E
@@ -60,6 +90,7 @@ def _postgres_engine(url: str) -> Engine:
     with engine.begin() as conn:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})")
         SQLModel.metadata.create_all(conn)
+        add_missing_columns(conn)
     return engine
 
 

@@ -55,6 +55,32 @@ class CaseRow(SQLModel, table=True):
     decision: str | None = None
     reasons: str = Field(default="[]", description="JSON list of the guard's reasons")
     label: str | None = Field(default=None, description="analyst disposition, when known")
+    assignee: str | None = Field(default=None, description="the person working the case, as a person named them")
+
+
+class CaseEventRow(SQLModel, table=True):
+    """A person's work on a case: a disposition (close), a reopening or an assignment.
+
+    Append-only: reopening a case adds a row, it never removes the close. Comments
+    live in ``case_comments`` (with tickets' and the queue's); the case history is both.
+    """
+
+    __tablename__ = "case_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    kind: str = Field(description="close | reopen | assign")
+    who: str = Field(description="the identity that did it, as the tokens file or the ticket names it")
+    role: str = Field(description="that identity's role at the time (viewer | analyst | lead | platform)")
+    source: str = Field(default="analyst", description="where it came from: analyst (CLI, API, web) or a ticket "
+                                                       "provider (jira | servicenow | thehive)")
+    created_at: datetime
+    disposition: str | None = Field(default=None, description="close: true_positive | benign_positive | "
+                                                              "false_positive")
+    assignee: str | None = Field(default=None, description="assign: the new assignee")
+    reason: str = Field(default="", description="the person's words, stored as given (escaped on output)")
+    status_before: str | None = Field(default=None, description="close: the status the case had, which "
+                                                                "reopening restores")
 
 
 class CaseEntityRow(SQLModel, table=True):
@@ -239,3 +265,6 @@ class DeadLetterRow(SQLModel, table=True):
     reason: str
     raw: str = Field(description="the input, truncated to 64 KiB")
     raw_size: int
+    retried_at: datetime | None = Field(default=None, description="when the line was re-run (at most once)")
+    retry_result: str | None = Field(default=None, description="what came of the re-run: the alert or case it "
+                                                               "made, or why it failed again")

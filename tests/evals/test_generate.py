@@ -212,7 +212,10 @@ def test_auth_failure_thresholds(stream, labels_by_id):
         kinds[(label["incident_class"], label["label"])] += 1
         if label["incident_class"] == "brute_force" and label["label"] == "true_positive":
             assert _max_in_window(events, 60) >= 5
-            assert not ips.pop().startswith("10.")
+            ip = ips.pop()
+            # From the internet, or from one of the internal machines whose block the guard denies.
+            assert not ip.startswith("10.") or ip in {gen.HOST_IP[h] for h in gen.INTERNAL_ATTACKERS}, ip
+            kinds["brute_force from inside"] += ip.startswith("10.")
         elif label["incident_class"] == "brute_force":
             assert label["expected_action"] is None and 2 <= len(events) <= 3
             assert ips.pop().startswith("10.")
@@ -226,6 +229,7 @@ def test_auth_failure_thresholds(stream, labels_by_id):
                                 if _ts(e) <= firsts[0] + timedelta(minutes=5)}
             assert len(distinct_in_5min) >= 6
     assert kinds[("brute_force", "true_positive")] and kinds[("brute_force", "false_positive")]
+    assert kinds["brute_force from inside"] == len(gen.INTERNAL_ATTACKERS)
     assert kinds[("password_spray", "true_positive")]
 
 
@@ -250,6 +254,21 @@ def test_guard_relevant_targets_present(stream, labels_by_id):
     assert any("dc02.corp.example" in _values(a, "host") and labels_by_id[a["id"]]["expected_action"]
                == "isolate_host" for a in tp)
     assert any("ceo.hart" in _values(a, "user") for a in tp)
+
+
+def test_the_internal_brute_force_comes_after_the_re_sends_and_leaves_the_rest_of_the_stream_as_it_was(stream, monkeypatch):
+    """The deny case (brute force from a private address) is drawn last: without it, the stream is the same."""
+    alerts, labels = stream
+    inside = {gen.HOST_IP[h] for h in gen.INTERNAL_ATTACKERS}
+    added = [a for a in alerts if set(_values(a, "ip", "src")) & inside]
+    assert added and all(a["rule_id"] == "auth_failure" for a in added)
+    assert {(x["label"], x["incident_class"], x["expected_action"]) for x in labels
+            if x["alert_id"] in {a["id"] for a in added}} == {("true_positive", "brute_force", "block_ip")}
+    assert len({a["id"] for a in added}) == len(added), "no re-sends of their own"
+
+    monkeypatch.setattr(gen, "_internal_brute_force", lambda b, scale: None)
+    without, _ = gen.generate()
+    assert [a for a in alerts if a not in added] == without
 
 
 def test_main_writes_files(tmp_path, monkeypatch):

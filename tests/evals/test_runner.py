@@ -23,6 +23,10 @@ def test_demo_stream_eval_has_no_guardrail_violation_or_risky_containment(settin
     assert results["llm_fallbacks"] == 0 and results["p50_llm_call_ms"] is None, "no model, nothing to fall back from"
     # A regression floor, not a claim of generality: the rule weights were tuned on this stream.
     assert results["macro_f1"] >= 0.9
+    # The stream shows every guard outcome; the denied blocks (private sources) are scored like the others.
+    assert all(results["decisions"].get(outcome, 0) >= 1 for outcome in ("allow", "needs_approval", "deny")), \
+        results["decisions"]
+    assert results["per_incident_class_accuracy"]["brute_force"] == 1.0 and results["action_agreement"] >= 0.95
     assert set(results["per_incident_class_accuracy"]) >= {
         "brute_force", "password_spray", "impossible_travel", "oauth_consent", "phishing", "malware",
         "ransomware_precursor", "lolbin", "exfiltration", "known_bad_ip", "vuln_scanner", "sanctioned_admin"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -89,6 +90,78 @@ def test_demo_json_prints_one_summary_that_accounts_for_every_alert(demo_run):
     assert summary["alerts_in"] >= 300
     assert summary["cases"] > 0
     assert (demo_workdir / "soc-agent.db").is_file()
+
+
+def _run_printed(command: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a command line the demo printed (``soc-agent ...``) as this checkout's CLI."""
+    words = shlex.split(command)
+    assert words[0] == "soc-agent", command
+    proc = subprocess.run([sys.executable, "-m", "soc_agent.cli", *words[1:]], capture_output=True, cwd=REPO,
+                          env=_env(), timeout=timeout, text=True, check=False)
+    assert proc.returncode == 0, (command, proc.stderr)
+    return proc
+
+
+def test_demo_json_names_every_guard_outcome_and_what_waits_for_a_person(demo_run):
+    workdir, stdout = demo_run
+    summary = json.loads(stdout)
+    assert list(summary["decisions"]) == ["allow", "needs_approval", "deny"]
+    assert all(summary["decisions"][outcome] >= 1 for outcome in summary["decisions"]), summary["decisions"]
+    with _db(workdir) as db:
+        pending = [row[0] for row in db.execute("SELECT id FROM approvals WHERE status = 'pending' ORDER BY id")]
+        denied = [row[0] for row in db.execute("SELECT id FROM cases WHERE decision = 'deny' ORDER BY id")]
+        contained = dict(db.execute("SELECT name, COUNT(*) FROM actions WHERE status = 'done' AND tier IN "
+                                    "('contain_soft', 'contain_hard', 'destructive') GROUP BY name"))
+        closed = db.execute("SELECT COUNT(*) FROM actions WHERE status = 'done' AND name = 'close_case'").fetchone()
+    assert summary["awaiting_approval"] == len(pending) > 0
+    assert summary["denied_cases"] == denied and len(denied) >= 1
+    assert summary["contained"] == contained and summary["contained"]["block_ip"] >= 1
+    assert summary["closed_without_a_person"] == closed[0]
+    assert summary["web"]["url"] == "http://127.0.0.1:8080/ui" and summary["web"]["tokens_file"] is None
+
+    # Every printed command is real and works on the printed workdir.
+    commands = summary["commands"]
+    assert set(commands) == {"approvals", "denied", "actions", "blocks", "cases", "closed", "notes", "serve"}
+    assert all(f"--workdir {workdir}" in command for command in commands.values())
+    listed = _run_printed(commands["approvals"]).stdout
+    assert all(re.search(rf"│\s*{item}\s*│", listed) for item in pending), listed
+    shown = _run_printed(commands["denied"]).stdout
+    assert denied[0] in shown and "never block" in shown and "private address" in shown
+    assert "block_ip" in _run_printed(commands["actions"]).stdout
+    for name in ("blocks", "closed", "notes"):
+        _run_printed(commands[name])
+
+
+def test_demo_text_ends_with_the_next_steps_and_names_each_outcome_even_at_zero(tmp_path):
+    workdir = tmp_path / "work"
+    first = cli("demo", workdir=workdir, timeout=300)
+    assert first.returncode == 0, first.stderr
+    counts = {outcome: int(n) for outcome, n in re.findall(r"decisions: (\w+)\s*│\s*(\d+)", first.stdout)}
+    assert list(counts) == ["allow", "needs_approval", "deny"] and counts["deny"] >= 1, first.stdout
+    assert (f"guard outcomes this run: allow {counts['allow']}, needs_approval {counts['needs_approval']}, "
+            f"deny {counts['deny']}") in first.stdout
+    waiting = re.search(r"(\d+) actions? awaits? approval\n\s*→ (soc-agent approvals list --workdir \S+)\n",
+                        first.stdout)
+    assert waiting, first.stdout
+    listed = _run_printed(waiting.group(2)).stdout
+    assert len(re.findall(r"needs_approval:", listed)) >= int(waiting.group(1)) > 0
+    denied = re.search(r"(\d+) cases? whose planned action the guard denied.*\n\s*→ (soc-agent cases show \S+ "
+                       r"--workdir \S+)\n", first.stdout)
+    assert denied and int(denied.group(1)) == counts["deny"], first.stdout
+    assert "never block" in _run_printed(denied.group(2)).stdout
+    assert re.search(r"contained without a person: block_ip \d+", first.stdout)
+    assert f"case notes: {workdir / 'notes'}" in first.stdout
+    assert re.search(r"web page: http://127\.0\.0\.1:8080/ui .*sign in at http://127\.0\.0\.1:8080/ui/login .*"
+                     r"SOC_AGENT_TOKENS_FILE.*\n\s*→ soc-agent serve --workdir ", first.stdout)
+
+    # The same demo again: nothing decided this time, and each outcome is still named (0); the store is as it was,
+    # so the same items still wait for a person.
+    again = cli("demo", workdir=workdir, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert re.findall(r"decisions: (\w+)\s*│\s*(\d+)", again.stdout) == [
+        ("allow", "0"), ("needs_approval", "0"), ("deny", "0")]
+    assert "guard outcomes this run: allow 0, needs_approval 0, deny 0" in again.stdout
+    assert f"{waiting.group(1)} action" in again.stdout and "already holds the demo" in again.stdout
 
 
 def test_audit_verify_is_intact_after_the_demo(demo_workdir):
@@ -187,8 +260,8 @@ def test_cases_list_and_show(triaged):
     assert "## Verdict" in shown.stdout and case_id in shown.stdout
 
     missing = cli("cases", "show", "nope", workdir=workdir)
-    assert missing.returncode == 1
-    assert "no notes for case 'nope'" in missing.stderr
+    assert missing.returncode == 2
+    assert "no case 'nope'" in missing.stderr
 
 
 # ---- blocks, actions and rollback ------------------------------------------------------------
@@ -392,7 +465,9 @@ def test_a_bad_role_is_refused_before_the_store_is_touched(triaged):
 
 
 @pytest.mark.parametrize("args", [["cases", "list"], ["cases", "show", "case-1"], ["approvals", "list"],
-                                  ["approvals", "show", "1"], ["actions", "list"], ["blocks", "list"]],
+                                  ["approvals", "show", "1"], ["actions", "list"], ["blocks", "list"],
+                                  ["dead-letters", "list"], ["dead-letters", "show", "1"],
+                                  ["dead-letters", "retry", "1"]],
                          ids=lambda a: "-".join(a))
 def test_a_read_only_command_on_a_missing_workdir_fails_and_creates_nothing(args, tmp_path):
     workdir = tmp_path / "typo"
@@ -513,3 +588,400 @@ def test_rolling_back_a_no_op_block_leaves_the_other_cases_block_and_says_it_own
     assert "## Rollbacks" in shown.stdout and "rolled back by alice" in shown.stdout
     with _db(workdir) as db:
         assert db.execute("SELECT status FROM cases WHERE id = ?", [case_a]).fetchone() == ("open",)
+
+
+# ---- lists that answer questions ---------------------------------------------------------------------------
+
+
+def _json_list(*args: str, workdir: Path, env: dict[str, str] | None = None) -> list[dict]:
+    """A listing's ``--json``: exactly one JSON array on stdout."""
+    proc = cli(*args, "--json", workdir=workdir, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert len([line for line in proc.stdout.splitlines() if line.strip()]) == 1, proc.stdout
+    data = json.loads(proc.stdout)
+    assert isinstance(data, list)
+    return data
+
+
+def _store_ids(workdir: Path, where: str, params: tuple = ()) -> set[str]:
+    with _db(workdir) as db:
+        return {r[0] for r in db.execute(f"SELECT id FROM cases WHERE {where}", params)}
+
+
+def test_cases_list_json_is_every_case_as_a_full_record(demo_workdir):
+    records = _json_list("cases", "list", workdir=demo_workdir)
+    assert {r["id"] for r in records} == _store_ids(demo_workdir, "1")
+    for r in records:
+        assert {"title", "status", "severity", "verdict", "confidence", "opened_at", "updated_at"} <= set(r)
+        assert isinstance(r["reasons"], list) and isinstance(r["entities"], list)
+    assert any(r["entities"] for r in records)
+
+
+def _most_common(workdir: Path, column: str, table: str = "cases") -> str:
+    with _db(workdir) as db:
+        return db.execute(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL GROUP BY {column} "
+                          f"ORDER BY COUNT(*) DESC LIMIT 1").fetchone()[0]
+
+
+@pytest.mark.parametrize("option", ["status", "verdict", "class", "severity", "entity", "since"])
+def test_each_cases_list_filter_lists_exactly_the_matching_cases(option, demo_workdir):
+    workdir = demo_workdir
+    if option == "status":
+        value = _most_common(workdir, "status")
+        expected = _store_ids(workdir, "status = ?", (value,))
+    elif option == "verdict":
+        value = _most_common(workdir, "verdict")
+        expected = _store_ids(workdir, "verdict = ?", (value,))
+    elif option == "class":
+        value = _most_common(workdir, "incident_class")
+        expected = _store_ids(workdir, "incident_class = ?", (value,))
+    elif option == "severity":  # a minimum: high lists high and critical
+        value = "high"
+        expected = _store_ids(workdir, "severity IN ('high', 'critical')")
+    elif option == "entity":  # in more than one case, matched whatever its case
+        with _db(workdir) as db:
+            value = db.execute("SELECT value FROM case_entities WHERE value GLOB '*[a-z]*' GROUP BY value "
+                               "HAVING COUNT(DISTINCT case_id) > 1 ORDER BY value LIMIT 1").fetchone()[0]
+        expected = _store_ids(workdir, "id IN (SELECT case_id FROM case_entities WHERE value = ?)", (value,))
+        value = value.upper()
+    else:  # the median update time, as an ISO time
+        with _db(workdir) as db:
+            times = sorted(r[0] for r in db.execute("SELECT updated_at FROM cases"))
+        middle = times[len(times) // 2]
+        value = middle.replace(" ", "T") + "Z"
+        expected = _store_ids(workdir, "updated_at >= ?", (middle,))
+    everything = _store_ids(workdir, "1")
+    assert expected and expected < everything, "the filter must split the demo's cases to mean anything"
+    listed = _json_list("cases", "list", f"--{option}", value, workdir=workdir)
+    assert {r["id"] for r in listed} == expected
+
+
+def test_cases_list_since_takes_an_age_or_a_time_in_any_offset(demo_workdir):
+    from datetime import UTC, datetime, timedelta, timezone
+
+    assert {r["id"] for r in _json_list("cases", "list", "--since", "1d", workdir=demo_workdir)} \
+        == _store_ids(demo_workdir, "1"), "the demo ran minutes ago"
+    assert _json_list("cases", "list", "--since", "2999-01-01T00:00:00Z", workdir=demo_workdir) == []
+    with _db(demo_workdir) as db:
+        (latest,) = db.execute("SELECT MAX(updated_at) FROM cases").fetchone()
+    # The newest case's update time, written as the same instant two hours east of UTC.
+    east = datetime.fromisoformat(latest).replace(tzinfo=UTC).astimezone(timezone(timedelta(hours=2)))
+    listed = _json_list("cases", "list", "--since", east.isoformat(), workdir=demo_workdir)
+    assert {r["id"] for r in listed} == _store_ids(demo_workdir, "updated_at >= ?", (latest,))
+
+
+@pytest.mark.parametrize("sort, field", [("updated", "updated_at"), ("opened", "opened_at"),
+                                         ("severity", "severity"), ("confidence", "confidence"),
+                                         ("alerts", "alert_count")])
+def test_cases_list_sorts_by_each_key_both_ways(sort, field, demo_workdir):
+    rank = ["informational", "low", "medium", "high", "critical"]
+
+    def key(record: dict):
+        value = record[field]
+        return rank.index(value) if field == "severity" else value
+
+    newest = _json_list("cases", "list", "--sort", sort, workdir=demo_workdir)
+    oldest = _json_list("cases", "list", "--sort", sort, "--asc", workdir=demo_workdir)
+    for records, reverse in ((newest, True), (oldest, False)):
+        keyed = [key(r) for r in records if r[field] is not None]
+        assert keyed == sorted(keyed, reverse=reverse)
+        assert len(set(keyed)) > 1, "the demo's cases differ on this key"
+        assert all(r[field] is None for r in records[len(keyed):]), "cases without the value come last"
+    top = _json_list("cases", "list", "--sort", sort, "--limit", "3", workdir=demo_workdir)
+    assert [r["id"] for r in top] == [r["id"] for r in newest[:3]]
+
+
+def test_cases_list_at_80_columns_prints_every_case_id_whole(demo_workdir):
+    proc = cli("cases", "list", workdir=demo_workdir, env={"COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 80
+    assert "…" not in proc.stdout
+    shown = set(re.findall(r"\bcase-[0-9a-f]+\b", proc.stdout))
+    assert shown == _store_ids(demo_workdir, "1")
+
+
+@pytest.mark.parametrize("args, names", [
+    (["cases", "list", "--status", "bogus"], ["bogus", "open", "pending_approval", "contained", "closed"]),
+    (["cases", "list", "--verdict", "maybe"], ["maybe", "true_positive", "undetermined"]),
+    (["cases", "list", "--severity", "huge"], ["huge", "informational", "critical"]),
+    (["cases", "list", "--sort", "colour"], ["colour", "updated", "confidence", "alerts"]),
+    (["cases", "list", "--since", "yesterday"], ["yesterday", "ISO 8601", "7d"]),
+    (["cases", "list", "--limit", "0"], ["--limit"]),
+    (["dead-letters", "list", "--since", "soon"], ["soon", "12h"]),
+    (["dead-letters", "retry"], ["ID", "--all"]),
+    (["dead-letters", "retry", "1", "--format", "bogus"], ["bogus", "auto", "native"]),
+], ids=["status", "verdict", "severity", "sort", "since", "limit", "dl-since", "dl-no-id", "dl-format"])
+def test_a_bad_listing_option_is_a_one_line_usage_error(args, names, demo_workdir):
+    _usage_error(cli(*args, workdir=demo_workdir), *names)
+
+
+def test_the_status_choices_are_the_case_statuses():
+    from soc_agent.cli import CASE_STATUSES
+    from soc_agent.store import CaseRow
+
+    assert " | ".join(CASE_STATUSES) == CaseRow.model_fields["status"].description
+
+
+@pytest.mark.parametrize("args, id_field, table", [
+    (["approvals", "list"], "case_id", "SELECT case_id FROM approvals WHERE status = 'pending'"),
+    (["actions", "list"], "case_id", "SELECT case_id FROM actions"),
+    (["blocks", "list", "--all"], "target", "SELECT target FROM containments"),
+], ids=["approvals", "actions", "blocks"])
+def test_every_listing_has_json_with_full_ids_and_full_ids_at_80_columns(args, id_field, table, demo_workdir):
+    with _db(demo_workdir) as db:
+        expected = sorted(r[0] for r in db.execute(table))
+    assert expected, "the demo fills this table"
+    records = _json_list(*args, workdir=demo_workdir)
+    assert sorted(r[id_field] for r in records) == expected
+    narrow = cli(*args, workdir=demo_workdir, env={"COLUMNS": "80"})
+    assert narrow.returncode == 0, narrow.stderr
+    for value in set(expected):
+        assert value in narrow.stdout, f"{value} is printed whole at 80 columns"
+
+
+# ---- dead letters ------------------------------------------------------------------------------------------
+
+# A terminal escape sequence (OSC title, clear screen) and a bidi override in a line that is not an alert.
+HOSTILE_LINE = b"evil \x1b]0;pwned\x07\x1b[2J \xe2\x80\xae text"
+GENERIC_MAPPING = "id: evt\nrule_id: signature\ntimestamp: when\nentities:\n  - {kind: ip, role: src, path: src}\n"
+
+
+@pytest.fixture
+def dead_lettered(tmp_path: Path) -> Path:
+    """A workdir whose triage dead-lettered: a future time, an unknown format, a hostile line, bad UTF-8."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    future = json.loads(GOOD[1]) | {"id": "dl-future", "timestamp": (now + timedelta(hours=2)).isoformat()}
+    unknown = {"evt": "dl-unknown", "signature": "odd_thing", "when": (now - timedelta(minutes=3)).isoformat(),
+               "src": "198.51.100.7"}
+    lines = [GOOD[0], json.dumps(future).encode(), json.dumps(unknown).encode(), HOSTILE_LINE,
+             b'\xff\xfe{"id": 1}']
+    proc = cli("triage", str(_write(tmp_path / "in.jsonl", lines)), "--json", workdir=tmp_path / "work")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["dead_lettered"] == 4
+    # The reasons in the summary are whole: grouped by kind (values elided), each kind's first reason in full.
+    assert summary["dead_letter_reasons"]["timestamp … is in the future"] == 1
+    example = summary["dead_letter_examples"]["timestamp … is in the future"]
+    assert example == f"timestamp {future['timestamp']} is in the future"
+    return tmp_path / "work"
+
+
+def _dead(workdir: Path) -> dict[str, tuple]:
+    with _db(workdir) as db:
+        rows = db.execute("SELECT id, reason, retried_at, retry_result, raw FROM dead_letters ORDER BY id").fetchall()
+    return {"future": rows[0], "unknown": rows[1], "hostile": rows[2], "binary": rows[3]}
+
+
+def _alerts_with_id(workdir: Path, alert_id: str) -> int:
+    with _db(workdir) as db:
+        return db.execute("SELECT COUNT(*) FROM alerts WHERE alert_id = ?", [alert_id]).fetchone()[0]
+
+
+def test_dead_letters_list_json_has_every_row_with_its_whole_reason(dead_lettered):
+    records = _json_list("dead-letters", "list", workdir=dead_lettered)
+    rows = _dead(dead_lettered)
+    assert [(r["id"], r["reason"]) for r in records] == [(row[0], row[1]) for row in rows.values()]
+    assert records[0]["reason"].startswith("timestamp 20") and records[0]["reason"].endswith(" is in the future")
+    assert all(r["retryable"] for r in records[:3]) and not records[3]["retryable"]
+    assert _json_list("dead-letters", "list", "--source", "elsewhere", workdir=dead_lettered) == []
+    assert len(_json_list("dead-letters", "list", "--since", "1h", workdir=dead_lettered)) == 4
+
+
+def test_dead_letters_list_and_show_print_a_hostile_line_escaped(dead_lettered):
+    _shown(cli("dead-letters", "list", workdir=dead_lettered, env={"COLUMNS": "80"}))
+    hostile = _dead(dead_lettered)["hostile"][0]
+    shown = _shown(cli("dead-letters", "show", str(hostile), workdir=dead_lettered))
+    assert r"evil \x1b]0;pwned\x07\x1b[2J \u202e text" in shown
+    assert "65 76 69 6c 20 1b 5d 30" in shown, "and as hex"
+    binary = _shown(cli("dead-letters", "show", str(_dead(dead_lettered)["binary"][0]), workdir=dead_lettered))
+    assert "not valid UTF-8" in binary and "ef bf bd ef bf bd 7b" in binary
+    missing = cli("dead-letters", "show", "999", workdir=dead_lettered)
+    assert missing.returncode == 1 and "no dead letter 999" in missing.stderr
+
+
+def test_a_retried_line_is_processed_once_after_the_setting_changes(dead_lettered):
+    workdir = dead_lettered
+    row_id = str(_dead(workdir)["future"][0])
+    # Under the same settings the line fails again: the new reason is kept and the row stays retryable.
+    again = cli("dead-letters", "retry", row_id, workdir=workdir)
+    assert again.returncode == 1 and "failed" in again.stdout and "in the future" in again.stdout, again.stdout
+    _, reason, retried_at, retry_result, _ = _dead(workdir)["future"]
+    assert retried_at is None and "in the future" in reason and "failed again" in retry_result
+    assert _alerts_with_id(workdir, "dl-future") == 0
+
+    skew = {"SOC_AGENT_MAX_CLOCK_SKEW_S": str(3 * 3600)}
+    done = cli("dead-letters", "retry", row_id, "--by", "ana", workdir=workdir, env=skew)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"dead letter {row_id}: processed as alert dl-future in case case-" in done.stdout
+    _, _, retried_at, retry_result, _ = _dead(workdir)["future"]
+    assert retried_at is not None and "native:dl-future" in retry_result and "by ana" in retry_result
+    assert _alerts_with_id(workdir, "dl-future") == 1
+
+    twice = cli("dead-letters", "retry", row_id, workdir=workdir, env=skew)
+    assert twice.returncode == 1 and "already retried" in twice.stderr, twice.stderr
+    assert _alerts_with_id(workdir, "dl-future") == 1
+
+    # Were the mark lost, the alert is still a re-send to the store's key dedupe: not taken in twice.
+    with _db(workdir) as db:
+        db.execute("UPDATE dead_letters SET retried_at = NULL WHERE id = ?", [int(row_id)])
+    replayed = cli("dead-letters", "retry", row_id, "--json", workdir=workdir, env=skew)
+    assert json.loads(replayed.stdout)[0]["result"] == "duplicate"
+    assert _alerts_with_id(workdir, "dl-future") == 1
+    verify = cli("audit", "verify", workdir=workdir)
+    assert verify.returncode == 0 and "intact" in verify.stdout
+    with _db(workdir) as db:
+        audited = [json.loads(p) for (p,) in db.execute("SELECT payload FROM audit WHERE kind = 'dead_letter.retry'")]
+    assert len(audited) == 3 and audited[0]["result"] == "failed" and audited[2]["result"] == "duplicate"
+    assert audited[1]["by"] == "ana" and audited[1]["alert"] == "native:dl-future"
+
+
+def test_retry_all_after_a_mapping_change_takes_in_the_unknown_format_once(dead_lettered, tmp_path):
+    workdir = dead_lettered
+    mapping = tmp_path / "mapping.yml"
+    mapping.write_text(GENERIC_MAPPING)
+    env = {"SOC_AGENT_GENERIC_MAPPING": str(mapping)}
+    first = cli("dead-letters", "retry", "--all", "--json", workdir=workdir, env=env)
+    outcomes = {o["id"]: o for o in json.loads(first.stdout)}
+    rows = _dead(workdir)
+    assert outcomes[rows["unknown"][0]]["status"] == "processed"
+    assert outcomes[rows["hostile"][0]]["status"] == "failed", "still not an alert"
+    assert outcomes[rows["future"][0]]["status"] == "failed"
+    binary = outcomes[rows["binary"][0]]
+    assert binary["status"] == "skipped" and "not valid UTF-8" in binary["reason"], "replaced bytes are not re-run"
+    assert first.returncode == 1, "some failed again"
+    assert _alerts_with_id(workdir, "dl-unknown") == 1
+    second = cli("dead-letters", "retry", "--all", "--json", workdir=workdir, env=env)
+    assert rows["unknown"][0] not in {o["id"] for o in json.loads(second.stdout)}, "--all passes over what was done"
+    assert _alerts_with_id(workdir, "dl-unknown") == 1
+
+
+# ---- case work: close, reopen, comment, assign; the audit trail in words ------------------------------------
+
+
+def _pending_case(workdir: Path) -> str:
+    with _db(workdir) as db:
+        return db.execute("SELECT id FROM cases WHERE status = 'pending_approval' ORDER BY id LIMIT 1").fetchone()[0]
+
+
+def _tokens(tmp_path: Path) -> dict[str, str]:
+    from soc_agent.runners.auth import hash_token
+
+    path = tmp_path / "tokens.yml"
+    path.write_text("tokens:\n"
+                    f"  - {{name: bo.analyst, role: analyst, sha256: {hash_token('tok-analyst')}}}\n"
+                    f"  - {{name: vic.viewer, role: viewer, sha256: {hash_token('tok-viewer')}}}\n")
+    return {"SOC_AGENT_TOKENS_FILE": str(path)}
+
+
+def test_case_work_from_the_cli_is_shown_with_who_and_when_and_learned(demo_copy):
+    workdir = demo_copy
+    case_id = _pending_case(workdir)
+    with _db(workdir) as db:
+        alerts = db.execute("SELECT COUNT(DISTINCT alert_id) FROM alerts WHERE case_id = ? AND duplicate_of IS NULL",
+                            [case_id]).fetchone()[0]
+    assert cli("cases", "comment", case_id, "owner says: \x1b[2Jexpected [bold]x[/bold]", "--by", "ana",
+               workdir=workdir).returncode == 0
+    assigned = cli("cases", "assign", case_id, "bo.analyst", "--by", "ana", workdir=workdir)
+    assert assigned.returncode == 0 and "assigned to bo.analyst by ana" in assigned.stdout
+    closed = cli("cases", "close", case_id, "--as", "false_positive", "--reason", "owner confirmed", "--by", "ana",
+                 workdir=workdir)
+    assert closed.returncode == 0, closed.stderr
+    assert f"case {case_id}: closed as false_positive by ana" in closed.stdout
+
+    shown = cli("cases", "show", case_id, workdir=workdir)
+    assert shown.returncode == 0, shown.stderr
+    head = shown.stdout.splitlines()
+    assert head[0].startswith(f"case {case_id}: closed; disposition false_positive; assignee bo.analyst")
+    history = [line.strip() for line in head[2:5]]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC ana \(analyst\) commented: owner says: "
+                        r"\\x1b\[2Jexpected \[bold\]x\[/bold\]", history[0]), history[0]
+    assert history[1].endswith("ana (analyst) assigned the case to bo.analyst")
+    assert history[2].endswith("ana (analyst) closed the case as false_positive: owner confirmed")
+    assert not RAW.search(shown.stdout)
+
+    learned = cli("learn", workdir=workdir)
+    assert learned.returncode == 0, learned.stderr
+    assert f"learned {alerts} disposition(s)" in learned.stdout, learned.stdout
+
+    reopened = cli("cases", "reopen", case_id, "--reason", "user denies it", "--by", "ana", workdir=workdir)
+    assert reopened.returncode == 0 and "now pending_approval (false_positive withdrawn)" in reopened.stdout
+    with _db(workdir) as db:
+        assert db.execute("SELECT status, label FROM cases WHERE id = ?", [case_id]).fetchone() == \
+            ("pending_approval", None)
+
+
+@pytest.mark.parametrize("args, names", [
+    (["cases", "close", "case-nope", "--as", "false_positive", "--reason", "x"], ["404", "no case 'case-nope'"]),
+    (["cases", "close", "{case}", "--as", "benign", "--reason", "x"],
+     ["benign", "true_positive", "benign_positive", "false_positive"]),
+    (["cases", "close", "{case}", "--as", "false_positive", "--reason", "x", "--role", "viewer"],
+     ["403", "viewer may not close"]),
+    (["cases", "comment", "{case}", "hi", "--role", "viewer"], ["403", "viewer may not comment"]),
+    (["cases", "assign", "{case}", "bo", "--role", "viewer"], ["403", "viewer may not assign"]),
+    (["cases", "reopen", "{case}"], ["409", "not closed"]),
+    (["cases", "comment", "{case}", "x" * 4097], ["422", "longer than 4096"]),
+], ids=["unknown-case", "bad-disposition", "viewer-close", "viewer-comment", "viewer-assign", "reopen-open",
+        "long-comment"])
+def test_refused_case_work_is_a_one_line_error_and_changes_nothing(args, names, demo_copy):
+    workdir = demo_copy
+    case_id = _pending_case(workdir)
+    with _db(workdir) as db:
+        before = db.execute("SELECT status, label, assignee FROM cases WHERE id = ?", [case_id]).fetchone()
+    _usage_error(cli(*[a.format(case=case_id) for a in args], workdir=workdir), *names)
+    with _db(workdir) as db:
+        assert db.execute("SELECT status, label, assignee FROM cases WHERE id = ?", [case_id]).fetchone() == before
+        assert db.execute("SELECT COUNT(*) FROM case_events").fetchone()[0] == 0
+
+
+def test_case_work_takes_identity_and_role_from_a_token(demo_copy, tmp_path):
+    workdir = demo_copy
+    case_id = _pending_case(workdir)
+    env = _tokens(tmp_path)
+    refused = cli("cases", "close", case_id, "--as", "true_positive", "--reason", "x", "--token", "tok-viewer",
+                  workdir=workdir, env=env)
+    _usage_error(refused, "403", "viewer")
+    done = cli("cases", "close", case_id, "--as", "true_positive", "--reason", "confirmed", "--by", "mallory",
+               "--role", "lead", "--token", "tok-analyst", workdir=workdir, env=env)
+    assert done.returncode == 0, done.stderr
+    with _db(workdir) as db:
+        assert db.execute("SELECT who, role FROM case_events").fetchall() == [("bo.analyst", "analyst")]
+        refusal = json.loads(db.execute("SELECT payload FROM audit WHERE kind = 'case.refused'").fetchone()[0])
+    assert (refusal["by"], refusal["role"], refusal["status"]) == ("vic.viewer", "viewer", 403)
+
+
+def test_audit_show_says_the_trail_in_words(demo_copy):
+    workdir = demo_copy
+    case_id = _pending_case(workdir)
+    cli("cases", "close", case_id, "--as", "benign_positive", "--reason", "\u202eexpected\x07 scan", "--by", "ana",
+        workdir=workdir)
+    shown = cli("audit", "show", "--case", case_id, workdir=workdir)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    with _db(workdir) as db:
+        total, for_case = (db.execute("SELECT COUNT(*) FROM audit").fetchone()[0],
+                           db.execute("SELECT COUNT(*) FROM audit WHERE case_id = ?", [case_id]).fetchone()[0])
+    assert len(lines) == for_case and all(case_id in line for line in lines)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC ana \(analyst\) closed the case as benign_positive "
+                        rf"\(case {case_id}\): \\u202eexpected\\x07 scan", lines[-1]), lines[-1]
+    assert any("the guard said" in line for line in lines)
+    assert not RAW.search(shown.stdout)
+
+    everything = cli("audit", "show", "--since", "1d", workdir=workdir)
+    assert len(everything.stdout.splitlines()) == total
+    assert cli("audit", "show", "--since", "2999-01-01T00:00:00Z", workdir=workdir).stdout == ""
+    as_json = json.loads(cli("audit", "show", "--case", case_id, "--json", workdir=workdir).stdout)
+    assert [r["seq"] for r in as_json] == sorted(r["seq"] for r in as_json) and len(as_json) == for_case
+    assert as_json[-1]["kind"] == "case.closed" and as_json[-1]["payload"]["by"] == "ana"
+    assert as_json[-1]["text"].endswith("\u202eexpected\x07 scan")  # JSON keeps the text as given
+    _usage_error(cli("audit", "show", "--since", "yesterday", workdir=workdir), "yesterday", "7d")
+
+
+@pytest.mark.parametrize("args", [["audit", "show"], ["cases", "close", "case-1", "--as", "true_positive",
+                                                      "--reason", "x"], ["cases", "comment", "case-1", "hi"]],
+                         ids=lambda a: "-".join(a[:2]))
+def test_case_work_and_audit_show_on_a_missing_workdir_fail_and_create_nothing(args, tmp_path):
+    workdir = tmp_path / "typo"
+    _usage_error(cli(*args, workdir=workdir), "no soc-agent workdir at", str(workdir))
+    assert not workdir.exists()

@@ -51,6 +51,15 @@ def test_expired_intel_does_not_count_as_a_hit(settings):
     assert [e.kind for e in result.evidence] == ["intel_expired"]
 
 
+def test_identity_evidence_has_the_article_its_role_needs(settings):
+    knowledge = LocalKnowledge.from_dir(settings.data_dir)
+    users = [Entity(kind=EntityKind.USER, value=v) for v in ("ceo.hart", "alice", "ctr.victor", "admin.bob")]
+    result = enrich_case(local_enrichers(knowledge), users, frozenset(), timeout_s=0.5)
+    assert sorted(e.summary for e in result.evidence if e.kind == "identity") == [
+        "user:admin.bob is a privileged employee (it)", "user:alice is an employee (finance)",
+        "user:ceo.hart is an executive (executive)", "user:ctr.victor is a contractor (engineering)"]
+
+
 def test_the_cache_serves_repeat_lookups():
     calls = []
 

@@ -100,6 +100,29 @@ def test_alembic_upgrade_creates_the_schema_and_is_repeatable(pg_url):
     engine.dispose()
 
 
+def test_migration_0005_adds_case_work_to_a_database_at_0004_and_keeps_its_rows(pg_url):
+    upgrade_schema(pg_url, "0004")
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:  # 0001's baseline made today's tables: take the case-work columns out again
+        for table, column in (("cases", "assignee"), ("case_comments", "role"), ("dead_letters", "retried_at"),
+                              ("dead_letters", "retry_result")):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        conn.execute(text("DROP TABLE case_events"))
+        conn.execute(text("INSERT INTO cases (id, title, status, severity, opened_at, updated_at, alert_count, "
+                          "duplicate_count, event_count, runs, reasons) VALUES ('case-old', 'kept', 'open', 'low', "
+                          "now(), now(), 1, 0, 0, 1, '[]')"))
+    upgrade_schema(pg_url)
+    inspector = inspect(engine)
+    assert "assignee" in {c["name"] for c in inspector.get_columns("cases")}
+    assert {"retried_at", "retry_result"} <= {c["name"] for c in inspector.get_columns("dead_letters")}
+    assert "role" in {c["name"] for c in inspector.get_columns("case_comments")}
+    assert "case_events" in inspector.get_table_names()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT title, assignee FROM cases")).one() == ("kept", None)
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == _head_revision()
+    engine.dispose()
+
+
 def _head_revision() -> str:
     """The newest migration in migrations/versions (what an upgrade to head must reach)."""
     from alembic.config import Config

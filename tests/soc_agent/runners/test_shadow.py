@@ -229,7 +229,10 @@ def test_cli_shadow_on_the_demo_stream_promotes_demotes_and_prints_json(tmp_path
     suggestion = yaml.safe_load((tmp_path / "out" / "autonomy.yml").read_text())
     assert suggestion["autonomy"]["exfiltration"]["mode"] == "approval"
     assert suggestion["autonomy"]["brute_force"]["mode"] == "autonomous"
-    assert (tmp_path / "out" / "shadow-report.html").read_text().count("<svg") == 3
+    report = (tmp_path / "out" / "shadow-report.html").read_text()
+    assert report.count("<svg") == 4  # confusion, agreement over time, calibration, the promotion gate
+    assert results["gate"]["min_cases"] == 5 and "gate 5<" in report  # the gate this run used, drawn
+    assert report.count('class="class-group"') == len(classes)
 
 
 def test_cli_learn_imports_labels_and_reports_bad_input(tmp_path):
@@ -246,3 +249,13 @@ def test_cli_learn_imports_labels_and_reports_bad_input(tmp_path):
     assert again["learned"] == 0 and again["already_learned"] == 4
     missing = _cli("shadow", str(tmp_path / "nope.jsonl"), "--labels", str(labels), cwd=tmp_path)
     assert missing.returncode == 2 and b"not a file" in missing.stderr
+
+
+def test_a_dead_lettered_alert_line_is_reported_with_its_whole_reason(tmp_path):
+    ancient = json.dumps(json.loads(ALERTS[0]) | {"id": "old", "timestamp": "1980-01-02T08:30:00+00:00"}).encode()
+    alerts, labels = _write(tmp_path, [*ALERTS, ancient], LABELS)
+    results, _ = run_shadow(alerts, labels, Settings(), ShadowOptions(out_dir=tmp_path / "out", rebase=False))
+    dead = results["skipped"]["alert line dead-lettered by intake (not run)"]
+    assert dead["count"] == 1
+    assert dead["examples"] == [("1 × timestamp … is before …: not a real alert time (first: timestamp "
+                                 "1980-01-02T08:30:00+00:00 is before 1990: not a real alert time)")]

@@ -51,3 +51,33 @@ def test_rollback_drops_buffered_rows_even_when_the_connection_is_dead(tmp_path,
     with store.reader() as reader:
         assert reader.exec(select(CaseEntityRow)).all() == []
     store.close()
+
+
+# ---- a workdir made by an older release ----------------------------------------------------------
+
+_CASE_WORK_COLUMNS = (("cases", "assignee"), ("case_comments", "role"), ("dead_letters", "retried_at"),
+                      ("dead_letters", "retry_result"))
+
+
+def test_a_workdir_from_before_case_work_opens_keeps_its_rows_and_gains_the_new_columns(tmp_path):
+    import sqlite3
+
+    from soc_agent.store import CaseRow
+
+    path = tmp_path / "old.db"
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as db:  # the schema as the release before case work left it, with a case in it
+        for table, column in _CASE_WORK_COLUMNS:
+            db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        db.execute("DROP TABLE case_events")
+        db.execute("INSERT INTO cases (id, title, status, severity, opened_at, updated_at, alert_count, "
+                   "duplicate_count, event_count, runs, reasons) VALUES ('case-old', 'kept', 'open', 'low', "
+                   "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 1, 0, 0, 1, '[]')")
+    store = Store(f"sqlite:///{path}")
+    case = store.session.exec(select(CaseRow)).one()
+    assert (case.id, case.title, case.assignee) == ("case-old", "kept", None)
+    store.close()
+    with sqlite3.connect(path) as db:
+        for table, column in _CASE_WORK_COLUMNS:
+            assert column in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}, (table, column)
+        assert db.execute("SELECT COUNT(*) FROM case_events").fetchone() == (0,)
