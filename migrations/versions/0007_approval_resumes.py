@@ -1,7 +1,7 @@
 """Approvals in a fleet: the resume each decided approval owes, and the worker that ran it.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-07
 """
 
@@ -12,7 +12,7 @@ import soc_agent.fleet.tables  # registers approval_resumes
 import soc_agent.store.engine  # noqa: F401  (registers every table)
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
