@@ -577,15 +577,14 @@ def cases_assign(case_id: str, assignee: str, by: str = typer.Option("cli", "--b
 def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--all", help="include lifted"),
                 as_json: bool = typer.Option(False, "--json", help="one JSON array of the containment records")) -> None:
     """Active blocks and other containments with their expiry (expired ones are lifted first)."""
-    from soc_agent.audit import AuditLog
-    from soc_agent.responders import ActionExecutor, LocalResponder
+    from soc_agent.composition import open_executor
+    from soc_agent.responders import LocalResponder
     from soc_agent.store import ContainmentRow, Store
 
     settings = _existing_settings(workdir)
     store = Store(settings.db_url)
-    key = settings.audit_key
+    open_executor(settings, store).expire()  # with the connectors' responders, so their effects are lifted too
     local = LocalResponder(store)
-    ActionExecutor(store, AuditLog(store.engine, key), [local]).expire()
     table = _listing("effect", "target", "active", "action", "held by", "expires_at", ids=("target",))
     records = []
     with store.reader() as session:
@@ -625,15 +624,15 @@ def actions_list(workdir: Path = WorkdirOpt,
 @actions_app.command("rollback")
 def actions_rollback(action_id: int, workdir: Path = WorkdirOpt, by: str = typer.Option("cli", "--by")) -> None:
     """Undo an executed action through its responder (audited)."""
-    from soc_agent.audit import AuditLog
+    from soc_agent.composition import open_executor
     from soc_agent.notes import NoteFiles
-    from soc_agent.responders import ActionExecutor, LocalResponder, ResponderError
+    from soc_agent.responders import ResponderError
     from soc_agent.store import Store
 
     settings = _existing_settings(workdir)
     store = Store(settings.db_url)
-    key = settings.audit_key
-    executor = ActionExecutor(store, AuditLog(store.engine, key), [LocalResponder(store)])
+    # The executor a triage process uses: a block made through nftables or an EDR is lifted there, not only here.
+    executor = open_executor(settings, store)
     executor.note_files = NoteFiles(settings.notes_dir)  # the notes' markdown files get the rollback line too
     store.after_commit(executor.note_files.write)
     try:

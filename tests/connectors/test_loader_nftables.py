@@ -69,3 +69,43 @@ def test_with_connectors_configured_an_ungranted_capability_is_denied_not_simula
         assert any("no configured responder holds capability edr.isolate" in r for r in result.reasons)
     finally:
         pipeline.close()
+
+
+def test_cli_rollback_lifts_the_block_in_the_kernel_through_the_configured_firewall(settings, netns, tmp_path,
+                                                                                     monkeypatch):
+    """``actions rollback`` uses the responders a triage process uses, not a store-only stand-in."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from soc_agent.cli import app
+    from soc_agent.pipeline import Pipeline
+
+    config = tmp_path / "connectors.yml"
+    config.write_text(f"connectors:\n  firewall:\n    type: nftables\n    grant: [firewall.block]\n"
+                      f"    options: {{netns: {netns}, mode: cli}}\n")
+    monkeypatch.setenv("SOC_AGENT_CONNECTORS", str(config))
+    pipeline = Pipeline(settings)
+    try:
+        for i in range(5):
+            pipeline.process_line(make_alert(
+                "auth_failure", [("ip", ATTACKER, "src"), ("user", "root", "target"),
+                                 ("host", "web01.corp.example", "dst")],
+                alert_id=f"rb-{i}", kind="event", severity="low", minutes_ago=(5 - i) / 12,
+                service="ssh", outcome="failure"))
+    finally:
+        pipeline.close()
+
+    def kernel_set() -> str:
+        return subprocess.run(["ip", "netns", "exec", netns, "nft", "list", "set", "inet", "soc_agent",
+                               "blocked_v4"], capture_output=True, text=True).stdout
+
+    assert ATTACKER in kernel_set()
+    runner = CliRunner()
+    actions = json.loads(runner.invoke(app, ["actions", "list", "--json", "--workdir", str(settings.workdir)]).stdout)
+    block = next(a for a in actions if a["name"] == "block_ip")
+    result = runner.invoke(app, ["actions", "rollback", str(block["id"]), "--workdir", str(settings.workdir),
+                                 "--by", "ana.lead"])
+    assert result.exit_code == 0, result.output
+    assert "lifted" in result.stdout
+    assert ATTACKER not in kernel_set(), "the kernel no longer drops the address"
