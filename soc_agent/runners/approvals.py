@@ -231,6 +231,11 @@ class ApprovalQueue:
             raise Invalid("an edit changes the action or its params; use approve to accept as is")
         return self._decide(approval_id, who, True, comment, action, params or {})
 
+    def check_may_reject(self, approval_id: int, who: Identity) -> None:
+        """Raise ``Forbidden`` (or ``NotFound``) unless ``who`` may reject item ``approval_id``."""
+        row = self._row(approval_id)
+        self._authorize(row, self._meta(row), who, False)
+
     def reject(self, approval_id: int, who: Identity, comment: str = "") -> dict[str, Any]:
         """Reject; the action is recorded as rejected and not run."""
         return self._decide(approval_id, who, False, comment, None, None)

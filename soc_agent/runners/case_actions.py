@@ -43,10 +43,10 @@ from sqlmodel import select
 from soc_agent.case_history import case_history
 from soc_agent.learning.labels import LABEL_VALUES
 from soc_agent.nodes.notes import refresh_case_work
-from soc_agent.runners.approvals import ApprovalError, Conflict, Forbidden, Invalid, NotFound
+from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, Conflict, Forbidden, Invalid, NotFound
 from soc_agent.runners.auth import Identity, Role
 from soc_agent.runners.tables import CaseCommentRow
-from soc_agent.store import AlertRow, CaseRow
+from soc_agent.store import AlertRow, ApprovalRow, CaseRow
 from soc_agent.store.tables import CaseEventRow
 from soc_agent.types import to_db_time, utcnow
 
@@ -91,9 +91,11 @@ class CaseActions:
     approval queue's in a server).
     """
 
-    def __init__(self, pipeline, lock: threading.RLock | None = None) -> None:
+    def __init__(self, pipeline, lock: threading.RLock | None = None, queue: ApprovalQueue | None = None) -> None:
+        """``queue``: the process's approval queue (a server's, which knows its fleet); else one on ``pipeline``."""
         self.pipeline = pipeline
         self.lock = lock or threading.RLock()
+        self.queue = queue
 
     @property
     def _session(self):
@@ -120,11 +122,19 @@ class CaseActions:
                 if case.status == "closed" and case.label:
                     raise Conflict(f"case {case_id} is already closed as {case.label}; reopen it to change "
                                    f"the disposition")
+                pending = self._pending(case_id, who, disposition)
             except ApprovalError as exc:
                 self._refused(case_id, who, "close", exc, commit)
                 raise
-            now = to_db_time(utcnow())
+            for approval_id in pending:
+                # A closed case leaves nothing waiting in the queue: its pending actions are rejected by the
+                # person closing it, through the queue (so the paused run ends as for any rejection).
+                self._approvals().reject(approval_id, who, f"case closed as {disposition}: {reason}")
+            if pending:
+                self._session.refresh(case)
+            # What a reopen restores: the status once nothing waits any more.
             before = case.status
+            now = to_db_time(utcnow())
             case.status, case.label, case.updated_at = "closed", disposition, now
             self._session.execute(update(AlertRow).where(AlertRow.case_id == case_id).values(label=disposition))
             self._session.add(CaseEventRow(case_id=case_id, kind="close", who=who.name, role=str(who.role),
@@ -211,6 +221,27 @@ class CaseActions:
         if case is None:
             raise NotFound(f"no case {case_id!r}")
         return case
+
+    def _approvals(self) -> ApprovalQueue:
+        if self.queue is None:
+            self.queue = ApprovalQueue(self.pipeline, lock=self.lock)
+        return self.queue
+
+    def _pending(self, case_id: str, who: Identity, disposition: str) -> list[int]:
+        """The case's pending approvals that closing it as ``disposition`` withdraws.
+
+        Closing as a benign or false positive says no action is needed: the waiting actions are
+        rejected by the closer. Withdrawing is rejecting, so it is no way round an item's role
+        rules: ``who`` must be allowed to reject every one, checked before anything changes. A true
+        positive's waiting actions stay in the queue: the containment question is still open.
+        """
+        if disposition == "true_positive":
+            return []
+        pending = list(self._session.exec(select(ApprovalRow.id).where(ApprovalRow.case_id == case_id,
+                                                                       ApprovalRow.status == "pending")))
+        for approval_id in pending:
+            self._approvals().check_may_reject(approval_id, who)
+        return pending
 
     def _begin(self, case_id: str, who: Identity, verb: str, commit: bool) -> CaseRow:
         if commit:

@@ -36,7 +36,7 @@ MAX_BODY = 64 * 1024
 def case_router(state) -> APIRouter:
     """The case-work routes on the server's one pipeline and lock (``state``: the server's ``App``)."""
     router = APIRouter()
-    actions = CaseActions(state.pipeline, state.lock)
+    actions = CaseActions(state.pipeline, state.lock, state.queue)
     timeout_s = body_timeout_s()
 
     def caller(request: Request, role: Role = Role.VIEWER) -> Identity:

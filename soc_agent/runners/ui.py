@@ -314,7 +314,7 @@ def case_view(state, case_id: str) -> dict[str, Any]:
     verdicts = [{"run": d.run, "when": _when(d.created_at), "action": d.action, "tier": d.tier,
                  "target": d.target, "outcome": d.outcome, "mode": d.mode,
                  "reasons": _json_list(d.reasons)} for d in decisions]
-    history = CaseActions(state.pipeline, lock=state.lock).history(case_id)
+    history = CaseActions(state.pipeline, lock=state.lock, queue=state.queue).history(case_id)
     timeline = _timeline(alerts, verdicts, approvals, action_rows, case["comments"], history)
     return {"case": case, "assignee": getattr(row, "assignee", None), "incident_class": case["incident_class"],
             "opened_at": _when(row.opened_at) if row else "", "alerts": alerts, "entities": entities,
@@ -636,7 +636,7 @@ async def ui_case_action(case_id: str, verb: str, request: Request) -> Response:
         return _error(who, "case", f"no case action {verb[:40]!r}", 404)
     form = await _form(request)
     state = _state(request)
-    helper = CaseActions(state.pipeline, lock=state.lock)
+    helper = CaseActions(state.pipeline, lock=state.lock, queue=state.queue)
 
     def run() -> str:
         state.settle()

@@ -578,7 +578,7 @@ class WebhookHandler:
         who = Identity(name=author[:MAX_NAME] or f"{provider} user", role=Role.ANALYST)
         reason = (f"{provider} ticket {event.ticket_id[:200]} resolved as {label}"
                   + (f": {event.text}" if event.text else ""))[:MAX_TEXT]
-        actions = CaseActions(self.pipeline, self.lock)
+        actions = CaseActions(self.pipeline, self.lock, self.queue)
         case = self.pipeline.store.session.get(CaseRow, case_id, populate_existing=True)
         try:
             if case is not None and case.status == "closed" and case.label:

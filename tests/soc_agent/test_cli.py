@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -75,9 +76,17 @@ def demo_workdir(demo_run) -> Path:
 
 @pytest.fixture
 def demo_copy(demo_workdir: Path, tmp_path: Path) -> Path:
-    """A private copy of the demo workdir, for tests that tamper with it."""
+    """A private copy of the demo workdir, for tests that tamper with it.
+
+    SQLite files are copied through the backup API: a connection another test left to the garbage
+    collector may checkpoint and delete a ``-wal`` file in the middle of a plain file copy.
+    """
     copy = tmp_path / "work"
-    shutil.copytree(demo_workdir, copy)
+    databases = [p for p in demo_workdir.iterdir() if p.suffix in (".db", ".sqlite")]
+    shutil.copytree(demo_workdir, copy, ignore=shutil.ignore_patterns("*.db", "*.sqlite", "*-wal", "*-shm"))
+    for source in databases:
+        with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(copy / source.name)) as dst:
+            src.backup(dst)
     return copy
 
 
@@ -894,11 +903,14 @@ def test_case_work_from_the_cli_is_shown_with_who_and_when_and_learned(demo_copy
     assert shown.returncode == 0, shown.stderr
     head = shown.stdout.splitlines()
     assert head[0].startswith(f"case {case_id}: closed; disposition false_positive; assignee bo.analyst")
-    history = [line.strip() for line in head[2:5]]
+    history = [line.strip() for line in head[2:6]]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC ana \(analyst\) commented: owner says: "
                         r"\\x1b\[2Jexpected \[bold\]x\[/bold\]", history[0]), history[0]
     assert history[1].endswith("ana (analyst) assigned the case to bo.analyst")
-    assert history[2].endswith("ana (analyst) closed the case as false_positive: owner confirmed")
+    # Closing as a false positive withdrew the case's waiting action first (a rejection by the closer).
+    assert history[2].endswith("ana (analyst, via queue) commented: reject: case closed as false_positive: "
+                               "owner confirmed")
+    assert history[3].endswith("ana (analyst) closed the case as false_positive: owner confirmed")
     assert not RAW.search(shown.stdout)
 
     learned = cli("learn", workdir=workdir)
@@ -906,10 +918,10 @@ def test_case_work_from_the_cli_is_shown_with_who_and_when_and_learned(demo_copy
     assert f"learned {alerts} disposition(s)" in learned.stdout, learned.stdout
 
     reopened = cli("cases", "reopen", case_id, "--reason", "user denies it", "--by", "ana", workdir=workdir)
-    assert reopened.returncode == 0 and "now pending_approval (false_positive withdrawn)" in reopened.stdout
+    assert reopened.returncode == 0 and "now open (false_positive withdrawn)" in reopened.stdout
     with _db(workdir) as db:
         assert db.execute("SELECT status, label FROM cases WHERE id = ?", [case_id]).fetchone() == \
-            ("pending_approval", None)
+            ("open", None)  # its waiting action was withdrawn by the close
 
 
 @pytest.mark.parametrize("args, names", [

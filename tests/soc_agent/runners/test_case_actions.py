@@ -14,7 +14,7 @@ from soc_agent.runners.approvals import ApprovalQueue, Conflict, Forbidden, Inva
 from soc_agent.runners.auth import Identity, Role
 from soc_agent.runners.case_actions import MAX_TEXT, CaseActions
 from soc_agent.runners.tables import CaseCommentRow
-from soc_agent.store import AlertRow, CaseEventRow, CaseRow, NoteRow
+from soc_agent.store import AlertRow, ApprovalRow, CaseEventRow, CaseRow, NoteRow
 from tests.conftest import make_alert
 from tests.soc_agent.test_graph import CROWN_JEWEL_MALWARE
 
@@ -50,8 +50,8 @@ def _case_row(pipeline, case_id: str) -> CaseRow:
 def test_close_sets_status_label_and_labels_the_alerts(pipeline):
     case_id = _case(pipeline)
     result = CaseActions(pipeline).close(case_id, BO, "false_positive", "owner confirmed the trip")
-    assert (result["status"], result["label"], result["status_before"]) == ("closed", "false_positive",
-                                                                            "pending_approval")
+    # Its waiting action was withdrawn first, so what a reopen would restore is an open case.
+    assert (result["status"], result["label"], result["status_before"]) == ("closed", "false_positive", "open")
     row = _case_row(pipeline, case_id)
     assert (row.status, row.label) == ("closed", "false_positive")
     with Session(pipeline.store.engine) as session:
@@ -77,11 +77,10 @@ def test_reopen_restores_the_status_withdraws_the_label_and_keeps_the_history(pi
     actions = CaseActions(pipeline)
     actions.close(case_id, BO, "false_positive", "looked fine")
     result = actions.reopen(case_id, ANA, "the user denies the trip")
-    assert (result["status"], result["label"], result["withdrawn_label"]) == ("pending_approval", None,
-                                                                              "false_positive")
+    assert (result["status"], result["label"], result["withdrawn_label"]) == ("open", None, "false_positive")
     with Session(pipeline.store.engine) as session:
         assert {a.label for a in session.exec(select(AlertRow).where(AlertRow.case_id == case_id))} == {None}
-    assert [h["kind"] for h in actions.history(case_id)] == ["close", "reopen"]
+    assert [h["kind"] for h in actions.history(case_id)] == ["comment", "close", "reopen"]  # the withdrawal's
     report, _ = learn_from_store(pipeline.store)
     assert report.learned == 0  # a withdrawn disposition is not learned
     assert _audit(pipeline, "case.reopened")[0]["by"] == "ana.lead"
@@ -241,3 +240,38 @@ def test_a_malicious_alert_re_opening_a_closed_case_does_not_inherit_its_disposi
     assert labels == {"travel-1": "benign_positive", "travel-2": None}
     report, _ = learn_from_store(pipeline.store)
     assert report.learned == 1 and report.by_label == {"benign_positive": 1}
+
+
+def _pending(pipeline, case_id: str) -> list[ApprovalRow]:
+    with Session(pipeline.store.engine) as session:
+        return list(session.exec(select(ApprovalRow).where(ApprovalRow.case_id == case_id)))
+
+
+def test_closing_as_a_false_positive_rejects_the_cases_pending_actions_as_the_closer(pipeline):
+    case_id = _case(pipeline)
+    [item] = _pending(pipeline, case_id)
+    assert item.status == "pending"
+    CaseActions(pipeline).close(case_id, BO, "false_positive", "owner confirmed the trip")
+    [item] = _pending(pipeline, case_id)
+    assert (item.status, item.decided_by) == ("rejected", "bo.analyst")
+    assert "case closed as false_positive" in item.comment
+    assert ApprovalQueue(pipeline).list() == [], "nothing of a closed case waits in the queue"
+    assert _case_row(pipeline, case_id).status == "closed"
+
+
+def test_a_true_positive_close_leaves_its_containment_question_in_the_queue(pipeline):
+    case_id = _case(pipeline)
+    CaseActions(pipeline).close(case_id, BO, "true_positive", "confirmed compromise")
+    assert _case_row(pipeline, case_id).status == "closed"
+    assert [i.status for i in _pending(pipeline, case_id)] == ["pending"]
+
+
+def test_closing_is_no_way_round_a_lead_only_approval(pipeline):
+    case_id = _case(pipeline, CROWN_JEWEL_MALWARE)
+    assert [i.status for i in _pending(pipeline, case_id)] == ["pending"]
+    with pytest.raises(Forbidden, match="needs a lead"):
+        CaseActions(pipeline).close(case_id, BO, "false_positive", "looks like a test")
+    assert _case_row(pipeline, case_id).status != "closed"
+    assert [i.status for i in _pending(pipeline, case_id)] == ["pending"]
+    CaseActions(pipeline).close(case_id, ANA, "false_positive", "red team exercise, confirmed")
+    assert [i.status for i in _pending(pipeline, case_id)] == ["rejected"]

@@ -48,12 +48,14 @@ def test_an_analyst_closes_comments_assigns_and_reopens_and_the_history_says_who
             {"benign_positive"}
     with server.client("lead") as c:
         reopened = c.post(f"/api/cases/{case_id}/reopen", json={"reason": "new evidence"})
-    assert reopened.status_code == 200 and reopened.json()["status"] == "pending_approval"
+    # The close withdrew the waiting action, so the reopened case is open, not waiting.
+    assert reopened.status_code == 200 and reopened.json()["status"] == "open"
     with server.client("viewer") as c:
         history = c.get(f"/api/cases/{case_id}/history")
     assert history.status_code == 200
     assert [(h["kind"], h["who"], h["role"]) for h in history.json()] == [
         ("comment", "bo.analyst", "analyst"), ("assign", "bo.analyst", "analyst"),
+        ("comment", "bo.analyst", "analyst"),  # the rejection that withdrew the waiting action
         ("close", "bo.analyst", "analyst"), ("reopen", "ana.lead", "lead")]
     assert history.json()[0]["text"] == "<img src=x onerror=alert(1)>"  # JSON carries it as given
     assert all(h["at"] for h in history.json())

@@ -153,8 +153,9 @@ def test_a_thehive_false_positive_closes_the_case_as_its_author_and_a_changed_re
         history = [(h["kind"], h["who"], h["source"])
                    for h in case_history(server.state.pipeline.store.session, case_id)]
         report, _ = learn_from_store(server.state.pipeline.store)
-    assert history == [("close", "eve.hive", "thehive"), ("reopen", "eve.hive", "thehive"),
-                       ("close", "eve.hive", "thehive")]
+    # The first close withdrew the waiting action (the queue's rejection comment), then closed.
+    assert history == [("comment", "eve.hive", "queue"), ("close", "eve.hive", "thehive"),
+                       ("reopen", "eve.hive", "thehive"), ("close", "eve.hive", "thehive")]
     assert report.by_label == {"true_positive": 1}
 
 
