@@ -81,6 +81,7 @@ from sqlmodel import Session
 from connectors import MappingError, parse_record
 from soc_agent.config import Settings
 from soc_agent.fleet.broker import Broker, BrokerConfig, Refused
+from soc_agent.pdp.http import pending_calls_html
 from soc_agent.runners import metrics
 from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, QueuePolicy
 from soc_agent.runners.auth import Identity, Role, TokenStore
@@ -651,6 +652,7 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
                 f'<td>{int(item["age_s"])} s</td></tr>')
         body = _template("queue.html").substitute(
             rows="\n".join(rows) or '<tr><td colspan="8">nothing is waiting</td></tr>')
+        body += pending_calls_html(state.pipeline.store.engine)  # the decision point's tool calls
         return page("approval queue", body, who, flash)
 
     @app.get("/ui/approvals/{approval_id}")
