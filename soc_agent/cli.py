@@ -18,6 +18,7 @@ from rich.table import Table
 from sqlmodel import select
 
 from soc_agent.config import DEMO_AUTONOMY, Settings
+from soc_agent.pdp.cli import pdp_app
 from soc_agent.terminal import make_console, safe_cell, safe_text
 from soc_agent.types import RunMode
 from soc_agent.wording import counted
@@ -37,6 +38,7 @@ app.add_typer(actions_app, name="actions")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(pdp_app, name="pdp")
 
 # Everything printed from alerts or the store goes through soc_agent.terminal (safe_cell, safe_text).
 err = make_console(stderr=True)
@@ -740,6 +742,9 @@ def approvals_list(workdir: Path = WorkdirOpt,
         _print_json(records)
         return
     out.print(table)
+    from soc_agent.pdp.cli import print_pending_calls
+
+    print_pending_calls(store.engine)
 
 
 def _cli_identity(by: str, role: str, token: Optional[str]):

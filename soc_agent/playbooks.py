@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 # Files in the playbooks directory that other components own.
-NOT_PLAYBOOKS = frozenset({"policy.yml", "detectors.yml", "autonomy.yml", "evidence.yml"})
+NOT_PLAYBOOKS = frozenset({"policy.yml", "detectors.yml", "autonomy.yml", "evidence.yml", "pdp-policy.yml"})
 
 _SNAKE_CASE = r"^[a-z][a-z0-9_]*$"
 
@@ -277,8 +277,8 @@ def _describe(err: Any) -> str:
 def load_playbooks(directory: Path) -> list[Playbook]:
     """Load every ``*.yml`` playbook in ``directory``, sorted by (priority, name).
 
-    ``policy.yml``, ``detectors.yml``, ``evidence.yml`` and ``autonomy.yml`` are skipped (other components own
-    them). A name used by two files is a :class:`PlaybookError` naming the
+    ``policy.yml``, ``detectors.yml``, ``evidence.yml``, ``autonomy.yml`` and ``pdp-policy.yml`` (the decision
+    point's) are skipped (other components own them). A name used by two files is a :class:`PlaybookError` naming the
     second file's ``name:`` line and the first file.
     """
     if not directory.is_dir():

@@ -441,7 +441,12 @@ def ui_queue(request: Request, sort: str = "age", incident_class: str = "", acti
     shown = filter_and_sort(rows, sort if sort in SORTS else "age", incident_class, action, severity)
     choices = {"class": sorted({r["incident_class"] for r in rows}), "action": sorted({r["action"] for r in rows}),
                "severity": sorted({r["severity"] for r in rows}, key=lambda s: -_severity_rank(s))}
+    from soc_agent.pdp.approvals import pending_rows  # the decision point's tool calls, shown as data
+
+    tool_calls = [row | {"args": json.dumps(row["call"].get("tool", {}).get("args", {}), ensure_ascii=False,
+                                            indent=1)} for row in pending_rows(state.pipeline.store.engine)]
     return _page("queue.html", who, "approval queue", rows=shown, total=len(rows), choices=choices,
+                 tool_calls=tool_calls,
                  sort=sort if sort in SORTS else "age", sorts=SORTS,
                  chosen={"class": incident_class, "action": action, "severity": severity},
                  may_decide=who.at_least(Role.ANALYST))

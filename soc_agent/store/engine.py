@@ -19,6 +19,7 @@ from soc_agent.learning import tables as _learning_tables  # noqa: F401
 from soc_agent.runners import tables as _runner_tables  # noqa: F401
 from soc_agent.edge import tables as _edge_tables  # noqa: F401  (edge sensors, federated watchlist)
 from connectors import cursors as _cursor_tables  # noqa: F401  (the polled sources' cursors)
+from soc_agent.pdp import tables as _pdp_tables  # noqa: F401  (the decision point's approvals)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
