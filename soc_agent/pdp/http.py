@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, Response
 
 from soc_agent.pdp.approvals import ApprovalError, pending_rows
 from soc_agent.pdp.engine import PDP, RequestError
-from soc_agent.runners.auth import Identity, Role, TokenStore
+from soc_agent.runners.auth import Identity, Role, TokenStore, bearer_identity
 from soc_agent.runners.limits import read_limited
 
 MAX_BODY = 64 * 1024
@@ -47,14 +47,7 @@ def create_app(pdp: PDP, tokens: TokenStore | None = None) -> FastAPI:
             if needed is None:
                 return None
             raise HTTPException(403, "this server has no tokens file: approvals and lifts are refused")
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        who = tokens.authenticate(token)
-        if who is None:
-            raise HTTPException(401, "missing or unknown token", headers={"WWW-Authenticate": "Bearer"})
-        if needed is not None and not who.at_least(needed):
-            raise HTTPException(403, f"{who.name} is a {who.role}; this needs {needed} or above")
-        return who
+        return bearer_identity(tokens, request.headers.get("authorization"), needed)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -61,6 +61,7 @@ from soc_agent.runners.tables import ApprovalMetaRow, CaseCommentRow
 from soc_agent.store import ActionRow, ApprovalRow, CaseRow, ContainmentRow, NoteRow
 from soc_agent.store.tables import ApprovalVoteRow
 from soc_agent.types import Outcome, ProposedAction, Tier, to_db_time, utcnow
+from soc_agent.wording import a_or_an
 
 AGENT = "soc-agent"
 """The requester of items the agent raised on its own."""
@@ -400,7 +401,7 @@ class ApprovalQueue:
 
     def _authorize(self, row: ApprovalRow, meta: ApprovalMetaRow, who: Identity, approved: bool) -> None:
         if not who.at_least(Role.ANALYST):
-            raise Forbidden(f"{who.name} is a {who.role}: only an analyst or a lead decides approvals")
+            raise Forbidden(f"{who.name} is {a_or_an(str(who.role))}: only an analyst or a lead decides approvals")
         if meta.required_role == Role.LEAD and not who.at_least(Role.LEAD):
             why = "it was escalated" if meta.escalated else "it touches a crown jewel or is destructive"
             raise Forbidden(f"approval {row.id} needs a lead: {why}")

@@ -108,3 +108,21 @@ class TokenStore:
             if hmac.compare_digest(presented, digest) and found is None:
                 found = identity
         return found
+
+
+def bearer_identity(tokens: TokenStore, authorization: str | None, role: Role | None = None) -> Identity:
+    """The identity an ``Authorization: Bearer`` header names, at least ``role``; HTTP 401/403 otherwise.
+
+    The one check every JSON API of the server (approvals, cases, edge lists) and the decision point share.
+    """
+    from fastapi import HTTPException  # here: the sensor and the CLI import this module without the web stack
+
+    header = authorization or ""
+    who = tokens.authenticate(header[7:].strip() if header[:7].lower() == "bearer " else None)
+    if who is None:
+        raise HTTPException(401, "missing or unknown token", headers={"WWW-Authenticate": "Bearer"})
+    if role is not None and not who.at_least(role):
+        from soc_agent.wording import a_or_an
+
+        raise HTTPException(403, f"{who.name} is {a_or_an(str(who.role))}; this needs {role} or higher")
+    return who

@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 
 from soc_agent.runners.approvals import ApprovalError
-from soc_agent.runners.auth import Identity, Role
+from soc_agent.runners.auth import Identity, Role, bearer_identity
 from soc_agent.runners.case_actions import CaseActions
 from soc_agent.runners.limits import body_timeout_s, read_limited
 
@@ -40,13 +40,7 @@ def case_router(state) -> APIRouter:
     timeout_s = body_timeout_s()
 
     def caller(request: Request, role: Role = Role.VIEWER) -> Identity:
-        header = request.headers.get("authorization", "")
-        who = state.tokens.authenticate(header[7:].strip() if header[:7].lower() == "bearer " else None)
-        if who is None:
-            raise HTTPException(401, "missing or unknown token", headers={"WWW-Authenticate": "Bearer"})
-        if not who.at_least(role):
-            raise HTTPException(403, f"{who.name} is a {who.role}; this needs {role} or higher")
-        return who
+        return bearer_identity(state.tokens, request.headers.get("authorization"), role)
 
     async def body_of(request: Request) -> dict[str, Any]:
         raw = await read_limited(request, MAX_BODY, timeout_s)

@@ -71,7 +71,7 @@ from soc_agent.edge.tables import (
     IndicatorSightingRow,
     TenantEntryRow,
 )
-from soc_agent.runners.auth import Identity, Role, TokenStore
+from soc_agent.runners.auth import Identity, Role, TokenStore, bearer_identity
 from soc_agent.runners.limits import body_timeout_s, read_limited
 
 EDGE_FILE_ENV = "SOC_AGENT_EDGE_FILE"
@@ -474,13 +474,7 @@ def edge_router(engine, tokens: TokenStore, config: EdgeConfig | None = None, cl
             raise HTTPException(exc.status, str(exc)) from None
 
     def analyst(request: Request, role: Role) -> Identity:
-        header = request.headers.get("authorization", "")
-        who = tokens.authenticate(header[7:].strip() if header[:7].lower() == "bearer " else None)
-        if who is None:
-            raise HTTPException(401, "missing or unknown token", headers={"WWW-Authenticate": "Bearer"})
-        if not who.at_least(role):
-            raise HTTPException(403, f"{who.name} is a {who.role}; this needs {role} or higher")
-        return who
+        return bearer_identity(tokens, request.headers.get("authorization"), role)
 
     @router.post("/edge/v1/events")
     async def post_events(request: Request) -> dict[str, Any]:

@@ -86,7 +86,7 @@ from soc_agent.fleet.broker import Broker, BrokerConfig, Refused
 from soc_agent.fleet.resume import FleetResumer
 from soc_agent.runners import metrics
 from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, QueuePolicy
-from soc_agent.runners.auth import Identity, Role, TokenStore
+from soc_agent.runners.auth import Identity, Role, TokenStore, bearer_identity
 from soc_agent.runners.edge_api import edge_router
 from soc_agent.runners.limits import BodyRefused, body_timeout_s, read_limited
 from soc_agent.runners.tables import TicketLinkRow, WebhookEventRow
@@ -445,14 +445,7 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
     # ---- auth -------------------------------------------------------------
 
     def api_identity(request: Request, role: Role) -> Identity:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        who = state.tokens.authenticate(token)
-        if who is None:
-            raise HTTPException(401, "missing or unknown token", headers={"WWW-Authenticate": "Bearer"})
-        if not who.at_least(role):
-            raise HTTPException(403, f"{who.name} is a {who.role}; this needs {role} or higher")
-        return who
+        return bearer_identity(state.tokens, request.headers.get("authorization"), role)
 
     timeout_s = body_timeout_s()
 

@@ -51,6 +51,7 @@ from soc_agent.runners.limits import body_timeout_s, read_limited
 from soc_agent.store import ActionRow, AlertRow, CaseRow
 from soc_agent.store.tables import CaseEntityRow, DecisionRow
 from soc_agent.types import Severity
+from soc_agent.wording import a_or_an
 
 COOKIE = "soc_agent_token"
 """The session cookie: the API token, HttpOnly, SameSite=Strict, path ``/ui``."""
@@ -205,7 +206,7 @@ def why_not_decide(item: dict[str, Any], who: Identity) -> tuple[str | None, boo
     if item["status"] != "pending":
         return f"approval {item['id']} is {item['status']}: nothing to decide", False
     if not who.at_least(Role.ANALYST):
-        return f"{who.name} is a {who.role}: only an analyst or a lead decides approvals", False
+        return f"{who.name} is {a_or_an(str(who.role))}: only an analyst or a lead decides approvals", False
     if item["required_role"] == Role.LEAD and not who.at_least(Role.LEAD):
         why = "it was escalated" if item.get("escalated") else "it touches a crown jewel or is destructive"
         return f"approval {item['id']} needs a lead: {why}", False
@@ -596,8 +597,8 @@ async def ui_rollback(case_id: str, request: Request) -> Response:
     form = await _form(request)
     state = _state(request)
     if not may_roll_back(who):
-        return _case_page(state, who, case_id, f"{who.name} is a {who.role}: rolling back an action needs a lead",
-                          True, 403)
+        return _case_page(state, who, case_id,
+                          f"{who.name} is {a_or_an(str(who.role))}: rolling back an action needs a lead", True, 403)
     action_text = _one(form, "action_id")
     if not action_text.isdigit():
         return _case_page(state, who, case_id, "action_id must be a number", True, 422)
