@@ -63,7 +63,7 @@ CATALOG: dict[str, ActionSpec] = {spec.name: spec for spec in _SPECS}
 ROLLBACKS: dict[str, ActionSpec] = {spec.name: spec for spec in _ROLLBACKS}
 """Rollback actions by name."""
 
-# Actions that take a TTL; the guard caps it and refuses a missing one.
+# Actions that take a TTL; the guard caps it and gives a missing or invalid one the policy default.
 TTL_ACTIONS = frozenset({"block_ip", "block_domain"})
 
 

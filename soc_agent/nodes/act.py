@@ -27,10 +27,6 @@ def _settle_approval(svc: Services, state: TriageState, status: str) -> None:
         row.comment, row.decided_at = approval.get("comment"), to_db_time(utcnow())
 
 
-SUPPORTS_ACTION_EDIT = True
-"""An approver may replace the action with another one from the case's menu (the guard re-checks it)."""
-
-
 def _edited_action(state: TriageState, approval: dict) -> ProposedAction | None:
     """The approver's replacement action, if any and if it is on the menu; else None."""
     raw = approval.get("action")

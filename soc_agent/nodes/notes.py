@@ -139,7 +139,7 @@ def persist_notes(svc: Services, state: TriageState) -> None:
     svc.audit.append("notes", {"run": state["run"], "verdict": assessment.verdict, "status": row.status if row else None},
                      case.id, session=session)
     # No commit here: the run's rows land with the caller's next commit (a paused run's at once,
-    # see Pipeline._run_graph), so a stream of decisions shares its commits.
+    # see Pipeline._run_batch), so a stream of decisions shares its commits.
 
 
 def _case_work(session, case_id: str) -> list[str]:

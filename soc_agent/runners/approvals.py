@@ -90,10 +90,6 @@ class Invalid(ApprovalError):
     status_code = 422
 
 
-class NotSupported(ApprovalError):
-    status_code = 501
-
-
 class Unavailable(ApprovalError):
     """The decision could not be handed to the fleet; it was put back and may be decided again."""
 
@@ -442,12 +438,6 @@ class ApprovalQueue:
         if check.outcome is Outcome.DENY:
             raise Invalid(f"the guard denies {action.name}: " +
                           "; ".join(r for r in check.reasons if r.startswith("deny")))
-        if name and name != current.name:
-            from soc_agent.nodes import act as act_node
-
-            if not getattr(act_node, "SUPPORTS_ACTION_EDIT", False):
-                raise NotSupported("replacing the action needs the act node to honour approval['action']; "
-                                   "change its arguments or reject and re-plan instead")
         return action
 
     # ---- the two-person rule and effects already in place ----------------
