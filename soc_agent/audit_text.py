@@ -201,6 +201,27 @@ def _already_in_effect(p):
         _labelled("put in place by action", p.get("by_action")) or ""
 
 
+def _record_after_execution(p):
+    return _AGENT, f"kept action {p.get('action_id')} as {p.get('kept')}: it had already run when a later " \
+        f"verdict said {p.get('refused')}", [], _short(p.get("why") or "")
+
+
+def _resume_queued(p):
+    return _person(p), f"handed the {p.get('decision')} decision to the worker that owns the case", \
+        [f"approval {p.get('approval_id')}"], _labelled("partition", p.get("partition")) or ""
+
+
+def _resume_skipped(p):
+    return f"worker {p.get('worker')}", "skipped a resume message that no longer applies", \
+        [f"approval {p.get('approval_id')}"], _short(p.get("reason") or "")
+
+
+def _resumed(p):
+    did = "resumed the run" if p.get("ran") else "recorded a run that had already finished"
+    return f"worker {p.get('worker')}", f"{did} after the {p.get('decision')} decision", \
+        [f"approval {p.get('approval_id')}"], _labelled("action", p.get("action_status")) or ""
+
+
 def _closed(p):
     return _person(p), f"closed the case as {p.get('disposition')}", [], _short(p.get("reason") or "", 4096)
 
@@ -249,6 +270,8 @@ _WORDINGS = {
     "approval.decided": _approval_decided, "approval.first_approval": _first_approval,
     "approval.escalated": _escalated, "approval.expired": _approval_expired, "approval.refused": _approval_refused,
     "approval.resume_failed": _resume_failed, "approval.already_in_effect": _already_in_effect,
+    "action.record_after_execution": _record_after_execution, "approval.resume_queued": _resume_queued,
+    "approval.resume_skipped": _resume_skipped, "approval.resumed": _resumed,
     "case.closed": _closed, "case.reopened": _reopened, "case.commented": _commented, "case.assigned": _assigned,
     "case.refused": _case_refused, "case.labelled": _case_labelled,
     "dead_letter.retry": _dead_letter_retry, "source_poll_failed": _poll_failed,
