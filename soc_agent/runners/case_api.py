@@ -17,7 +17,6 @@ status the case actions give (404 unknown case, 409 conflict, 422 invalid).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -25,7 +24,7 @@ from fastapi import APIRouter, HTTPException, Request
 from soc_agent.runners.approvals import ApprovalError
 from soc_agent.runners.auth import Identity, Role, bearer_identity
 from soc_agent.runners.case_actions import CaseActions
-from soc_agent.runners.limits import body_timeout_s, read_limited
+from soc_agent.runners.limits import body_timeout_s, read_json_object
 
 __all__ = ["case_router"]
 
@@ -43,16 +42,7 @@ def case_router(state) -> APIRouter:
         return bearer_identity(state.tokens, request.headers.get("authorization"), role)
 
     async def body_of(request: Request) -> dict[str, Any]:
-        raw = await read_limited(request, MAX_BODY, timeout_s)
-        if not raw:
-            return {}
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise HTTPException(400, "body is not JSON") from None
-        if not isinstance(body, dict):
-            raise HTTPException(400, "body is not a JSON object")
-        return body
+        return await read_json_object(request, MAX_BODY, timeout_s)
 
     def call(fn, *args, **kwargs):
         try:

@@ -13,7 +13,9 @@ limit plus one network chunk, whatever the client sends.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+from typing import Any
 
 from fastapi import HTTPException, Request
 
@@ -59,3 +61,17 @@ async def read_limited(request: Request, limit: int, timeout_s: float | None = N
     except TimeoutError:  # asyncio.TimeoutError is TimeoutError from Python 3.11
         raise BodyRefused(408, f"body not received within {timeout:g} s") from None
     return bytes(body)
+
+
+async def read_json_object(request: Request, limit: int, timeout_s: float | None = None) -> dict[str, Any]:
+    """A bounded body (:func:`read_limited`) as a JSON object; an empty body is ``{}``; else HTTP 400."""
+    raw = await read_limited(request, limit, timeout_s)
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise HTTPException(400, "body is not JSON") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, "body is not a JSON object")
+    return body

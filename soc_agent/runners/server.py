@@ -88,7 +88,7 @@ from soc_agent.runners import metrics
 from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, QueuePolicy
 from soc_agent.runners.auth import Identity, Role, TokenStore, bearer_identity
 from soc_agent.runners.edge_api import edge_router
-from soc_agent.runners.limits import BodyRefused, body_timeout_s, read_limited
+from soc_agent.runners.limits import BodyRefused, body_timeout_s, read_json_object, read_limited
 from soc_agent.runners.tables import TicketLinkRow, WebhookEventRow
 from soc_agent.runners.ui import router as ui_router
 from soc_agent.runners.webhooks import ADAPTERS as WEBHOOK_ADAPTERS
@@ -450,16 +450,7 @@ def create_app(settings: Settings, *, tokens: TokenStore | None = None, queue_po
     timeout_s = body_timeout_s()
 
     async def json_body(request: Request) -> dict[str, Any]:
-        raw = await read_limited(request, _MAX_API_BODY, timeout_s)
-        if not raw:
-            return {}
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise HTTPException(400, "body is not JSON") from None
-        if not isinstance(body, dict):
-            raise HTTPException(400, "body is not a JSON object")
-        return body
+        return await read_json_object(request, _MAX_API_BODY, timeout_s)
 
     def queue_call(fn, *args, **kwargs):
         try:
