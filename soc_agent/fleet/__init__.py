@@ -13,14 +13,13 @@ from soc_agent.fleet.broker import Broker, BrokerConfig, Message, PublishResult,
 from soc_agent.fleet.resume import FleetResumer
 from soc_agent.fleet.scheduler import LeaderLock, Scheduler
 from soc_agent.fleet.tables import InboxRow, ResumeRow
-from soc_agent.fleet.worker import IntakeState, Worker, WorkerStats, run_worker
+from soc_agent.fleet.worker import Worker, WorkerStats, run_worker
 
 __all__ = [
     "Broker",
     "BrokerConfig",
     "FleetResumer",
     "InboxRow",
-    "IntakeState",
     "LeaderLock",
     "Message",
     "PublishResult",

@@ -51,33 +51,19 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import select
 
-from connectors import MappingError, parse_record
 from soc_agent.config import Settings
-from soc_agent.correlate import Correlator
-from soc_agent.dedupe import Deduper
-from soc_agent.detect import ThresholdDetector
 from soc_agent.fleet.broker import Broker, BrokerConfig, Message, partition_of
 from soc_agent.fleet.resume import KIND as RESUME_KIND
 from soc_agent.fleet.resume import ResumePayload
 from soc_agent.fleet.scheduler import Scheduler
 from soc_agent.fleet.tables import InboxRow, ResumeRow
-from soc_agent.store import ActionRow, ApprovalRow, CaseRow, NoteRow
+from soc_agent.intake import IntakeState, Rejected
+from soc_agent.store import ActionRow, ApprovalRow, NoteRow
 from soc_agent.types import to_db_time, utcnow
 
-__all__ = ["IntakeState", "Worker", "WorkerStats", "run_worker"]
+__all__ = ["Worker", "WorkerStats", "run_worker"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class IntakeState:
-    """One partition's in-memory intake state, swapped into the pipeline for its messages."""
-
-    deduper: Deduper
-    detector: ThresholdDetector
-    correlator: Correlator
-    case_of_key: dict[str, str | None]
-    case_rows: dict[str, CaseRow]
 
 
 @dataclass
@@ -244,20 +230,15 @@ class Worker:
             "SELECT a.key, a.fingerprint, a.ts, a.case_id FROM fleet_inbox i JOIN alerts a ON a.key = i.alert_key "
             "WHERE i.partition = :p AND a.duplicate_of IS NULL AND a.ts >= :horizon ORDER BY a.id"
         ), {"p": partition, "horizon": horizon}).all()
-        pipeline = self.pipeline
-        pipeline.rebuild_intake({r.case_id for r in rows if r.case_id}, [tuple(r) for r in rows])
+        state = self.pipeline.intake.rebuild({r.case_id for r in rows if r.case_id}, [tuple(r) for r in rows])
         self._current = None
-        return IntakeState(pipeline.deduper, pipeline.detector, pipeline.correlator,
-                           pipeline._case_of_key, pipeline._case_rows)
+        return state
 
     def _use(self, partition: int) -> None:
-        """Swap the partition's intake state into the pipeline (cheap: five references)."""
+        """File the next messages with the partition's intake state."""
         if self._current == partition:
             return
-        state = self.owned[partition]
-        p = self.pipeline
-        p.deduper, p.detector, p.correlator = state.deduper, state.detector, state.correlator
-        p._case_of_key, p._case_rows = state.case_of_key, state.case_rows
+        self.pipeline.intake.switch_to(self.owned[partition])
         self._current = partition
 
     def _settle_intents(self, partition: int) -> None:
@@ -329,13 +310,9 @@ class Worker:
                          processed_at=to_db_time(utcnow()))
         # Added before processing so that it commits with the message's first durable effect.
         session.add(inbox)
-        pipeline.summary.alerts_in += 1
-        try:
-            alert = parse_record(message.raw.rstrip(b"\r\n"), "auto", self.settings.max_alert_bytes)
-            pipeline._check_clock(alert)
-        except MappingError as exc:
+        alert = pipeline.intake.accept_line(message.raw, message.source, message.line_no)
+        if isinstance(alert, Rejected):
             inbox.outcome = "dead_lettered"
-            pipeline.dead_letter(message.raw, message.source, message.line_no, str(exc))
             self.stats.dead_lettered += 1
             return
         inbox.alert_key = f"{alert.source}:{alert.id}"
@@ -358,7 +335,7 @@ class Worker:
         except (TypeError, ValueError) as exc:
             inbox.outcome = "dead_lettered"
             session.add(inbox)
-            pipeline.dead_letter(message.raw, message.source, None, str(exc))
+            pipeline.intake.dead_letter(message.raw, message.source, None, str(exc))
             self.stats.dead_lettered += 1
             return
         approval_id = payload["approval_id"]
@@ -428,16 +405,13 @@ class Worker:
         return self.store.session.execute(select(NoteRow.notes_json).where(NoteRow.case_id == case_id)).scalar()
 
     def _poison(self, message: Message, attempt: int) -> None:
-        from soc_agent.store import DeadLetterRow
-
         reason = f"poison: failed {attempt - 1} delivery attempts"
         self.broker.dead_letter(message, reason)
         session = self.store.session
         session.add(InboxRow(message_id=message.key, partition=message.partition, outcome="poison",
                              processed_at=to_db_time(utcnow())))
-        session.add(DeadLetterRow(received_at=to_db_time(utcnow()), source=message.source, line_no=message.line_no,
-                                  reason=reason, raw=message.raw[:65536].decode("utf-8", errors="replace"),
-                                  raw_size=len(message.raw)))
+        # Recorded, not counted: the summary counted its deliveries as they came in (and failed).
+        self.pipeline.intake.record_dead_letter(message.raw, message.source, message.line_no, reason)
         if message.kind == RESUME_KIND:
             self._resume_given_up(message, reason)
         self.stats.poison += 1

@@ -80,10 +80,10 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
-from connectors import MappingError, parse_record
 from soc_agent.config import Settings
 from soc_agent.fleet.broker import Broker, BrokerConfig, Refused
 from soc_agent.fleet.resume import FleetResumer
+from soc_agent.intake import Rejected
 from soc_agent.runners import metrics
 from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, QueuePolicy
 from soc_agent.runners.auth import Identity, Role, TokenStore, bearer_identity
@@ -198,15 +198,14 @@ class BrokerIntake:
         """
         pipeline = self.state.pipeline
         good: list[tuple[bytes, str, Any]] = []
-        bad: list[tuple[bytes, str, str]] = []
+        bad: list[Rejected] = []
         for line, source in lines:
-            try:
-                alert = parse_record(line.rstrip(b"\r\n"), "auto", self.state.settings.max_alert_bytes)
-                pipeline._check_clock(alert)  # the worker's checks, so its dead letters are ours to answer
-            except MappingError as exc:
-                bad.append((line, source, str(exc)))
-                continue
-            good.append((line, source, alert))
+            # The worker's checks, so its dead letters are ours to answer; filed only once the queueing worked.
+            alert = pipeline.intake.accept_line(line, source, defer=True)
+            if isinstance(alert, Rejected):
+                bad.append(alert)
+            else:
+                good.append((line, source, alert))
         # Remembered before queueing: a worker may file the alert (and raise its approval) at once.
         remembered = self._remember([f"{a.source}:{a.id}" for _, _, a in good], requester) if requester else []
         try:
@@ -219,9 +218,8 @@ class BrokerIntake:
             raise
         if bad:
             with self.state.lock:
-                for line, source, reason in bad:
-                    pipeline.summary.alerts_in += 1
-                    pipeline.dead_letter(line, source, None, reason)
+                for rejected in bad:
+                    pipeline.intake.file_rejected(rejected)
                 pipeline.store.commit()
         queued = [Queued(f"{alert.source}:{alert.id}", partition, entry)
                   for (_, _, alert), (partition, entry) in zip(good, published.entries)]

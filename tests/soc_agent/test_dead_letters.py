@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from soc_agent.dead_letters import is_retryable, raw_preview, reason_kind, record
-from soc_agent.pipeline import RunSummary
+from soc_agent.intake import RunSummary
 from soc_agent.store import DeadLetterRow
 
 

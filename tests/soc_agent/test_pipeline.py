@@ -326,13 +326,13 @@ def test_a_long_running_pipeline_forgets_idle_cases_and_still_reports_their_dupl
     assert len(case_ids) == 20
     time.sleep(1.2)  # no alert joins those cases for longer than the window
     list(p.run_lines(events(_COMMIT_EVERY, _COMMIT_EVERY), "test"))  # the next periodic commit forgets them
-    assert not case_ids & set(p.correlator.cases) and not case_ids & set(p._case_rows)
+    assert not case_ids & set(p.intake.correlator.cases) and not case_ids & set(p.intake.held_case_ids)
 
     m3 = next(r.case_id for r in opened if r.alert_id == "m-3")
     (duplicate,) = p.process_line(_malware(3))
     assert duplicate.status == "duplicate" and duplicate.case_id == m3  # found through the store
     assert p.store.session.get(CaseRow, m3).duplicate_count == 1
-    assert m3 not in p._case_rows, "a forgotten case's row is read, not cached again"
+    assert m3 not in p.intake.held_case_ids, "a forgotten case's row is read, not cached again"
     fresh = make_alert("malware_detected", [("host", "wks-003.corp.example", "dst"),
                                             ("file_hash", f"{3:064x}", "file")], alert_id="m-3-again",
                        path="C:/Users/x/AppData/dropper.exe")  # a new sighting, not a re-send
@@ -555,7 +555,7 @@ def test_after_a_restart_new_alerts_are_checked_against_the_store_without_a_conn
     checkouts = []
     event.listen(again.store.engine, "checkout", lambda *_: checkouts.append(1))
     try:
-        assert again._store_had_alerts, "a restart: keys must be looked up in the store"
+        assert again.intake.store_had_alerts, "a restart: keys must be looked up in the store"
         lines = [make_alert("port_scan", [("ip", f"198.51.100.{i}", "src")], alert_id=f"new-{i}", severity="low")
                  for i in range(40)]
         results = list(again.run_lines(lines, "test"))
