@@ -36,7 +36,7 @@ from soc_agent.detect import ThresholdDetector
 from soc_agent.store import AlertRow, CaseEntityRow, CaseRow, DeadLetterRow, Store
 from soc_agent.types import Alert, Severity, to_db_time, utcnow
 
-__all__ = ["EARLIEST_TIMESTAMP", "Intake", "IntakeState", "Rejected", "RunHooks", "RunSummary"]
+__all__ = ["EARLIEST_TIMESTAMP", "Intake", "IntakeState", "RejectedLine", "RunHooks", "RunSummary"]
 
 EARLIEST_TIMESTAMP = datetime(1990, 1, 1, tzinfo=timezone.utc)
 """Alerts stamped before this are dead-lettered: no detection of ours is that old."""
@@ -86,7 +86,7 @@ class RunSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class Rejected:
+class RejectedLine:
     """A line intake would not accept, and why (what its dead letter keeps)."""
 
     line: bytes
@@ -176,8 +176,8 @@ class Intake(Generic[R]):
     # ---- lines ------------------------------------------------------------
 
     def accept_line(self, line: bytes, source: str = "stdin", line_no: int | None = None, fmt: str = "auto",
-                    defer: bool = False) -> Alert | Rejected:
-        """One input line counted in: its alert, or its :class:`Rejected`, dead-lettered with the reason.
+                    defer: bool = False) -> Alert | RejectedLine:
+        """One input line counted in: its alert, or its :class:`RejectedLine`, dead-lettered with the reason.
 
         ``defer=True`` only checks: nothing is counted or stored (so it needs no
         lock), and the caller files a rejection with :meth:`file_rejected` once
@@ -189,12 +189,12 @@ class Intake(Generic[R]):
         try:
             return self.parse_line(line, fmt)
         except MappingError as exc:
-            rejected = Rejected(line, source, line_no, str(exc))
+            rejected = RejectedLine(line, source, line_no, str(exc))
         if not defer:
             self.dead_letter(line, source, line_no, rejected.reason)
         return rejected
 
-    def file_rejected(self, rejected: Rejected) -> None:
+    def file_rejected(self, rejected: RejectedLine) -> None:
         """Count in and dead-letter a line ``accept_line(..., defer=True)`` rejected."""
         self.summary.alerts_in += 1
         self.dead_letter(rejected.line, rejected.source, rejected.line_no, rejected.reason)

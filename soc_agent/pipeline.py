@@ -35,7 +35,7 @@ from soc_agent.checkpoint import make_checkpointer
 from soc_agent.composition import build_services
 from soc_agent.config import Settings
 from soc_agent.graph import AWAITING_APPROVAL, batch_input, build_batch_graph, build_graph, hand_over
-from soc_agent.intake import Intake, Rejected, RunHooks, RunSummary
+from soc_agent.intake import Intake, RejectedLine, RunHooks, RunSummary
 from soc_agent.lines import OversizeLine, bounded_lines
 from soc_agent.reasoner import DeterministicReasoner, Reasoner
 from soc_agent.store import ApprovalRow, DecisionRow
@@ -183,7 +183,7 @@ class Pipeline:
                   fmt: str = "auto") -> list[_Produced]:
         """``take_alert`` for one input line, or its dead letter."""
         alert = self.intake.accept_line(line, source, line_no, fmt)
-        if isinstance(alert, Rejected):
+        if isinstance(alert, RejectedLine):
             return []
         return self.take_alert(alert, counted=True)
 

@@ -57,7 +57,7 @@ from soc_agent.fleet.resume import KIND as RESUME_KIND
 from soc_agent.fleet.resume import ResumePayload
 from soc_agent.fleet.scheduler import Scheduler
 from soc_agent.fleet.tables import InboxRow, ResumeRow
-from soc_agent.intake import IntakeState, Rejected
+from soc_agent.intake import IntakeState, RejectedLine
 from soc_agent.store import ActionRow, ApprovalRow, NoteRow
 from soc_agent.types import to_db_time, utcnow
 
@@ -311,7 +311,7 @@ class Worker:
         # Added before processing so that it commits with the message's first durable effect.
         session.add(inbox)
         alert = pipeline.intake.accept_line(message.raw, message.source, message.line_no)
-        if isinstance(alert, Rejected):
+        if isinstance(alert, RejectedLine):
             inbox.outcome = "dead_lettered"
             self.stats.dead_lettered += 1
             return

@@ -12,76 +12,62 @@ Any known token reaches the changing endpoints so that a viewer's attempt is
 refused (403) and audited inside :class:`~soc_agent.runners.case_actions.CaseActions`,
 as the approval API does; a missing or unknown token is 401. Bodies are read
 through :func:`~soc_agent.runners.limits.read_limited`; refusals carry the
-status the case actions give (404 unknown case, 409 conflict, 422 invalid).
+status the case actions give (404 unknown case, 409 conflict, 422 invalid),
+through the server's one translation (:func:`~soc_agent.runners.api.approval_refused`).
+
+A module-level :data:`router`: handlers use the server's ``App`` at
+``request.app.state.soc`` (its ``case_actions``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
 
-from soc_agent.runners.approvals import ApprovalError
-from soc_agent.runners.auth import Identity, Role, bearer_identity
-from soc_agent.runners.case_actions import CaseActions
-from soc_agent.runners.limits import body_timeout_s, read_json_object
+from soc_agent.runners.api import app_state, caller
+from soc_agent.runners.auth import Identity, Role
+from soc_agent.runners.limits import read_json_object
 
-__all__ = ["case_router"]
+__all__ = ["MAX_BODY", "router"]
 
 MAX_BODY = 64 * 1024
 """Largest request body: a 4 KiB reason or comment, even when JSON-escaped character by character."""
 
+router = APIRouter()
 
-def case_router(state) -> APIRouter:
-    """The case-work routes on the server's one pipeline and lock (``state``: the server's ``App``)."""
-    router = APIRouter()
-    actions = CaseActions(state.pipeline, state.lock, state.queue)
-    timeout_s = body_timeout_s()
 
-    def caller(request: Request, role: Role = Role.VIEWER) -> Identity:
-        return bearer_identity(state.tokens, request.headers.get("authorization"), role)
+@router.post("/api/cases/{case_id}/close")
+async def close(case_id: str, request: Request, who: Identity = Depends(caller(Role.VIEWER))) -> Any:
+    """Close the case with a disposition and a reason (the case and its alerts are labelled)."""
+    body = await read_json_object(request, MAX_BODY)
+    return await run_in_threadpool(app_state(request).case_actions.close, case_id, who, body.get("disposition"),
+                                   body.get("reason"))
 
-    async def body_of(request: Request) -> dict[str, Any]:
-        return await read_json_object(request, MAX_BODY, timeout_s)
 
-    def call(fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ApprovalError as exc:
-            raise HTTPException(exc.status_code, str(exc)) from None
+@router.post("/api/cases/{case_id}/reopen")
+async def reopen(case_id: str, request: Request, who: Identity = Depends(caller(Role.VIEWER))) -> Any:
+    """Reopen a closed case, with a reason."""
+    body = await read_json_object(request, MAX_BODY)
+    return await run_in_threadpool(app_state(request).case_actions.reopen, case_id, who, body.get("reason", ""))
 
-    async def run(fn, *args) -> Any:
-        from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(call, fn, *args)
+@router.post("/api/cases/{case_id}/comments")
+async def comment(case_id: str, request: Request, who: Identity = Depends(caller(Role.VIEWER))) -> Any:
+    """Add a comment to the case."""
+    body = await read_json_object(request, MAX_BODY)
+    return await run_in_threadpool(app_state(request).case_actions.comment, case_id, who, body.get("text"))
 
-    @router.post("/api/cases/{case_id}/close")
-    async def close(case_id: str, request: Request) -> Any:
-        who = caller(request)
-        body = await body_of(request)
-        return await run(actions.close, case_id, who, body.get("disposition"), body.get("reason"))
 
-    @router.post("/api/cases/{case_id}/reopen")
-    async def reopen(case_id: str, request: Request) -> Any:
-        who = caller(request)
-        body = await body_of(request)
-        return await run(actions.reopen, case_id, who, body.get("reason", ""))
+@router.post("/api/cases/{case_id}/assign")
+async def assign(case_id: str, request: Request, who: Identity = Depends(caller(Role.VIEWER))) -> Any:
+    """Assign the case to someone."""
+    body = await read_json_object(request, MAX_BODY)
+    return await run_in_threadpool(app_state(request).case_actions.assign, case_id, who, body.get("assignee"))
 
-    @router.post("/api/cases/{case_id}/comments")
-    async def comment(case_id: str, request: Request) -> Any:
-        who = caller(request)
-        body = await body_of(request)
-        return await run(actions.comment, case_id, who, body.get("text"))
 
-    @router.post("/api/cases/{case_id}/assign")
-    async def assign(case_id: str, request: Request) -> Any:
-        who = caller(request)
-        body = await body_of(request)
-        return await run(actions.assign, case_id, who, body.get("assignee"))
-
-    @router.get("/api/cases/{case_id}/history")
-    async def history(case_id: str, request: Request) -> Any:
-        caller(request, Role.VIEWER)
-        return await run(actions.history, case_id)
-
-    return router
+@router.get("/api/cases/{case_id}/history")
+async def history(case_id: str, request: Request, _who: Identity = Depends(caller(Role.VIEWER))) -> Any:
+    """The case's history of case work (closes, reopens, comments, assignments)."""
+    return await run_in_threadpool(app_state(request).case_actions.history, case_id)

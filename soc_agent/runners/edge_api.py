@@ -57,10 +57,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 
 from soc_agent.edge import signing
 from soc_agent.edge.tables import (
@@ -71,8 +72,10 @@ from soc_agent.edge.tables import (
     IndicatorSightingRow,
     TenantEntryRow,
 )
-from soc_agent.runners.auth import Identity, Role, TokenStore, bearer_identity
-from soc_agent.runners.limits import body_timeout_s, read_limited
+from soc_agent.runners.api import caller, health_router
+from soc_agent.runners.auth import Identity, Role, TokenStore
+from soc_agent.runners.errors import Rejected, install
+from soc_agent.runners.limits import read_json_object, read_limited
 
 EDGE_FILE_ENV = "SOC_AGENT_EDGE_FILE"
 _MAX_BODY = 1 << 20
@@ -120,14 +123,6 @@ class EdgeConfig:
         return signing.derive_key(self.master_key, sensor_id)
 
 
-class EdgeRejected(Exception):
-    """A request refused, with its HTTP status."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-
-
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -145,27 +140,27 @@ def _sensor_action(status: str, expires: float, now: float) -> str:
 
 
 def _int_field(data: dict[str, Any], name: str) -> int:
-    """A non-negative integer field of a sensor's payload (absent or null: 0), else ``EdgeRejected`` 422."""
+    """A non-negative integer field of a sensor's payload (absent or null: 0), else ``Rejected`` 422."""
     value = data.get(name)
     if value is None:
         return 0
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT:
-        raise EdgeRejected(422, f"{name} must be an integer from 0 to {_MAX_INT}")
+        raise Rejected(422, f"{name} must be an integer from 0 to {_MAX_INT}")
     return value
 
 
 def _log_time(value: Any) -> datetime | None:
-    """An event's log time (Unix seconds) as a datetime; absent: None; out of range: ``EdgeRejected`` 422."""
+    """An event's log time (Unix seconds) as a datetime; absent: None; out of range: ``Rejected`` 422."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise EdgeRejected(422, "log_time must be a number of Unix seconds")
+        raise Rejected(422, "log_time must be a number of Unix seconds")
     try:
         return _utc(value)
     except (OverflowError, ValueError, OSError):
-        raise EdgeRejected(422, "log_time is out of range") from None
+        raise Rejected(422, "log_time is out of range") from None
 
 
 def _canon_ip(value: str) -> str | None:
@@ -196,25 +191,25 @@ class EdgeService:
     # ---- authentication -----------------------------------------------------------------------
 
     def verify(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[str, str]:
-        """(sensor id, tenant) of a correctly signed, fresh, first-use request; else ``EdgeRejected``."""
+        """(sensor id, tenant) of a correctly signed, fresh, first-use request; else ``Rejected``."""
         sensor = headers.get(signing.SENSOR)
         ts, nonce, sig = headers.get(signing.TIMESTAMP), headers.get(signing.NONCE), headers.get(signing.SIGNATURE)
         if not (sensor and ts and nonce and sig) or not self.config.master_key:
-            raise EdgeRejected(401, "unsigned request")
+            raise Rejected(401, "unsigned request")
         # Header values are latin-1 text: anything but ASCII is no signature, timestamp or nonce of ours.
         if not (sig.isascii() and ts.isascii() and nonce.isascii()):
-            raise EdgeRejected(401, "malformed signature headers")
+            raise Rejected(401, "malformed signature headers")
         tenant = self.config.sensors.get(sensor)
         if tenant is None:
-            raise EdgeRejected(401, "unknown sensor")
+            raise Rejected(401, "unknown sensor")
         expected = signing.signature(self.config.sensor_key(sensor), method, path, ts, nonce, body)
         if not hmac.compare_digest(expected, sig):
-            raise EdgeRejected(401, "bad signature")
+            raise Rejected(401, "bad signature")
         now = self.clock()
         if not ts.isdigit() or len(ts) > 12 or abs(now - int(ts)) > self.config.max_skew_s:
-            raise EdgeRejected(401, "stale timestamp")
+            raise Rejected(401, "stale timestamp")
         if not (8 <= len(nonce) <= 64):
-            raise EdgeRejected(401, "bad nonce")
+            raise Rejected(401, "bad nonce")
         with Session(self.engine) as s:
             if int(now) % 64 == 0:
                 s.exec(delete(EdgeNonceRow).where(EdgeNonceRow.seen_at < _utc(now - 2 * self.config.max_skew_s)))
@@ -222,7 +217,7 @@ class EdgeService:
             try:
                 s.commit()
             except IntegrityError:
-                raise EdgeRejected(401, "replayed request (nonce already used)") from None
+                raise Rejected(401, "replayed request (nonce already used)") from None
         return sensor, tenant
 
     # ---- ingestion and correlation ------------------------------------------------------------
@@ -230,20 +225,20 @@ class EdgeService:
     def ingest(self, sensor: str, tenant: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Store a batch of events in order; threshold crossings become sightings."""
         if payload.get("sensor", sensor) != sensor or payload.get("tenant", tenant) != tenant:
-            raise EdgeRejected(403, "a sensor reports for itself and its own tenant only")
+            raise Rejected(403, "a sensor reports for itself and its own tenant only")
         events = payload.get("events")
         if not isinstance(events, list):
-            raise EdgeRejected(422, "events must be a list")
+            raise Rejected(422, "events must be a list")
         now = self.clock()
         accepted = duplicates = 0
         with self._lock, Session(self.engine) as s:
             ids = [str(e.get("id", "")) for e in events if isinstance(e, dict)]
             if not all(i.startswith(f"{sensor}:") for i in ids) or len(ids) != len(events):
-                raise EdgeRejected(403, "event ids must belong to the sending sensor")
+                raise Rejected(403, "event ids must belong to the sending sensor")
             known = set(s.exec(select(EdgeEventRow.event_id).where(EdgeEventRow.event_id.in_(ids))).all())
             for event in events:
                 if event.get("tenant", tenant) != tenant:
-                    raise EdgeRejected(403, "an event names another tenant")
+                    raise Rejected(403, "an event names another tenant")
                 if event["id"] in known:
                     duplicates += 1
                     continue
@@ -304,16 +299,16 @@ class EdgeService:
     # ---- analyst decisions --------------------------------------------------------------------
 
     def check_value(self, raw: str, status: str) -> str:
-        """``raw`` in canonical spelling, else ``EdgeRejected`` 422 (not an address, or a block or allow too broad)."""
+        """``raw`` in canonical spelling, else ``Rejected`` 422 (not an address, or a block or allow too broad)."""
         value = _canon_value(raw)
         if value is None:
-            raise EdgeRejected(422, f"{raw!r} is not an IP address or network")
+            raise Rejected(422, f"{raw!r} is not an IP address or network")
         if status != "retracted" and "/" in value:
             net = ipaddress.ip_network(value)
             limit = self.config.max_prefix_v4 if net.version == 4 else self.config.max_prefix_v6
             if net.prefixlen < limit:
                 what = "block" if status == "published" else "allowlist entry"
-                raise EdgeRejected(422, f"{value} is broader than /{limit}, the widest IPv{net.version} {what} "
+                raise Rejected(422, f"{value} is broader than /{limit}, the widest IPv{net.version} {what} "
                                         f"this server accepts (max_prefix_v{net.version})")
         return value
 
@@ -349,7 +344,7 @@ class EdgeService:
                                                       TenantEntryRow.value == value)).first()
             if row is None:
                 if status == "retracted":
-                    raise EdgeRejected(404, f"tenant {tenant} has no watchlist entry for {value}")
+                    raise Rejected(404, f"tenant {tenant} has no watchlist entry for {value}")
                 row = TenantEntryRow(tenant=tenant, value=value, created_at=_utc(now), updated_at=_utc(now),
                                      expires_at=_utc(now))
             if status == "published":
@@ -451,33 +446,26 @@ def decayed(base: float, last_seen: datetime, now: float, half_life_s: float) ->
 
 
 def edge_router(engine, tokens: TokenStore, config: EdgeConfig | None = None, clock=time.time) -> APIRouter:
-    """The edge endpoints on ``engine``; ``config`` defaults to ``$SOC_AGENT_EDGE_FILE``."""
+    """The edge endpoints on ``engine``; ``config`` defaults to ``$SOC_AGENT_EDGE_FILE``.
+
+    Refusals are ``Rejected`` (an ``HTTPException``): they answer
+    ``{"detail": ...}`` with their status in any app, with or without the server's handler.
+    """
     service = EdgeService(engine, config or EdgeConfig.from_file(os.environ.get(EDGE_FILE_ENV)), clock)
     router = APIRouter()
     router.edge_service = service  # type: ignore[attr-defined]  (tests and the CLI reach it here)
-    timeout_s = body_timeout_s()
 
     async def signed(request: Request) -> tuple[str, str, bytes]:
-        body = await read_limited(request, _MAX_BODY, timeout_s)
+        """(sensor, tenant, body) of a correctly signed request; the body is read first (it is signed)."""
+        body = await read_limited(request, _MAX_BODY)
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        try:
-            sensor, tenant = service.verify(request.method, path, {k.lower(): v for k, v in request.headers.items()},
-                                            body)
-        except EdgeRejected as exc:
-            raise HTTPException(exc.status, str(exc)) from None
+        sensor, tenant = service.verify(request.method, path, {k.lower(): v for k, v in request.headers.items()},
+                                        body)
         return sensor, tenant, body
-
-    def call(fn, *args):
-        try:
-            return fn(*args)
-        except EdgeRejected as exc:
-            raise HTTPException(exc.status, str(exc)) from None
-
-    def analyst(request: Request, role: Role) -> Identity:
-        return bearer_identity(tokens, request.headers.get("authorization"), role)
 
     @router.post("/edge/v1/events")
     async def post_events(request: Request) -> dict[str, Any]:
+        """A sensor's batch of judged events, idempotent by event id."""
         sensor, tenant, body = await signed(request)
         try:
             payload = json.loads(body)
@@ -485,17 +473,17 @@ def edge_router(engine, tokens: TokenStore, config: EdgeConfig | None = None, cl
             raise HTTPException(400, "body is not JSON") from None
         if not isinstance(payload, dict):
             raise HTTPException(400, "body is not a JSON object")
-        from starlette.concurrency import run_in_threadpool
-
-        return await run_in_threadpool(call, service.ingest, sensor, tenant, payload)
+        return await run_in_threadpool(service.ingest, sensor, tenant, payload)
 
     @router.get("/edge/v1/watchlist")
     async def get_watchlist(request: Request, since: int = 0) -> dict[str, Any]:
+        """The watchlist changes after version ``since`` the signing sensor acts on."""
         _, tenant, _ = await signed(request)
         return service.watchlist(since, tenant=tenant)
 
     @router.get("/edge/v1/events")
     async def get_events(request: Request, tenant: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """The signing sensor's tenant's own events, newest first."""
         _, own, _ = await signed(request)
         if tenant is not None and tenant != own:
             raise HTTPException(403, "a tenant sees its own events only")
@@ -503,31 +491,25 @@ def edge_router(engine, tokens: TokenStore, config: EdgeConfig | None = None, cl
 
     @router.get("/edge/v1/sensors")
     async def get_sensors(request: Request, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The signing sensor's tenant's own sensors."""
         _, own, _ = await signed(request)
         if tenant is not None and tenant != own:
             raise HTTPException(403, "a tenant sees its own sensors only")
         return service.tenant_sensors(own)
 
     @router.get("/api/edge/indicators")
-    def list_indicators(request: Request) -> list[dict[str, Any]]:
-        who = analyst(request, Role.VIEWER)
+    def list_indicators(who: Identity = Depends(caller(Role.VIEWER, tokens))) -> list[dict[str, Any]]:
+        """Indicators with full provenance: every tenant's for a platform token, else the caller's tenant's."""
         return service.indicators(None if who.role == Role.PLATFORM else who.tenant or "")
 
     @router.post("/api/edge/indicators/{value:path}/{verb}")
-    async def decide_indicator(value: str, verb: str, request: Request) -> dict[str, Any]:
-        who = analyst(request, Role.LEAD)
+    async def decide_indicator(value: str, verb: str, request: Request,
+                               who: Identity = Depends(caller(Role.LEAD, tokens))) -> dict[str, Any]:
+        """Publish, retract or allowlist ``value`` for the caller's tenant (a platform token: any or all)."""
         status = {"publish": "published", "retract": "retracted", "allowlist": "allowlisted"}.get(verb)
         if status is None:
             raise HTTPException(404, "publish, retract or allowlist")
-        raw = await read_limited(request, _MAX_BODY, timeout_s)
-        body: dict[str, Any] = {}
-        if raw:
-            try:
-                body = json.loads(raw) or {}
-            except ValueError:
-                body = None  # type: ignore[assignment]
-            if not isinstance(body, dict):
-                raise HTTPException(400, "body is not a JSON object")
+        body = await read_json_object(request, _MAX_BODY)
         reason, named = str(body.get("reason", "")), body.get("tenant")
         if named is not None and (not isinstance(named, str) or named not in set(service.config.sensors.values())):
             raise HTTPException(422, f"tenant {named!r} has no sensors here")
@@ -540,7 +522,7 @@ def edge_router(engine, tokens: TokenStore, config: EdgeConfig | None = None, cl
             raise HTTPException(403, f"{who.name} acts for tenant {who.tenant}, not {named}")
         else:
             scope = who.tenant
-        return call(service.decide, value, status, who.name, reason, scope)
+        return service.decide(value, status, who.name, reason, scope)
 
     return router
 
@@ -549,16 +531,13 @@ def serve_standalone(db_url: str, port: int, config: EdgeConfig, tokens: TokenSt
                      host: str = "127.0.0.1") -> None:
     """Only the edge endpoints on a store, with uvicorn (tests, and small deployments)."""
     import uvicorn
-    from fastapi import FastAPI
 
     from soc_agent.store.engine import make_engine
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    install(app)
     app.include_router(edge_router(make_engine(db_url), tokens, config))
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    app.include_router(health_router)
 
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

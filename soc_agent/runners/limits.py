@@ -2,10 +2,12 @@
 
 :func:`read_limited` enforces a size limit *before* reading (a declared
 ``Content-Length`` over the limit is refused with 413 at once, nothing read),
-counts bytes while streaming otherwise (a chunked body is cut off at the
-limit with 413), and gives the whole body a deadline (a client that trickles,
-or never sends what it declared, gets 408). Memory per request is at most the
-limit plus one network chunk, whatever the client sends.
+counts bytes while streaming otherwise (a chunked body is refused with 413 as
+soon as the bytes received pass the limit), and gives the whole body a
+deadline (a client that trickles, or never sends what it declared, gets 408).
+Nothing past the limit is kept: memory per request is at most the limit plus
+the one network chunk that crossed it, whatever the client sends. Refusals
+are :class:`~soc_agent.runners.errors.Rejected`.
 
 ``SOC_AGENT_BODY_TIMEOUT_S`` sets the default deadline (seconds, default 30).
 """
@@ -17,16 +19,14 @@ import json
 import os
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 
-__all__ = ["BODY_TIMEOUT_ENV", "BodyRefused", "body_timeout_s", "read_limited"]
+from soc_agent.runners.errors import Rejected
+
+__all__ = ["BODY_TIMEOUT_ENV", "body_timeout_s", "read_json_object", "read_limited"]
 
 BODY_TIMEOUT_ENV = "SOC_AGENT_BODY_TIMEOUT_S"
 _DEFAULT_TIMEOUT_S = 30.0
-
-
-class BodyRefused(HTTPException):
-    """A body refused before or while reading it: 400 (bad framing), 408 (too slow) or 413 (too large)."""
 
 
 def body_timeout_s() -> float:
@@ -39,39 +39,43 @@ def body_timeout_s() -> float:
 
 
 async def read_limited(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
-    """The request body, at most ``limit`` bytes, read within ``timeout_s`` seconds; else :class:`BodyRefused`."""
+    """The request body, at most ``limit`` bytes, read within ``timeout_s`` seconds (default: the setting).
+
+    Raises :class:`~soc_agent.runners.errors.Rejected`: 400 for a malformed
+    ``Content-Length``, 413 for a body over ``limit``, 408 for one too slow.
+    """
     timeout = body_timeout_s() if timeout_s is None else timeout_s
     declared = request.headers.get("content-length")
     if declared is not None:
         declared = declared.strip()
         if not (declared.isascii() and declared.isdigit()):
-            raise BodyRefused(400, "malformed Content-Length")
+            raise Rejected(400, "malformed Content-Length")
         if int(declared) > limit:
-            raise BodyRefused(413, f"body over {limit} bytes")
+            raise Rejected(413, f"body over {limit} bytes")
     body = bytearray()
 
     async def pump() -> None:
         async for chunk in request.stream():
             if len(body) + len(chunk) > limit:  # counted before keeping it: a chunked body has no length up front
-                raise BodyRefused(413, f"body over {limit} bytes")
+                raise Rejected(413, f"body over {limit} bytes")
             body.extend(chunk)
 
     try:
         await asyncio.wait_for(pump(), timeout)
     except TimeoutError:  # asyncio.TimeoutError is TimeoutError from Python 3.11
-        raise BodyRefused(408, f"body not received within {timeout:g} s") from None
+        raise Rejected(408, f"body not received within {timeout:g} s") from None
     return bytes(body)
 
 
 async def read_json_object(request: Request, limit: int, timeout_s: float | None = None) -> dict[str, Any]:
-    """A bounded body (:func:`read_limited`) as a JSON object; an empty body is ``{}``; else HTTP 400."""
+    """A bounded body (:func:`read_limited`) as a JSON object; an empty body is ``{}``; else 400."""
     raw = await read_limited(request, limit, timeout_s)
     if not raw:
         return {}
     try:
         body = json.loads(raw)
     except ValueError:
-        raise HTTPException(400, "body is not JSON") from None
+        raise Rejected(400, "body is not JSON") from None
     if not isinstance(body, dict):
-        raise HTTPException(400, "body is not a JSON object")
+        raise Rejected(400, "body is not a JSON object")
     return body

@@ -46,6 +46,12 @@ class WebhookEventRow(SQLModel, table=True):
     ticket_id: str | None = None
     case_id: str | None = None
     size: int = 0
+    queued_alert: str | None = Field(
+        default=None, description="broker mode: the key of the alert a new ticket queued for a worker, until "
+                                  "the ticket is settled (linked to the alert's case, or the alert opened none)")
+    raised_by: str | None = Field(
+        default=None, description="broker mode: the ticket's author, who raised any approval its queued alert "
+                                  "leaves pending (and so may not approve it)")
 
 
 class TicketLinkRow(SQLModel, table=True):

@@ -42,12 +42,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlmodel import select
+from starlette.concurrency import run_in_threadpool
 
 from soc_agent.actions import CATALOG, ROLLBACKS
+from soc_agent.runners.api import app_state
 from soc_agent.runners.approvals import ApprovalError, Invalid
 from soc_agent.runners.auth import Identity, Role
-from soc_agent.runners.case_actions import DISPOSITIONS, CaseActions
-from soc_agent.runners.limits import body_timeout_s, read_limited
+from soc_agent.runners.case_actions import DISPOSITIONS
+from soc_agent.runners.limits import read_limited
 from soc_agent.store import ActionRow, AlertRow, CaseRow
 from soc_agent.store.tables import CaseEntityRow, DecisionRow
 from soc_agent.types import Severity
@@ -103,12 +105,9 @@ def notes_html(markdown: str | None) -> Markup:
 
 # ---- request helpers -------------------------------------------------------------------------------
 
-def _state(request: Request):
-    return request.app.state.soc
-
-
 def _who(request: Request) -> Identity | None:
-    return _state(request).tokens.authenticate(request.cookies.get(COOKIE))
+    """The signed-in identity (the session cookie's token), or None."""
+    return app_state(request).tokens.authenticate(request.cookies.get(COOKIE))
 
 
 def same_origin(request: Request) -> bool:
@@ -120,18 +119,26 @@ def same_origin(request: Request) -> bool:
 
 
 async def _form(request: Request, limit: int = _MAX_FORM_BODY) -> dict[str, list[str]]:
-    raw = await read_limited(request, limit, body_timeout_s())
+    """The posted form (a bounded body, :func:`~soc_agent.runners.limits.read_limited`), field -> values."""
+    raw = await read_limited(request, limit)
     return parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+async def _posted(request: Request) -> tuple[Identity, dict[str, list[str]]] | Response:
+    """Every form post's preamble: (who, form), or the answer when there is none to act on.
+
+    Not signed in: to the sign-in page. Cross-origin: refused (403) before the body is read.
+    """
+    who = _who(request)
+    if who is None:
+        return _login()
+    if not same_origin(request):
+        return _error(who, "refused", "cross-origin form posts are refused", 403)
+    return who, await _form(request)
 
 
 def _one(form: dict[str, list[str]], name: str) -> str:
     return (form.get(name) or [""])[0]
-
-
-async def _in_thread(fn, *args):
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args)
 
 
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "
@@ -315,7 +322,7 @@ def case_view(state, case_id: str) -> dict[str, Any]:
     verdicts = [{"run": d.run, "when": _when(d.created_at), "action": d.action, "tier": d.tier,
                  "target": d.target, "outcome": d.outcome, "mode": d.mode,
                  "reasons": _json_list(d.reasons)} for d in decisions]
-    history = CaseActions(state.pipeline, lock=state.lock, queue=state.queue).history(case_id)
+    history = state.case_actions.history(case_id)
     timeline = _timeline(alerts, verdicts, approvals, action_rows, case["comments"], history)
     return {"case": case, "assignee": getattr(row, "assignee", None), "incident_class": case["incident_class"],
             "opened_at": _when(row.opened_at) if row else "", "alerts": alerts, "entities": entities,
@@ -408,19 +415,22 @@ def _timeline(alerts, verdicts, approvals, action_rows, comments, history) -> li
 
 @router.get("/")
 def root() -> RedirectResponse:
+    """The site's root is the queue page."""
     return RedirectResponse("/ui", status_code=303)
 
 
 @router.get("/ui/login")
 def login_form() -> HTMLResponse:
+    """The sign-in form: one field, the API token."""
     return _page("login.html", None, "sign in")
 
 
 @router.post("/ui/login")
 async def login(request: Request) -> Response:
+    """Sign in: a known token (posted from this site) becomes the session cookie; else 401."""
     form = await _form(request, _MAX_LOGIN_BODY)
     token = _one(form, "token")
-    if not same_origin(request) or _state(request).tokens.authenticate(token) is None:
+    if not same_origin(request) or app_state(request).tokens.authenticate(token) is None:
         return _page("login.html", None, "sign in", "unknown token", True, 401)
     response = RedirectResponse("/ui", status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/ui")
@@ -432,12 +442,13 @@ async def login(request: Request) -> Response:
 @router.get("/ui")
 def ui_queue(request: Request, sort: str = "age", incident_class: str = "", action: str = "",
              severity: str = "") -> Response:
+    """The pending items, filtered and sorted, with the decision point's pending tool calls."""
     who = _who(request)
     if who is None:
         return _login()
     # ``class`` is the query parameter people type; ``incident_class`` the Python name.
     incident_class = request.query_params.get("class", incident_class)
-    state = _state(request)
+    state = app_state(request)
     rows = _queue_rows(state, state.queue.list())
     shown = filter_and_sort(rows, sort if sort in SORTS else "age", incident_class, action, severity)
     choices = {"class": sorted({r["incident_class"] for r in rows}), "action": sorted({r["action"] for r in rows}),
@@ -456,14 +467,12 @@ def ui_queue(request: Request, sort: str = "age", incident_class: str = "", acti
 @router.post("/ui/approvals/bulk")
 async def ui_bulk(request: Request) -> Response:
     """One decision for several items of the same class and action, each decided by the queue on its own."""
-    who = _who(request)
-    if who is None:
-        return _login()
-    if not same_origin(request):
-        return _error(who, "refused", "cross-origin form posts are refused", 403)
-    form = await _form(request)
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    who, form = posted
     decision, comment = _one(form, "decision"), _one(form, "comment")
-    state = _state(request)
+    state = app_state(request)
     try:
         ids = sorted({int(v) for v in form.get("ids", [])})
     except ValueError:
@@ -503,7 +512,7 @@ async def ui_bulk(request: Request) -> Response:
         return results
 
     try:
-        results = await _in_thread(run)
+        results = await run_in_threadpool(run)
     except ApprovalError as exc:
         return _error(who, "bulk decision", str(exc), exc.status_code)
     done = sum(1 for r in results if r["ok"])
@@ -516,10 +525,11 @@ async def ui_bulk(request: Request) -> Response:
 
 @router.get("/ui/approvals/{approval_id}")
 def ui_item(approval_id: int, request: Request) -> Response:
+    """One item: its reasons, evidence and alerts, and the decision form when ``who`` may decide."""
     who = _who(request)
     if who is None:
         return _login()
-    state = _state(request)
+    state = app_state(request)
     try:
         item = state.queue.show(approval_id)
     except ApprovalError as exc:
@@ -533,15 +543,14 @@ def ui_item(approval_id: int, request: Request) -> Response:
 
 @router.post("/ui/approvals/{approval_id}/decide")
 async def ui_decide(approval_id: int, request: Request) -> Response:
-    who = _who(request)
-    if who is None:
-        return _login()
-    if not same_origin(request):
-        return _error(who, "refused", "cross-origin form posts are refused", 403)
-    form = await _form(request)
+    """Approve (a changed TTL makes it an edit) or reject; answers with the case page."""
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    who, form = posted
     decision, comment = _one(form, "decision"), _one(form, "comment")
     ttl_text = _one(form, "ttl_seconds").strip()
-    state = _state(request)
+    state = app_state(request)
 
     def run() -> dict[str, Any]:
         state.settle()
@@ -555,7 +564,7 @@ async def ui_decide(approval_id: int, request: Request) -> Response:
         return state.queue.approve(approval_id, who, comment)
 
     try:
-        result = await _in_thread(run)
+        result = await run_in_threadpool(run)
     except ApprovalError as exc:
         return _error(who, "refused", str(exc), exc.status_code)
     flash = f"approval {approval_id} {result['status']} by {who.name}: action {result['action_status'] or '-'}"
@@ -568,6 +577,7 @@ async def ui_decide(approval_id: int, request: Request) -> Response:
 
 def _case_page(state, who: Identity, case_id: str, flash: str = "", error: bool = False,
                status_code: int = 200) -> Response:
+    """The case page (or the error page when the case cannot be shown), with a flash message."""
     try:
         view = case_view(state, case_id)
     except ApprovalError as exc:
@@ -578,10 +588,11 @@ def _case_page(state, who: Identity, case_id: str, flash: str = "", error: bool 
 
 @router.get("/ui/cases/{case_id}")
 def ui_case(case_id: str, request: Request) -> Response:
+    """One case: timeline, entities, evidence, decisions, actions, history, audit trail, notes."""
     who = _who(request)
     if who is None:
         return _login()
-    return _case_page(_state(request), who, case_id)
+    return _case_page(app_state(request), who, case_id)
 
 
 @router.post("/ui/cases/{case_id}/rollback")
@@ -589,13 +600,11 @@ async def ui_rollback(case_id: str, request: Request) -> Response:
     """Roll back one executed action of the case through the executor, as ``soc-agent actions rollback``."""
     from soc_agent.responders import ResponderError
 
-    who = _who(request)
-    if who is None:
-        return _login()
-    if not same_origin(request):
-        return _error(who, "refused", "cross-origin form posts are refused", 403)
-    form = await _form(request)
-    state = _state(request)
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    who, form = posted
+    state = app_state(request)
     if not may_roll_back(who):
         return _case_page(state, who, case_id,
                           f"{who.name} is {a_or_an(str(who.role))}: rolling back an action needs a lead", True, 403)
@@ -620,7 +629,7 @@ async def ui_rollback(case_id: str, request: Request) -> Response:
             return json.loads(row.result).get("rollback", {}), row
 
     try:
-        undone, row = await _in_thread(run)
+        undone, row = await run_in_threadpool(run)
     except ResponderError as exc:
         return _case_page(state, who, case_id, f"cannot roll back: {exc}", True, 409)
     what = ("it owned nothing (the effect was already in place); nothing lifted" if undone.get("owned") is False
@@ -633,16 +642,14 @@ async def ui_rollback(case_id: str, request: Request) -> Response:
 @router.post("/ui/cases/{case_id}/{verb}")
 async def ui_case_action(case_id: str, verb: str, request: Request) -> Response:
     """Close with a disposition, reopen, comment or assign, through ``CaseActions`` (who and when audited)."""
-    who = _who(request)
-    if who is None:
-        return _login()
-    if not same_origin(request):
-        return _error(who, "refused", "cross-origin form posts are refused", 403)
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    who, form = posted
     if verb not in ("close", "reopen", "comment", "assign"):
         return _error(who, "case", f"no case action {verb[:40]!r}", 404)
-    form = await _form(request)
-    state = _state(request)
-    helper = CaseActions(state.pipeline, lock=state.lock, queue=state.queue)
+    state = app_state(request)
+    helper = state.case_actions
 
     def run() -> str:
         state.settle()
@@ -660,7 +667,7 @@ async def ui_case_action(case_id: str, verb: str, request: Request) -> Response:
         return f"case {case_id} assigned to {_one(form, 'assignee')} by {who.name}"
 
     try:
-        flash = await _in_thread(run)
+        flash = await run_in_threadpool(run)
     except ApprovalError as exc:
         return _case_page(state, who, case_id, str(exc), True, exc.status_code)
     return _case_page(state, who, case_id, flash)

@@ -77,11 +77,16 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from connectors.errors import RateLimited, Unavailable
+from soc_agent.runners.errors import Rejected
+from soc_agent.runners.limits import read_limited
 from soc_agent.runners.tables import CaseCommentRow, TicketLinkRow, TicketPostRow, WebhookEventRow
 from soc_agent.store import CaseRow
 from soc_agent.types import Verdict, to_db_time, utcnow
@@ -219,15 +224,7 @@ class TicketEvent:
     disposition: Verdict | None = None
 
 
-class WebhookRejected(Exception):
-    """A refused delivery, with the HTTP status to answer."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-
-
-class _Stranger(WebhookRejected):
+class _Stranger(Rejected):
     """Refused before the sender proved it holds the secret: counted, never stored."""
 
 
@@ -457,12 +454,12 @@ class WebhookHandler:
             return dict(self._rejected)
 
     def handle(self, provider: str, headers: dict[str, str], body: bytes, oversize: bool = False) -> dict[str, Any]:
-        """Process one delivery; raises :class:`WebhookRejected` (already recorded) when refused."""
+        """Process one delivery; raises :class:`~soc_agent.runners.errors.Rejected` (already recorded) when refused."""
         headers = {k.lower(): v for k, v in headers.items()}
         with self.lock:
             try:
                 return self._handle(provider, headers, body, oversize)
-            except WebhookRejected as exc:
+            except Rejected as exc:
                 self.count_rejected(provider, exc.status)
                 if not isinstance(exc, _Stranger):
                     self._record(provider, exc.status, "rejected", str(exc), size=len(body))
@@ -483,12 +480,12 @@ class WebhookHandler:
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            raise WebhookRejected(400, "body is not JSON") from None
+            raise Rejected(400, "body is not JSON") from None
         if not isinstance(payload, dict):
-            raise WebhookRejected(400, "body is not a JSON object")
+            raise Rejected(400, "body is not a JSON object")
         event = adapter(payload, headers)
         if not event.event_id or not event.ticket_id:
-            raise WebhookRejected(400, "no event id or ticket id in the event")
+            raise Rejected(400, "no event id or ticket id in the event")
         key = f"{provider}:{event.event_id}"
         if self._seen(WebhookEventRow.event_key == key):
             self._record(provider, 200, "duplicate", "event already processed", signature=signature,
@@ -501,7 +498,7 @@ class WebhookHandler:
         if event.kind in ("disposition", "comment"):
             link = self.pipeline.store.session.get(TicketLinkRow, (provider, event.ticket_id))
             if link is None:
-                raise WebhookRejected(404, f"ticket {event.ticket_id[:80]!r} is not linked to any case")
+                raise Rejected(404, f"ticket {event.ticket_id[:80]!r} is not linked to any case")
             if event.kind == "disposition":
                 self._label(link.case_id, event.disposition, provider, event)
             else:
@@ -588,23 +585,33 @@ class WebhookHandler:
                                source=provider, commit=False)
             actions.close(case_id, who, str(label), reason, source=provider, commit=False)
         except ApprovalError as exc:
-            raise WebhookRejected(exc.status_code, str(exc)[:300]) from None
+            raise Rejected(exc.status_code, str(exc)[:300]) from None
 
     def _accept(self, provider: str, key: str, signature: str, event: TicketEvent, case_id: str | None,
                 reason: str, size: int) -> dict[str, Any]:
+        """Record the event as accepted and answer 200; with a ``reason`` it was accepted and ignored."""
         kind = event.kind if not reason else "ignored"
+        self._record_accepted(provider, key, signature, event, kind, case_id, reason, size)
+        return {"status": "accepted", "kind": kind, "case_id": case_id, "event_id": event.event_id,
+                **({"note": reason} if reason else {})}
+
+    def _record_accepted(self, provider: str, key: str, signature: str, event: TicketEvent, kind: str,
+                         case_id: str | None, reason: str, size: int, http_status: int = 200,
+                         queued_alert: str | None = None, raised_by: str | None = None) -> None:
+        """Store the accepted event (its key and signature are unique: a second acceptance is 409).
+
+        ``queued_alert`` and ``raised_by``: broker mode's link still to make (``WebhookEventRow``).
+        """
         self.pipeline.store.session.add(WebhookEventRow(
             provider=provider, event_key=key, signature=signature, received_at=to_db_time(utcnow()),
-            http_status=200, outcome="accepted", reason=reason, kind=kind, ticket_id=event.ticket_id[:200],
-            case_id=case_id, size=size))
+            http_status=http_status, outcome="accepted", reason=reason, kind=kind, ticket_id=event.ticket_id[:200],
+            case_id=case_id, size=size, queued_alert=queued_alert, raised_by=raised_by))
         try:
             self.pipeline.store.commit()
         except IntegrityError:
             # Another process accepted the same event or signature in between.
             self.pipeline.store.session.rollback()
-            raise WebhookRejected(409, "event or signature already accepted") from None
-        return {"status": "accepted", "kind": kind, "case_id": case_id, "event_id": event.event_id,
-                **({"note": reason} if reason else {})}
+            raise Rejected(409, "event or signature already accepted") from None
 
     def _seen(self, condition) -> bool:
         with Session(self.pipeline.store.engine) as session:
@@ -622,3 +629,31 @@ class WebhookHandler:
         self.poster.post_case(case_id, "decision",
                               f"approval {event['approval_id']} {verb} by {event['by']}; "
                               f"action {event.get('action_status')}")
+
+
+# ---- the endpoint --------------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.post("/webhooks/{provider}")
+async def webhook(provider: str, request: Request) -> Any:
+    """One delivery from ``provider``: 200, 202 when its alert was queued for the fleet, else refused.
+
+    Refused before a byte is read: an unknown provider, then a body over the
+    limit or too slow. Those are counted in /metrics, never stored (a
+    stranger's requests must not grow the store).
+    """
+    handler: WebhookHandler = request.app.state.soc.webhooks
+    if provider not in ADAPTERS:
+        handler.count_rejected(provider, 404)
+        raise Rejected(404, f"unknown provider {provider[:40]!r}")
+    try:
+        body = await read_limited(request, handler.config.max_bytes)
+    except Rejected as exc:
+        handler.count_rejected(provider, exc.status)
+        raise
+    result = await run_in_threadpool(handler.handle, provider, dict(request.headers), body)
+    if "queued" in result:
+        return JSONResponse(result, status_code=202)
+    return result

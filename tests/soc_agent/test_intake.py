@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlmodel import select
 
-from soc_agent.intake import Intake, Rejected, RunHooks, RunSummary
+from soc_agent.intake import Intake, RejectedLine, RunHooks, RunSummary
 from soc_agent.store import CaseRow, DeadLetterRow, Store
 from soc_agent.types import Alert
 from tests.conftest import make_alert
@@ -74,7 +74,7 @@ def test_a_good_line_is_accepted_as_its_alert_and_counted_in(intake, store):
 
 def test_a_bad_line_is_dead_lettered_once_with_its_reason(intake, store):
     rejected = intake.accept_line(b'{"id": "broken', "in.jsonl", 7)
-    assert isinstance(rejected, Rejected) and rejected.reason
+    assert isinstance(rejected, RejectedLine) and rejected.reason
     assert (rejected.line, rejected.source, rejected.line_no) == (b'{"id": "broken', "in.jsonl", 7)
     assert (intake.summary.alerts_in, intake.summary.dead_lettered) == (1, 1)
     assert sum(intake.summary.dead_letter_reasons.values()) == 1
@@ -86,19 +86,19 @@ def test_a_bad_line_is_dead_lettered_once_with_its_reason(intake, store):
 def test_an_alert_from_the_future_or_before_1990_is_dead_lettered_for_its_clock(intake, store):
     ahead = intake.accept_line(make_alert("port_scan", [("ip", "198.51.100.7", "src")], alert_id="ahead",
                                           minutes_ago=-24 * 60), "in.jsonl", 1)
-    assert isinstance(ahead, Rejected) and ahead.reason.endswith("is in the future")
+    assert isinstance(ahead, RejectedLine) and ahead.reason.endswith("is in the future")
     ancient = LINE.replace(b'"m-1"', b'"old"')
     stamp = datetime(1985, 1, 1, tzinfo=timezone.utc).isoformat().encode()
     ancient = ancient[:ancient.index(b'"timestamp": "') + 14] + stamp + ancient[ancient.index(b'", "entities"'):]
     old = intake.accept_line(ancient, "in.jsonl", 2)
-    assert isinstance(old, Rejected) and "before 1990" in old.reason
+    assert isinstance(old, RejectedLine) and "before 1990" in old.reason
     assert intake.summary.dead_lettered == 2
     assert [row.reason for row in _dead_letters(store)] == [ahead.reason, old.reason]
 
 
 def test_a_deferred_rejection_counts_and_stores_nothing_until_it_is_filed(intake, store):
     rejected = intake.accept_line(b"not an alert", "broker", defer=True)
-    assert isinstance(rejected, Rejected)
+    assert isinstance(rejected, RejectedLine)
     assert intake.accept_line(LINE, "broker", defer=True).id == "m-1"
     assert (intake.summary.alerts_in, intake.summary.dead_lettered) == (0, 0) and _dead_letters(store) == []
     intake.file_rejected(rejected)

@@ -23,10 +23,10 @@ from soc_agent.edge.signing import derive_key
 from soc_agent.runners.auth import TokenStore, hash_token
 from soc_agent.runners.edge_api import (
     EdgeConfig,
-    EdgeRejected,
     EdgeService,
     edge_router,
 )
+from soc_agent.runners.errors import Rejected
 from soc_agent.store.engine import make_engine
 from tests.soc_agent.edge.test_edge_api import MASTER, SENSORS, call, env  # noqa: F401  (env is a fixture)
 
@@ -103,7 +103,7 @@ def test_the_prefix_limit_is_a_setting_and_the_limit_itself_is_accepted(tmp_path
     assert service.check_value("0.0.0.0/0", "retracted") == "0.0.0.0/0"  # an old entry can still be withdrawn
     strict = EdgeService(service.engine, EdgeConfig(master_key=MASTER, max_prefix_v4=24, max_prefix_v6=48))
     for value in ("45.33.0.0/16", "2001:db8::/32"):
-        with pytest.raises(EdgeRejected) as err:
+        with pytest.raises(Rejected) as err:
             strict.check_value(value, "allowlisted")
         assert err.value.status == 422
     cfg = tmp_path / "edge.yml"
