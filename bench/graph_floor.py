@@ -25,7 +25,7 @@ from langgraph.graph import END, START, StateGraph  # noqa: E402
 from soc_agent.checkpoint import sqlite_checkpointer  # noqa: E402
 from soc_agent.state import TriageState  # noqa: E402
 
-_NODES = ["ingest", "dedupe", "enrich", "correlate", "assess", "reason", "plan", "guard", "act", "verify",
+_NODES = ["ingest", "guard_replay", "enrich", "load_case", "assess", "reason", "plan", "guard", "act", "verify",
           "write_notes"]
 
 

@@ -2,11 +2,8 @@
 
 ``parse_record`` turns one input line into an ``Alert`` (auto-detecting its
 format unless one is forced) or raises ``MappingError`` with a reason fit
-for the dead-letter table.
-
-The registry (and through it every vendor package) loads on first use, not
-when the package is imported: the store imports ``connectors.cursors`` to
-register its table, and the vendor responders import the store.
+for the dead-letter table. ``FORMATS`` is the registry of formats in
+detection order, built from the environment on first use.
 """
 
 from __future__ import annotations
@@ -19,8 +16,14 @@ __all__ = ["FORMATS", "MappingError", "parse_record"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("FORMATS", "parse_record"):
-        from connectors import registry
+    # The registry loads every vendor package: on first use only, so that importing one connector (or the
+    # cursors table the schema lists) stays cheap.
+    if name == "parse_record":
+        from connectors.registry import parse_record
 
-        return getattr(registry, name)
+        return parse_record
+    if name == "FORMATS":
+        from connectors.registry import formats
+
+        return formats()
     raise AttributeError(f"module 'connectors' has no attribute {name!r}")

@@ -3,44 +3,84 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from connectors import authlog, crowdstrike, defender, elastic, native, ocsf, sentinel, splunk, wazuh
 from connectors.base import AlertFormat, MappingError
-from connectors.generic.mapping import as_format, mapping_from_env
+from connectors.generic.mapping import as_format, load_mapping, mapping_from_env
 from soc_agent.types import Alert
 
-FORMATS: dict[str, AlertFormat] = {
+BUILTIN_FORMATS: tuple[AlertFormat, ...] = (
     # Each vendor detector keys on fields only that vendor emits, so their order
     # matters little; native (three common top-level keys) must stay last.
-    "elastic": AlertFormat("elastic", elastic.detect, elastic.to_alert),
-    "crowdstrike": AlertFormat("crowdstrike", crowdstrike.detect, crowdstrike.to_alert),
-    "sentinel": AlertFormat("sentinel", sentinel.detect, sentinel.to_alert),
-    "splunk": AlertFormat("splunk", splunk.detect, splunk.to_alert),
-    "wazuh": AlertFormat("wazuh", wazuh.detect, wazuh.to_alert),
-    "ocsf": AlertFormat("ocsf", ocsf.detect, ocsf.to_alert),
-    "authlog": AlertFormat("authlog", authlog.detect, authlog.to_alert),
-    "defender": AlertFormat("defender", defender.detect, defender.to_alert),
-    "native": AlertFormat("native", native.detect, native.to_alert),
-}
-"""Registered formats in detection order (most specific first)."""
+    AlertFormat("elastic", elastic.detect, elastic.to_alert),
+    AlertFormat("crowdstrike", crowdstrike.detect, crowdstrike.to_alert),
+    AlertFormat("sentinel", sentinel.detect, sentinel.to_alert),
+    AlertFormat("splunk", splunk.detect, splunk.to_alert),
+    AlertFormat("wazuh", wazuh.detect, wazuh.to_alert),
+    AlertFormat("ocsf", ocsf.detect, ocsf.to_alert),
+    AlertFormat("authlog", authlog.detect, authlog.to_alert),
+    AlertFormat("defender", defender.detect, defender.to_alert),
+    AlertFormat("native", native.detect, native.to_alert),
+)
+"""The formats every process knows, in detection order (most specific first)."""
 
 
-def install_format(fmt: AlertFormat, before: str = "native") -> None:
+def build_formats(environ: Mapping[str, str]) -> dict[str, AlertFormat]:
+    """The built-in formats plus the generic mapping ``environ`` names (``SOC_AGENT_GENERIC_MAPPING``).
+
+    A bad mapping file raises ``GenericMappingError`` with its file:key error.
+    """
+    registry = {fmt.name: fmt for fmt in BUILTIN_FORMATS}
+    mapping = mapping_from_env(environ)
+    if mapping is not None:
+        install_format(as_format(mapping), registry=registry)
+    return registry
+
+
+@cache
+def formats() -> dict[str, AlertFormat]:
+    """This process's registry, built from its environment on first use (``connectors.FORMATS``).
+
+    The same dict is returned every time and ``install_format`` updates it in
+    place, so callers holding it see later registrations.
+    """
+    return build_formats(os.environ)
+
+
+def install_format(fmt: AlertFormat, before: str = "native", registry: dict[str, AlertFormat] | None = None) -> None:
     """Register (or replace) a format, placed just before ``before`` in detection order.
 
-    FORMATS is updated in place so modules that imported it see the change.
+    ``registry`` defaults to this process's (``formats()``); it is updated in place.
     """
-    items = [(name, existing) for name, existing in FORMATS.items() if name != fmt.name]
+    registry = formats() if registry is None else registry
+    items = [(name, existing) for name, existing in registry.items() if name != fmt.name]
     at = next((i for i, (name, _) in enumerate(items) if name == before), len(items))
     items.insert(at, (fmt.name, fmt))
-    FORMATS.clear()
-    FORMATS.update(items)
+    registry.clear()
+    registry.update(items)
 
 
-_env_mapping = mapping_from_env()  # a bad mapping file stops startup with its file:key error
-if _env_mapping is not None:
-    install_format(as_format(_env_mapping))
+def register_generic(mapping_path: str | Path) -> AlertFormat:
+    """Load a mapping and register it as the ``generic`` format (replacing any earlier one).
+
+    It goes after every vendor format and before ``native``: a user mapping keyed
+    on common fields such as ``@timestamp`` must not steal vendor records.
+    """
+    fmt = as_format(load_mapping(mapping_path))
+    install_format(fmt, before="native")
+    return fmt
+
+
+def __getattr__(name: str) -> Any:
+    # FORMATS stays a module attribute for its readers, but is built on first use: importing reads no environment.
+    if name == "FORMATS":
+        return formats()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # Real alerts nest a handful of levels; deeper input cannot be stored or rendered safely.
@@ -113,11 +153,12 @@ def parse_record(line: bytes, fmt: str = "auto", max_bytes: int = 256 * 1024) ->
     elif fmt == "auto" and not authlog.detect(record):
         raise MappingError(f"unknown format: not JSON and not a syslog line: {record[authlog.TEXT_KEY][:60]!r}")
     if fmt != "auto":
-        chosen = FORMATS.get(fmt)
+        known = formats()
+        chosen = known.get(fmt)
         if chosen is None:
-            raise MappingError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+            raise MappingError(f"unknown format {fmt!r}; known: {', '.join(known)}")
         return _map(chosen, record)
-    for candidate in FORMATS.values():
+    for candidate in formats().values():
         try:
             matched = candidate.detect(record)
         except Exception:  # a detector must never take the run down

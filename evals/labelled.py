@@ -128,7 +128,7 @@ def score(labels: dict[str, str], decisions: dict[str, tuple[str, float | None]]
 
 def _learn(settings: Settings, alerts: list[Path], labels: list[Path]) -> dict[str, Any]:
     """Learn the labelled history into the workdir's store, as ``soc-agent learn`` does."""
-    import connectors  # noqa: F401  (the connectors register their tables before the store is built)
+    import soc_agent.store.schema  # noqa: F401  (every wing's tables, before the store creates them)
     from soc_agent.learning import LabelIndex, learn_from_file, retrain_model
     from soc_agent.store import Store
 

@@ -1,4 +1,4 @@
-"""Alembic environment: the target is SQLModel's metadata with every soc-agent table registered."""
+"""Alembic environment: the target is the schema's one metadata, with every soc-agent table registered."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import os
 
 from alembic import context
 from sqlalchemy import create_engine, pool
-from sqlmodel import SQLModel
 
-import soc_agent.fleet.tables  # noqa: F401  (the inbox)
-import soc_agent.store.engine  # noqa: F401  (registers every store table)
+import soc_agent.fleet.tables  # noqa: F401  (the inbox and resumes, which the schema leaves to the fleet)
+from soc_agent.store import schema
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = schema.metadata
 
 
 def _url() -> str:

@@ -424,6 +424,7 @@ def cases_list(
     from sqlalchemy import func
 
     from soc_agent.store import CaseEntityRow, CaseRow, Store
+    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
     from soc_agent.types import Severity, Verdict
 
     _choice("--status", status, CASE_STATUSES)
@@ -490,6 +491,7 @@ def cases_show(case_id: str, workdir: Path = WorkdirOpt) -> None:
 
     from soc_agent.case_history import case_history, history_line
     from soc_agent.store import CaseRow, NoteRow, Store
+    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     store = Store(_existing_settings(workdir).db_url)
     with store.reader() as session:
@@ -582,6 +584,7 @@ def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--
     from soc_agent.composition import open_executor
     from soc_agent.responders import LocalResponder
     from soc_agent.store import ContainmentRow, Store
+    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     settings = _existing_settings(workdir)
     store = Store(settings.db_url)
@@ -608,6 +611,7 @@ def actions_list(workdir: Path = WorkdirOpt,
     """Every action with its status."""
     from soc_agent.responders.executor import describe_status
     from soc_agent.store import ActionRow, Store
+    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     store = Store(_existing_settings(workdir).db_url)
     table = _listing("id", "case", "action", "tier", "target", "status", "rollback", ids=("id", "case"))
@@ -630,6 +634,7 @@ def actions_rollback(action_id: int, workdir: Path = WorkdirOpt, by: str = typer
     from soc_agent.notes import NoteFiles
     from soc_agent.responders import ResponderError
     from soc_agent.store import Store
+    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     settings = _existing_settings(workdir)
     store = Store(settings.db_url)
@@ -690,6 +695,7 @@ def audit_show(case_id: Optional[str] = typer.Option(None, "--case", help="only 
     from soc_agent.audit import records
     from soc_agent.audit_text import describe
     from soc_agent.store.engine import make_engine
+    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     after = _since(since)
     engine = make_engine(_existing_settings(workdir).db_url)
@@ -729,6 +735,7 @@ def approvals_list(workdir: Path = WorkdirOpt,
                    as_json: bool = typer.Option(False, "--json", help="one JSON array of the pending items")) -> None:
     """Pending approval items."""
     from soc_agent.store import ApprovalRow, Store
+    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     store = Store(_existing_settings(workdir).db_url)
     table = _listing("id", "case", "action", "tier", "reasons", ids=("id", "case"))
@@ -879,6 +886,7 @@ def dead_letters_list(
     """Every input that could not be taken in, with its whole reason and whether it was retried."""
     from soc_agent.dead_letters import list_rows, record
     from soc_agent.store import Store
+    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     after = _since(since)
     store = Store(_existing_settings(workdir).db_url)
@@ -903,6 +911,7 @@ def dead_letters_show(dead_letter_id: int = typer.Argument(..., metavar="ID"), w
     """One dead letter: its whole reason, size, retry history and the raw line (escaped; hex if not text)."""
     from soc_agent.dead_letters import raw_preview, reason_kind
     from soc_agent.store import DeadLetterRow, Store
+    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     store = Store(_existing_settings(workdir).db_url)
     with store.reader() as session:
@@ -1274,6 +1283,7 @@ def shadow(
     if use_learning or learn:
         from soc_agent.learning import load_learning
         from soc_agent.store import Store
+        import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
         sources, calibrator = load_learning(settings, Store(settings.db_url))
         learning = (sources, None if learn else calibrator)
@@ -1322,6 +1332,7 @@ def _print_shadow(results: dict) -> None:
 def _learn_after_shadow(alerts: Path, labels: Path, settings: Settings, fitter, results: dict) -> None:
     from soc_agent.learning import LabelIndex, learn_from_file
     from soc_agent.store import Store
+    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     store = Store(settings.db_url)
     index = LabelIndex(settings.workdir / ".learn-labels.sqlite")
@@ -1379,10 +1390,10 @@ def learn(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Import analysts' dispositions into the priors; write tuning suggestions for noisy rules."""
-    import connectors  # noqa: F401  (before the store: importing the store first is an import cycle)
     from soc_agent.learning import (LabelIndex, default_suggestions_path, learn_from_file, learn_from_store,
                                     retrain_model, suggest_tuning, write_suggestions)
     from soc_agent.store import Store
+    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     if (alerts is None) != (labels is None):
         err.print("give both ALERTS and --labels, or neither (to learn from the store's recorded dispositions)")

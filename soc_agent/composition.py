@@ -22,6 +22,7 @@ from soc_agent.responders.local import CASE_CAPABILITIES
 from soc_agent.scoring import RuleBook
 from soc_agent.services import Services
 from soc_agent.store import Store
+import soc_agent.store.schema  # noqa: F401  (every wing's tables, for the store to create)
 from soc_agent.vendor_evidence import EvidenceBook
 
 __all__ = ["build_services", "make_reasoner", "open_audit", "open_executor"]

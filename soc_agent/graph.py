@@ -1,6 +1,6 @@
 """The triage flow, wired top to bottom, as two graphs over the same nodes.
 
-ingest → dedupe → enrich → correlate → assess → reason → plan → guard →
+ingest → guard_replay → enrich → load_case → assess → reason → plan → guard →
 act | await_approval | record_only → verify → write_notes
 
 ``build_graph()`` runs one case per invocation, with the checkpointer: it is
@@ -25,31 +25,31 @@ from langgraph.runtime import Runtime
 from soc_agent.nodes.act import act_on_decision, record_only, verify_effect
 from soc_agent.nodes.approval import await_approval
 from soc_agent.nodes.assess import assess_risk
-from soc_agent.nodes.correlate import correlate_case, correlate_cases
-from soc_agent.nodes.dedupe import dedupe_run
 from soc_agent.nodes.enrich import enrich_entities, enrich_many
 from soc_agent.nodes.guard import guard_action
+from soc_agent.nodes.guard_replay import guard_replay
 from soc_agent.nodes.ingest import ingest_alert
+from soc_agent.nodes.load_case import load_case, load_cases
 from soc_agent.nodes.notes import write_notes
 from soc_agent.nodes.plan import plan_action
 from soc_agent.nodes.reason import reason_verdict
-from soc_agent.routing import route_after_approval, route_after_dedupe, route_after_guard
+from soc_agent.routing import route_after_approval, route_after_guard_replay, route_after_guard
 from soc_agent.services import Services
 from soc_agent.state import TriageState
 
 NODES: dict[str, Callable[..., dict]] = {
-    "ingest": ingest_alert, "dedupe": dedupe_run, "enrich": enrich_entities, "correlate": correlate_case,
+    "ingest": ingest_alert, "guard_replay": guard_replay, "enrich": enrich_entities, "load_case": load_case,
     "assess": assess_risk, "reason": reason_verdict, "plan": plan_action, "guard": guard_action,
     "act": act_on_decision, "await_approval": await_approval, "record_only": record_only,
     "verify": verify_effect, "write_notes": write_notes,
 }
 """Every node of the flow by name; both graphs run these same functions."""
 
-BATCH_FORMS: dict[str, Callable[..., list[dict]]] = {"enrich": enrich_many, "correlate": correlate_cases}
+BATCH_FORMS: dict[str, Callable[..., list[dict]]] = {"enrich": enrich_many, "load_case": load_cases}
 """Nodes that can take many runs at once (one store read for all): same updates as the node, run by run."""
 
 _NEXT: dict[str, str | Callable[[TriageState], str]] = {
-    "ingest": "dedupe", "dedupe": route_after_dedupe, "enrich": "correlate", "correlate": "assess",
+    "ingest": "guard_replay", "guard_replay": route_after_guard_replay, "enrich": "load_case", "load_case": "assess",
     "assess": "reason", "reason": "plan", "plan": "guard", "guard": route_after_guard,
     "await_approval": route_after_approval, "act": "verify", "record_only": "verify", "verify": "write_notes",
     "write_notes": END,
@@ -85,8 +85,9 @@ class BatchState(TypedDict):
 
 # The batch graph's stages in flow order; a stage runs each run whose next node is one of its nodes.
 _STAGES: list[tuple[str, tuple[str, ...]]] = [
-    ("ingest", ("ingest",)), ("dedupe", ("dedupe",)), ("enrich", ("enrich",)), ("correlate", ("correlate",)),
-    ("assess", ("assess",)), ("reason", ("reason",)), ("plan", ("plan",)), ("guard", ("guard",)),
+    ("ingest", ("ingest",)), ("guard_replay", ("guard_replay",)), ("enrich", ("enrich",)),
+    ("load_case", ("load_case",)), ("assess", ("assess",)), ("reason", ("reason",)), ("plan", ("plan",)),
+    ("guard", ("guard",)),
     ("respond", ("act", "record_only")), ("verify", ("verify",)), ("write_notes", ("write_notes",)),
 ]
 

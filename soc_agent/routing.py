@@ -8,7 +8,7 @@ from soc_agent.state import TriageState
 from soc_agent.types import Outcome, RunMode
 
 
-def route_after_dedupe(state: TriageState) -> Literal["enrich", "__end__"]:
+def route_after_guard_replay(state: TriageState) -> Literal["enrich", "__end__"]:
     """A replayed run ends here; anything else goes on to enrichment."""
     return "__end__" if state.get("replayed") else "enrich"
 

@@ -22,6 +22,7 @@ file and the offending key.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +38,7 @@ from soc_agent.types import Alert, EntityKind, Severity
 
 NAME = "generic"
 ENV_VAR = "SOC_AGENT_GENERIC_MAPPING"
-"""Environment variable naming the mapping file to load at import of the registry."""
+"""Environment variable naming the mapping file the registry loads when it is first used."""
 
 
 class GenericMappingError(ValueError):
@@ -147,24 +148,10 @@ def as_format(mapping: GenericMapping) -> AlertFormat:
     return AlertFormat(NAME, mapping.detect_record, mapping.to_alert)
 
 
-def register_generic(mapping_path: str | Path) -> AlertFormat:
-    """Load a mapping and register it as the ``generic`` format (replacing any earlier one).
-
-    It goes after every vendor format and before ``native``: a user mapping keyed
-    on common fields such as ``@timestamp`` must not steal vendor records.
-    """
-    from connectors.registry import install_format  # late: the registry imports this module
-
-    fmt = as_format(load_mapping(mapping_path))
-    install_format(fmt, before="native")
-    return fmt
-
-
-def mapping_from_env() -> GenericMapping | None:
-    """The mapping named by ``SOC_AGENT_GENERIC_MAPPING``, or None when unset."""
-    path = os.environ.get(ENV_VAR, "").strip()
+def mapping_from_env(environ: Mapping[str, str] | None = None) -> GenericMapping | None:
+    """The mapping ``SOC_AGENT_GENERIC_MAPPING`` names in ``environ`` (default: this process's), or None when unset."""
+    path = (os.environ if environ is None else environ).get(ENV_VAR, "").strip()
     return load_mapping(path) if path else None
 
 
-__all__ = ["ENV_VAR", "GenericMapping", "GenericMappingError", "as_format", "load_mapping",
-           "mapping_from_env", "register_generic"]
+__all__ = ["ENV_VAR", "GenericMapping", "GenericMappingError", "as_format", "load_mapping", "mapping_from_env"]

@@ -14,7 +14,7 @@ from alembic import op
 from sqlmodel import SQLModel
 
 import soc_agent.fleet.tables  # noqa: F401
-import soc_agent.store.engine  # noqa: F401
+import soc_agent.store.schema  # noqa: F401  (registers every table)
 
 revision = "0001"
 down_revision = None

@@ -8,7 +8,7 @@ Create Date: 2026-12-10
 from alembic import op
 from sqlmodel import SQLModel
 
-import soc_agent.store.engine  # noqa: F401  (registers every table)
+import soc_agent.store.schema  # noqa: F401  (registers every table)
 
 revision = "0003"
 down_revision = "0002"

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlmodel import SQLModel
 
-import soc_agent.store.engine  # noqa: F401  (registers every table)
+import soc_agent.store.schema  # noqa: F401  (registers every table)
 
 revision = "0005"
 down_revision = "0004"

@@ -9,7 +9,7 @@ from alembic import op
 from sqlmodel import SQLModel
 
 import soc_agent.fleet.tables  # registers approval_resumes
-import soc_agent.store.engine  # noqa: F401  (registers every table)
+import soc_agent.store.schema  # noqa: F401  (registers every table)
 
 revision = "0007"
 down_revision = "0005"

@@ -1,7 +1,7 @@
 """Server-side tables for edge sensors and the federated watchlist.
 
-Registered on ``SQLModel.metadata`` by ``soc_agent.store.engine`` (one import
-line), created by ``make_engine`` with the core tables.
+Registered on ``SQLModel.metadata`` and listed in ``soc_agent.store.schema``;
+created by ``make_engine`` with the core tables.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Tables for learned state: priors, calibration maps, and which dispositions were already learned.
 
 They live on ``SQLModel.metadata`` like the core tables and are created by
-``make_engine`` (``soc_agent.store.engine`` imports this module).
+``make_engine`` (listed in ``soc_agent.store.schema``).
 """
 
 from __future__ import annotations

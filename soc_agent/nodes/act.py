@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from soc_agent.actions import CATALOG
 from soc_agent.guard import decide
-from soc_agent.nodes.guard import guard_context
+from soc_agent.guard_context import guard_context
 from soc_agent.services import Services
 from soc_agent.state import TriageState
 from soc_agent.store import ApprovalRow

@@ -8,7 +8,7 @@ from langgraph.runtime import Runtime
 from sqlmodel import select
 
 from soc_agent.enrich import enrich_case
-from soc_agent.nodes.correlate import case_entities
+from soc_agent.cases import case_entities
 from soc_agent.services import Services
 from soc_agent.state import TriageState
 from soc_agent.store import AlertRow

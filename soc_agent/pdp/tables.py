@@ -1,7 +1,7 @@
 """The decision point's table: approvals bound to one exact tool call.
 
-Registered on ``SQLModel.metadata`` by ``soc_agent.store.engine`` (one import
-line); created by ``make_engine`` and by migration ``0008_pdp``.
+Registered on ``SQLModel.metadata`` and listed in ``soc_agent.store.schema``;
+created by ``make_engine`` and by migration ``0008_pdp``.
 """
 
 from __future__ import annotations

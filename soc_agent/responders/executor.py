@@ -16,6 +16,7 @@ from sqlmodel import select
 
 from soc_agent.actions import CATALOG, ROLLBACKS
 from soc_agent.audit import AuditLog
+from soc_agent.case_notes import note_rollback
 from soc_agent.responders.base import Responder, ResponderError
 from soc_agent.store import ActionRow, CaseRow, Store
 from soc_agent.types import Entity, EntityKind, ProposedAction, to_db_time, utcnow
@@ -157,9 +158,6 @@ class ActionExecutor:
 
     def _after_rollback(self, row: ActionRow, was: str, result: dict, by: str, now: datetime) -> None:
         """Re-check the status of every case the rollback touched and add a line to its notes."""
-        # Imported here: the graph's nodes import this module.
-        from soc_agent.nodes.notes import note_rollback
-
         session = self.store.session
         session.flush()  # the queries below must see the rolled-back status
         what = f"action {row.id} ({row.name} on {row.target_value or '-'})"

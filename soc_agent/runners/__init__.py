@@ -7,11 +7,4 @@
 * ``auth``: API tokens to identity and role.
 * ``metrics``: Prometheus text exposition.
 * ``server``: the FastAPI application serving all of the above (``soc-agent serve``).
-
-Only the tables are imported here: the store imports this package to create
-them, and the heavier modules import the store.
 """
-
-from soc_agent.runners import tables as tables  # noqa: F401  (registers the runner tables)
-
-__all__ = ["tables"]

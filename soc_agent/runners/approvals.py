@@ -50,10 +50,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from soc_agent.actions import CATALOG, TTL_ACTIONS
+from soc_agent.case_notes import refresh_case_work
 from soc_agent.guard import decide as guard_decide
 from soc_agent.guard import two_person_reason
-from soc_agent.nodes.guard import guard_context
-from soc_agent.nodes.notes import refresh_case_work
+from soc_agent.guard_context import guard_context
 from soc_agent.notes import CaseNotes, render_markdown
 from soc_agent.responders.local import EFFECTS as LOCAL_EFFECTS
 from soc_agent.runners.auth import Identity, Role

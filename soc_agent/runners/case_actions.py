@@ -41,8 +41,8 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from soc_agent.case_history import case_history
+from soc_agent.case_notes import refresh_case_work
 from soc_agent.learning.labels import LABEL_VALUES
-from soc_agent.nodes.notes import refresh_case_work
 from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, Conflict, Forbidden, Invalid, NotFound
 from soc_agent.runners.auth import Identity, Role
 from soc_agent.runners.tables import CaseCommentRow

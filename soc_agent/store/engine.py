@@ -13,14 +13,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
-from soc_agent import audit as _audit  # noqa: F401  (registers the audit table)
-from soc_agent.store import tables as _tables  # noqa: F401  (registers the tables)
-from soc_agent.learning import tables as _learning_tables  # noqa: F401
-from soc_agent.runners import tables as _runner_tables  # noqa: F401
-from soc_agent.edge import tables as _edge_tables  # noqa: F401  (edge sensors, federated watchlist)
-from connectors import cursors as _cursor_tables  # noqa: F401  (the polled sources' cursors)
-from soc_agent.pdp import tables as _pdp_tables  # noqa: F401  (the decision point's approvals)
-
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets readers (the CLI, the approval page) read while the pipeline writes;
@@ -33,7 +25,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get their folder and pragmas."""
+    """An engine for ``url`` with the tables registered on ``SQLModel.metadata`` created.
+
+    SQLite files get their folder and pragmas. Import ``soc_agent.store.schema``
+    first for every wing's tables: the store does not import the wings above it.
+    """
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})

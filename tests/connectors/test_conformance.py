@@ -118,7 +118,7 @@ def test_no_sample_is_claimed_by_two_formats(path: Path):
 @pytest.fixture
 def generic_registered():
     """The fixture generic mapping registered; the registry is restored afterwards."""
-    from connectors.generic import register_generic
+    from connectors.registry import register_generic
 
     before = dict(FORMATS)
     register_generic(FIXTURES / "generic_mapping.yml")

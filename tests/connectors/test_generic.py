@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
 
 from connector_samples import FIXTURES, json_objects, mutated, outcome
 from connectors import FORMATS, MappingError, parse_record
-from connectors.generic import GenericMappingError, load_mapping, register_generic
+from connectors.generic import GenericMappingError, load_mapping
 from connectors.generic.mapping import ENV_VAR, mapping_from_env
+from connectors.registry import build_formats, register_generic
 
 MAPPING = FIXTURES / "generic_mapping.yml"
 RECORD = json.loads((FIXTURES / "generic_record.json").read_text())
@@ -68,6 +72,24 @@ def test_env_var_names_the_mapping(monkeypatch):
     assert mapping_from_env().rule_id == "alert.signature_id"
     monkeypatch.setenv(ENV_VAR, "")
     assert mapping_from_env() is None
+
+
+def test_registry_built_from_an_environment_places_its_mapping_before_native():
+    assert "generic" not in build_formats({})
+    names = list(build_formats({ENV_VAR: str(MAPPING)}))
+    assert names[-2:] == ["generic", "native"]
+    with pytest.raises(GenericMappingError, match="cannot read"):
+        build_formats({ENV_VAR: str(FIXTURES / "no_such_mapping.yml")})
+
+
+def test_importing_the_registry_reads_no_environment(tmp_path):
+    # A broken mapping named in the environment fails the first use, not the import.
+    script = ("import connectors.registry as r\n"
+              "try:\n    r.formats()\nexcept ValueError as exc:\n    print('first use:', exc)\n")
+    env = {**os.environ, ENV_VAR: str(tmp_path / "missing.yml"), "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("first use:") and "missing.yml" in done.stdout
 
 
 @settings(max_examples=150, deadline=None)

@@ -23,7 +23,7 @@ CROWN_JEWEL_MALWARE = make_alert(
 
 def test_graph_has_every_node_of_the_flow():
     nodes = set(build_graph().get_graph().nodes)
-    assert {"ingest", "dedupe", "enrich", "correlate", "assess", "reason", "plan", "guard", "act",
+    assert {"ingest", "guard_replay", "enrich", "load_case", "assess", "reason", "plan", "guard", "act",
             "await_approval", "record_only", "verify", "write_notes"} <= nodes
 
 

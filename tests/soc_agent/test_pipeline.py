@@ -301,8 +301,8 @@ def test_a_batched_run_that_needs_approval_pauses_in_its_own_thread_and_resumes(
     snapshot = p.graph.get_state({"configurable": {"thread_id": item.thread_id}})
     assert snapshot.next == ("await_approval",)
     trace = snapshot.values["trace"]
-    assert [t.split(":")[0].split(" ")[0] for t in trace] == ["ingest", "dedupe", "enrich", "correlate", "assess", "reason",
-                                                "plan", "guard"]
+    assert [t.split(":")[0].split(" ")[0] for t in trace] == ["ingest", "guard_replay", "enrich", "load_case", "assess",
+                                                              "reason", "plan", "guard"]
     state = p.resume(item.thread_id, approved=True, by="lead.ana", approvers=("lead.ana", "lead.di"))  # two-person rule
     assert state["action_status"] == "executed"
     assert p.store.session.get(ContainmentRow, ("isolated_host", "dc02.corp.example")).active

@@ -110,12 +110,12 @@ def test_a_model_that_follows_an_injection_cannot_close_the_case(llm_pipeline):
 
 
 def test_identical_cases_hit_the_prompt_cache(llm_pipeline):
-    from soc_agent.nodes.correlate import load_case
+    from soc_agent.cases import read_case
     from soc_agent.reasoner import ReasoningInput
 
     pipeline, model, reasoner = llm_pipeline
     case_id = pipeline.process_line(PHISH)[0].case_id
-    data = ReasoningInput(case=load_case(pipeline.store, case_id), evidence=[], score=0.0, menu=["open_ticket"])
+    data = ReasoningInput(case=read_case(pipeline.store, case_id), evidence=[], score=0.0, menu=["open_ticket"])
     reasoner.reason(data)
     reasoner.reason(data)
     assert reasoner.calls == 2 and len(model.requests) == 2, "the second identical prompt came from the cache"

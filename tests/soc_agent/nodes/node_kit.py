@@ -5,7 +5,7 @@ context. These helpers put a case in the store the way intake leaves it
 (case row, alert rows, case entities), hand the node the state the graph
 would, and read back what the node wrote. Upstream nodes are the real ones:
 a test of ``plan`` gets its evidence and verdict from ``enrich``,
-``correlate``, ``assess`` and ``reason``, not from a hand-written guess.
+``load_case``, ``assess`` and ``reason``, not from a hand-written guess.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def run_through(svc: Services, state: dict[str, Any], *nodes: str) -> dict[str, 
     return state
 
 
-UPSTREAM = ("ingest", "dedupe", "enrich", "correlate", "assess", "reason", "plan", "guard")
+UPSTREAM = ("ingest", "guard_replay", "enrich", "load_case", "assess", "reason", "plan", "guard")
 """The flow's nodes before the response, in order; ``UPSTREAM[:UPSTREAM.index(node)]`` prepares ``node``."""
 
 

@@ -1,16 +1,13 @@
-"""correlate: assemble the case the rest of the graph reasons about."""
+"""A case as the graph reasons about it, read from the store: its latest distinct alerts and its entities."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from langgraph.runtime import Runtime
 from sqlalchemy import func
 from sqlmodel import select
 
 from soc_agent.parsed_alerts import ParsedAlerts
-from soc_agent.services import Services
-from soc_agent.state import TriageState
 from soc_agent.store import AlertRow, CaseEntityRow, CaseRow, Store
 from soc_agent.types import Alert, Case, Entity, EntityKind
 
@@ -28,7 +25,7 @@ def case_entities(store: Store, case_ids: list[str]) -> dict[str, list[Entity]]:
     return entities
 
 
-def load_cases(store: Store, case_ids: list[str], parsed: ParsedAlerts | None = None) -> dict[str, Case]:
+def read_cases(store: Store, case_ids: list[str], parsed: ParsedAlerts | None = None) -> dict[str, Case]:
     """Each case's distinct alerts (the latest, oldest first, capped) and entities, in three queries."""
     parsed = parsed or ParsedAlerts()
     session = store.session
@@ -58,24 +55,9 @@ def load_cases(store: Store, case_ids: list[str], parsed: ParsedAlerts | None = 
     return cases
 
 
-def load_case(store: Store, case_id: str, parsed: ParsedAlerts | None = None) -> Case:
-    """One case, as ``load_cases`` builds it."""
-    return load_cases(store, [case_id], parsed)[case_id]
+def read_case(store: Store, case_id: str, parsed: ParsedAlerts | None = None) -> Case:
+    """One case, as ``read_cases`` builds it."""
+    return read_cases(store, [case_id], parsed)[case_id]
 
 
-def _update(case: Case) -> dict:
-    return {"case": case, "trace": [
-        f"correlate: {len(case.alerts)} distinct alert(s), {len(case.entities)} entities, "
-        f"{case.duplicate_count} duplicate(s)"
-    ]}
-
-
-def correlate_case(state: TriageState, runtime: Runtime[Services]) -> dict:
-    """Load the case with every alert correlated into it so far."""
-    return _update(load_case(runtime.context.store, state["case_id"], runtime.context.parsed_alerts))
-
-
-def correlate_cases(states: list[TriageState], runtime: Runtime[Services]) -> list[dict]:
-    """``correlate_case`` for many runs, with the store read once for all of them."""
-    cases = load_cases(runtime.context.store, [state["case_id"] for state in states], runtime.context.parsed_alerts)
-    return [_update(cases[state["case_id"]]) for state in states]
+__all__ = ["case_entities", "read_case", "read_cases"]

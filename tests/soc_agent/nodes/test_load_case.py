@@ -1,10 +1,10 @@
-"""correlate_case: the case the rest of the graph reasons about, loaded from the store."""
+"""load_case: the case the rest of the graph reasons about, loaded from the store."""
 
 from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from soc_agent.nodes.correlate import correlate_cases
+from soc_agent.nodes.load_case import load_cases
 from soc_agent.store import AlertRow, CaseRow
 from tests.conftest import make_alert
 from tests.soc_agent.nodes.node_kit import call, stored_case
@@ -19,7 +19,7 @@ EXFIL = make_alert("exfil_unusual_destination", [("host", HOST, "src"), ("ip", "
 
 def test_the_case_holds_its_alerts_oldest_first_its_entities_and_its_detections(svc):
     state = stored_case(svc, EXFIL, C2, case_id="case-k")  # stored out of order: the load sorts by time
-    update = call("correlate", state, svc)
+    update = call("load_case", state, svc)
     case = update["case"]
     assert case.id == "case-k"
     assert [a.id for a in case.alerts] == ["c-1", "c-2"]
@@ -27,7 +27,7 @@ def test_the_case_holds_its_alerts_oldest_first_its_entities_and_its_detections(
     assert sorted(e.key for e in case.entities) == ["domain:files-transfer.test", "host:kiosk01.corp.example",
                                                     "ip:198.51.100.140"]
     assert str(case.max_severity) == "critical"
-    assert update["trace"] == ["correlate: 2 distinct alert(s), 3 entities, 0 duplicate(s)"]
+    assert update["trace"] == ["load_case: 2 distinct alert(s), 3 entities, 0 duplicate(s)"]
 
 
 def test_duplicates_and_raw_events_are_counted_not_reasoned_about(svc):
@@ -44,14 +44,14 @@ def test_duplicates_and_raw_events_are_counted_not_reasoned_about(svc):
     svc.store.session.add_all([duplicate, event])
     svc.store.session.get(CaseRow, "case-k").duplicate_count = 1
     svc.store.session.flush()
-    case = call("correlate", state, svc)["case"]
+    case = call("load_case", state, svc)["case"]
     assert [a.id for a in case.alerts] == ["c-1"]
     assert case.duplicate_count == 1
 
 
 def test_another_cases_alerts_never_leak_in(svc):
     stored_case(svc, EXFIL, case_id="case-other")
-    case = call("correlate", stored_case(svc, C2, case_id="case-k"), svc)["case"]
+    case = call("load_case", stored_case(svc, C2, case_id="case-k"), svc)["case"]
     assert [a.id for a in case.alerts] == ["c-1"]
     assert "domain:files-transfer.test" not in {e.key for e in case.entities}
 
@@ -59,7 +59,7 @@ def test_another_cases_alerts_never_leak_in(svc):
 def test_a_huge_case_is_reasoned_about_from_its_latest_hundred_alerts(svc):
     lines = [make_alert("port_scan", [("ip", "198.51.100.7", "src")], alert_id=f"s-{i}", minutes_ago=200 - i,
                         ports=i) for i in range(105)]
-    case = call("correlate", stored_case(svc, *lines, case_id="case-big"), svc)["case"]
+    case = call("load_case", stored_case(svc, *lines, case_id="case-big"), svc)["case"]
     assert len(case.alerts) == 100
     assert case.alerts[0].id == "s-5" and case.alerts[-1].id == "s-104", "the oldest five were left out"
 
@@ -67,6 +67,6 @@ def test_a_huge_case_is_reasoned_about_from_its_latest_hundred_alerts(svc):
 def test_the_batch_form_loads_each_runs_own_case(svc):
     one = stored_case(svc, C2, case_id="case-k")
     two = stored_case(svc, EXFIL, case_id="case-x")
-    batch = correlate_cases([one, two], Runtime(context=svc))
+    batch = load_cases([one, two], Runtime(context=svc))
     assert [u["case"].id for u in batch] == ["case-k", "case-x"]
-    assert batch == [call("correlate", one, svc), call("correlate", two, svc)]
+    assert batch == [call("load_case", one, svc), call("load_case", two, svc)]
