@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from connectors.registry import formats
 from soc_agent.audit import AuditLog
 from soc_agent.config import Settings
 from soc_agent.enrich import LocalKnowledge, local_enrichers
@@ -63,7 +64,13 @@ def open_executor(settings: Settings, store: Store) -> ActionExecutor:
 
 
 def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Services:
-    """Everything the graph needs, from the settings' files and store."""
+    """Everything the graph needs, from the settings' files and store.
+
+    The alert formats are built here too, so a bad generic mapping file
+    (``SOC_AGENT_GENERIC_MAPPING``) stops start-up with its file:key error
+    instead of dead-lettering every alert once the first one arrives.
+    """
+    formats()
     store = Store(settings.db_url)
     audit = open_audit(settings, store)
     knowledge = LocalKnowledge.from_dir(settings.data_dir)
