@@ -6,5 +6,10 @@
 * ``webhooks``: signed ticketing events in (Jira, ServiceNow, TheHive), notes and status out.
 * ``auth``: API tokens to identity and role.
 * ``metrics``: Prometheus text exposition.
-* ``server``: the FastAPI application serving all of the above (``soc-agent serve``).
+* ``api``: the JSON API's routers and the bearer-token identity dependency they share with ``edge_api``.
+* ``ui``: the web page (queue, item and case pages).
+* ``hec``: the Splunk HEC-compatible intake; ``broker_intake``: the fleet's intake through the broker.
+* ``errors``: ``Rejected``, the one HTTP refusal (status, Retry-After) every intake raises.
+* ``limits``: ``read_limited``, the one bounded body reader.
+* ``server``: the FastAPI application that wires all of the above (``soc-agent serve``).
 """
