@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from soc_agent.actions import CATALOG, ROLLBACKS
 from soc_agent.audit import AuditLog
-from soc_agent.responders.base import Responder, ResponderError
+from connectors.base import Responder, ResponderError
 from soc_agent.store import ActionRow, CaseRow, Store
 from soc_agent.types import Entity, EntityKind, ProposedAction, to_db_time, utcnow
 
