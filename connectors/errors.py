@@ -4,7 +4,7 @@ Vendor and transport failures are translated into it at a single boundary,
 ``connectors.http.translate_errors``; nothing else catches ``httpx``
 exceptions::
 
-    ResponderError                 (soc_agent.responders.base: the executor records it)
+    ResponderError                 (connectors.base: the executor records it)
      └── ConnectorError            any connector failure; names the connector
           ├── ConfigError          bad connectors file, missing secret, unknown vendor
           ├── AuthError            401/403 or rejected credentials; never retried;
@@ -21,7 +21,7 @@ strings or configuration values, so a token cannot end up in a log line.
 
 from __future__ import annotations
 
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 
 __all__ = ["AuthError", "BadResponse", "ConfigError", "ConnectorError", "NotFound", "RateLimited", "Unavailable"]
 

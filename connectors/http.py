@@ -8,6 +8,10 @@
   decodes and shape-checks JSON, and translates failures into the
   ``ConnectorError`` tree inside ``translate_errors``, the one place that
   catches ``httpx`` exceptions.
+* ``retrying()`` is that retry policy on its own, for a client that does
+  not speak through ``ConnectorClient`` (the LLM client's SDK): inside an
+  attempt it raises ``TransientFailure`` for what a fresh attempt may fix;
+  the Retry-After hint (seconds or HTTP-date) is honoured, capped, here only.
 * Pagination helpers for the vendors' schemes: Link headers (Okta), Graph
   ``@odata.nextLink``, page/limit (MISP), TAXII ``more``/``next``.
 
@@ -35,8 +39,9 @@ from connectors.errors import (AuthError, BadResponse, ConfigError, ConnectorErr
 from connectors.secrets import Secret
 
 __all__ = [
-    "AuthConfig", "ConnectorClient", "HttpConfig", "backoff", "make_client", "paginate_link", "paginate_odata",
-    "paginate_pages", "paginate_taxii", "retry_after_seconds", "sleep", "translate_errors",
+    "AuthConfig", "ConnectorClient", "HttpConfig", "TransientFailure", "backoff", "make_client", "paginate_link",
+    "paginate_odata", "paginate_pages", "paginate_taxii", "retry_after_seconds", "retryable_status", "retrying",
+    "sleep", "translate_errors",
 ]
 
 USER_AGENT = "soc-agent/0.1"
@@ -90,16 +95,20 @@ class HttpConfig:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-# ---- internal signals, never seen outside this module ------------------------
+class TransientFailure(Exception):
+    """Raised inside a ``retrying()`` attempt: a failure a fresh attempt may fix.
 
+    ``response`` is the 429 / 5xx answer, whose wait hint ``retry_after`` (seconds) the policy honours;
+    None when no answer came (a transport failure of a client library other than httpx: chain it).
+    """
 
-class _Retryable(Exception):
-    """A response a fresh attempt may fix (429 or 5xx)."""
-
-    def __init__(self, response: httpx.Response, retry_after: float | None) -> None:
-        super().__init__(response.status_code)
+    def __init__(self, response: httpx.Response | None = None) -> None:
+        super().__init__(response.status_code if response is not None else "no response")
         self.response = response
-        self.retry_after = retry_after
+        self.retry_after = retry_after_seconds(response) if response is not None else None
+
+
+# ---- internal signals, never seen outside this module ------------------------
 
 
 class _TokenRejected(Exception):
@@ -141,8 +150,8 @@ class _ClientCredentials(httpx.Auth):
         return httpx.Request("POST", self._token_url, data=form, headers={"Accept": "application/json"})
 
     def _store(self, response: httpx.Response) -> None:
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _Retryable(response, retry_after_seconds(response))
+        if retryable_status(response.status_code):
+            raise TransientFailure(response)
         if response.status_code >= 400:
             raise _TokenRejected(response.status_code)
         try:
@@ -219,26 +228,34 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
     return None
 
 
+def retryable_status(status: int) -> bool:
+    """Whether an answer with ``status`` is worth a fresh attempt: 429 and 5xx, never another 4xx."""
+    return status == 429 or status >= 500
+
+
 def _is_retryable(exc: BaseException) -> bool:
     # The one predicate: only what a fresh attempt can fix.
-    return isinstance(exc, (_Retryable, httpx.TransportError))
+    return isinstance(exc, (TransientFailure, httpx.TransportError))
 
 
 def _wait(cap: float) -> Callable[[tenacity.RetryCallState], float]:
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+        if isinstance(exc, TransientFailure) and exc.retry_after is not None:
             return min(exc.retry_after, cap)
         return min(backoff(state), cap)
     return wait
 
 
-def _retrying(config: HttpConfig) -> tenacity.Retrying:
-    # Built per call so that patched module-level ``sleep``/``backoff`` take effect.
+def retrying(max_attempts: int, max_retry_after_s: float) -> tenacity.Retrying:
+    """The one retry policy: ``TransientFailure`` and httpx transport errors, up to ``max_attempts`` attempts
+    (the first included), waiting the answer's Retry-After (at most ``max_retry_after_s``) or ``backoff``;
+    the last failure is re-raised. Built per call so that patched module-level ``sleep``/``backoff`` apply.
+    """
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(_is_retryable),
-        wait=_wait(config.max_retry_after_s),
-        stop=tenacity.stop_after_attempt(max(config.max_attempts, 1)),
+        wait=_wait(max_retry_after_s),
+        stop=tenacity.stop_after_attempt(max(max_attempts, 1)),
         sleep=lambda seconds: sleep(seconds),
         reraise=True,
     )
@@ -275,7 +292,9 @@ def translate_errors(connector: str, permission: str | None = None) -> Iterator[
     except _TokenRejected as exc:
         raise AuthError(connector, f"the token endpoint rejected the client credentials (HTTP {exc.status})",
                         status=exc.status, permission=permission) from None
-    except _Retryable as exc:
+    except TransientFailure as exc:
+        if exc.response is None:
+            raise Unavailable(connector, "request failed after retries") from None
         status, where = exc.response.status_code, _where(exc.response.request)
         if status == 429:
             raise RateLimited(connector, f"{where} still rate limited (HTTP 429) after retries",
@@ -345,11 +364,11 @@ class ConnectorClient(httpx.Client):
     def call_raw(self, method: str, url: str, *, permission: str | None = None, **kwargs: Any) -> httpx.Response:
         """Send with retries; a 2xx response, or a ``ConnectorError``."""
         with translate_errors(self.connector, permission):
-            for attempt in _retrying(self.config):
+            for attempt in retrying(self.config.max_attempts, self.config.max_retry_after_s):
                 with attempt:
                     response = self.request(method, url, **kwargs)
-                    if response.status_code == 429 or response.status_code >= 500:
-                        raise _Retryable(response, retry_after_seconds(response))
+                    if retryable_status(response.status_code):
+                        raise TransientFailure(response)
             response.raise_for_status()
             return response
 

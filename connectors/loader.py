@@ -62,7 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from connectors.errors import ConfigError
 from connectors.http import AuthConfig, ConnectorClient, HttpConfig, make_client
 from connectors.secrets import SecretStore
-from soc_agent.responders.base import Responder, ResponderError
+from connectors.base import Responder, ResponderError
 from soc_agent.types import ProposedAction
 
 __all__ = [

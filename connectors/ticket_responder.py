@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 from soc_agent.types import ProposedAction
 
 MAX_TEXT = 30000

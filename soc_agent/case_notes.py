@@ -46,7 +46,7 @@ def _open_questions(state: TriageState) -> list[str]:
     decision = state.get("decision")
     if decision is not None and decision.outcome is Outcome.NEEDS_APPROVAL and state.get("approval") is None \
             and decision.mode is RunMode.ENFORCE:
-        questions.append(f"Approve or reject {decision.action.name}: {'; '.join(decision.reasons[-3:])}")
+        questions.append(f"Approve or reject {decision.action.name}: {'; '.join(decision.reason_lines[-3:])}")
     if decision is not None and decision.outcome is Outcome.DENY:
         questions.append("The proposed action was denied by policy: is another response needed?")
     if state.get("proposed") is None:
@@ -112,7 +112,7 @@ def persist_notes(svc: Services, state: TriageState) -> None:
                   for e in state["evidence"]],
         verdict=str(assessment.verdict), confidence=assessment.confidence, reasoner=assessment.reasoner,
         reasoning=assessment.rationale, decision=str(decision.outcome) if decision else None,
-        decision_reasons=decision.reasons if decision else [], actions=actions,
+        decision_reasons=decision.reason_lines if decision else [], actions=actions,
         open_questions=_open_questions(state), similar_cases=state.get("similar", []),
         earlier_verdict=(earlier + (": re-opened by the new evidence" if reopened else "")) if earlier else None,
         trace=[t.split(":")[0] for t in state.get("trace", [])],
@@ -136,7 +136,7 @@ def persist_notes(svc: Services, state: TriageState) -> None:
         row.runs, row.updated_at = state["run"], now
         row.action = decision.action.name if decision and decision.action else None
         row.decision = str(decision.outcome) if decision else None
-        row.reasons = json.dumps(decision.reasons if decision else [])
+        row.reasons = json.dumps(decision.reason_lines if decision else [])
     svc.note_files.stage(case.id, markdown)
     svc.audit.append("notes", {"run": state["run"], "verdict": assessment.verdict,
                                "status": row.status if row else None}, case.id, session=session)

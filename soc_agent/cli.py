@@ -20,7 +20,7 @@ from sqlmodel import select
 from soc_agent.config import DEMO_AUTONOMY, Settings
 from soc_agent.pdp.cli import pdp_app
 from soc_agent.terminal import make_console, safe_cell, safe_text
-from soc_agent.types import RunMode
+from soc_agent.types import Outcome, Reason, RunMode
 from soc_agent.wording import counted
 
 app = typer.Typer(help="soc-agent: autonomous SOC triage with guarded actions and a verifiable audit trail.",
@@ -162,7 +162,7 @@ def demo(workdir: Path = WorkdirOpt, as_json: bool = typer.Option(False, "--json
         settings = settings.model_copy(update={"autonomy_file": DEMO_AUTONOMY})
     lines = load_demo_stream()
     pipeline = _pipeline(settings)
-    reasons: dict[str, Counter] = {"needs_approval": Counter(), "deny": Counter()}
+    reasons: dict[Outcome, Counter] = {Outcome.NEEDS_APPROVAL: Counter(), Outcome.DENY: Counter()}
     actions: Counter = Counter()
     with _progress() as progress:
         task = progress.add_task("demo", total=len(lines))
@@ -170,9 +170,10 @@ def demo(workdir: Path = WorkdirOpt, as_json: bool = typer.Option(False, "--json
             progress.advance(task)
             if result.status in ("decided", "pending_approval") and result.decision:
                 actions[(result.action, result.decision)] += 1
-                for reason in result.reasons:
-                    if reason.split(":")[0] in reasons:
-                        reasons[reason.split(":")[0]][reason] += 1
+                for line in result.reasons:
+                    outcome = Reason.parse(line).outcome
+                    if outcome in reasons:
+                        reasons[outcome][line] += 1
         progress.update(task, completed=len(lines))
     pipeline.store.commit()
     summary = pipeline.summary.as_dict(pipeline.store)
@@ -180,7 +181,8 @@ def demo(workdir: Path = WorkdirOpt, as_json: bool = typer.Option(False, "--json
     summary["decisions"] = {outcome: summary["decisions"].get(outcome, 0) for outcome in _GUARD_OUTCOMES}
     summary["actions"] = {f"{a} ({d})": n for (a, d), n in actions.most_common()}
     # The most common reasons for asking a person, and those for a deny (rarer, so they are not crowded out).
-    summary["top_reasons"] = dict(reasons["needs_approval"].most_common(6) + reasons["deny"].most_common(3))
+    summary["top_reasons"] = dict(reasons[Outcome.NEEDS_APPROVAL].most_common(6)
+                                  + reasons[Outcome.DENY].most_common(3))
     summary["notes_dir"] = str(settings.notes_dir)
     summary["workdir"] = str(settings.workdir)
     summary["autonomy_file"] = str(settings.autonomy_file)
@@ -632,7 +634,7 @@ def actions_rollback(action_id: int, workdir: Path = WorkdirOpt, by: str = typer
     """Undo an executed action through its responder (audited)."""
     from soc_agent.composition import open_executor
     from soc_agent.notes import NoteFiles
-    from soc_agent.responders import ResponderError
+    from connectors.base import ResponderError
     from soc_agent.store import Store
     import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
@@ -743,7 +745,7 @@ def approvals_list(workdir: Path = WorkdirOpt,
     with store.reader() as session:
         for row in session.exec(select(ApprovalRow).where(ApprovalRow.status == "pending").order_by(ApprovalRow.id)):
             records.append(_record(row, reasons=True))
-            reasons = [r for r in json.loads(row.reasons) if r.startswith("needs_approval")]
+            reasons = [r for r in json.loads(row.reasons) if Reason.parse(r).outcome is Outcome.NEEDS_APPROVAL]
             _row(table, row.id, row.case_id, row.action, row.tier, "; ".join(reasons))
     if as_json:
         _print_json(records)

@@ -35,8 +35,8 @@ import cel
 
 from soc_agent.actions import CATALOG, TTL_ACTIONS
 from soc_agent.policy import Policy
-from soc_agent.types import (Decision, EntityKind, IdentityRole, Outcome, ProposedAction, RunMode, Severity, Tier,
-                             Verdict)
+from soc_agent.types import (Decision, EntityKind, IdentityRole, Outcome, ProposedAction, Reason, RunMode, Severity,
+                             Tier, Verdict)
 from soc_agent.wording import a_or_an
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
@@ -105,12 +105,12 @@ def two_person_reason(tier: Tier, asset_tier: int, policy: Policy) -> str | None
 class _Verdicts:
     def __init__(self) -> None:
         self.outcome = Outcome.ALLOW
-        self.reasons: list[str] = []
+        self.reasons: list[Reason] = []
 
     def add(self, outcome: Outcome, reason: str) -> None:
         if _STRICTNESS[outcome] > _STRICTNESS[self.outcome]:
             self.outcome = outcome
-        self.reasons.append(f"{outcome}: {reason}" if outcome is not Outcome.ALLOW else reason)
+        self.reasons.append(Reason(outcome, reason))
 
 
 _PROGRAMS: dict[str, object] = {}
@@ -170,8 +170,8 @@ def decide(action: ProposedAction, ctx: GuardContext, policy: Policy) -> Decisio
     """Judge one proposed action. Pure: same inputs, same decision."""
     spec = CATALOG.get(action.name)
     if spec is None:
-        return Decision(outcome=Outcome.DENY, reasons=[f"deny: {action.name!r} is not in the action catalog"],
-                        action=action, mode=ctx.mode)
+        return Decision(outcome=Outcome.DENY, action=action, mode=ctx.mode,
+                        reasons=[Reason(Outcome.DENY, f"{action.name!r} is not in the action catalog")])
     # The catalog is the authority on what an action is, whatever the proposal claims.
     action = action.model_copy(update={"tier": spec.tier, "capability": spec.capability,
                                        "rollback": spec.rollback, "params": dict(action.params)})
@@ -214,13 +214,13 @@ def decide(action: ProposedAction, ctx: GuardContext, policy: Policy) -> Decisio
         two = two_person_reason(tier, ctx.asset_tier, policy)
         if two and len(approvers) < 2:
             # The two-person rule: one approval never lifts a destructive or crown-jewel action.
-            out.reasons.append(f"{Outcome.NEEDS_APPROVAL}: two-person rule: {two}; approved so far by "
-                               f"{', '.join(sorted(approvers))} only")
+            out.reasons.append(Reason(Outcome.NEEDS_APPROVAL, f"two-person rule: {two}; approved so far by "
+                                                              f"{', '.join(sorted(approvers))} only"))
         else:
             out.outcome = Outcome.ALLOW
-            out.reasons.append(f"approved by {' and '.join(sorted(approvers))}")
+            out.reasons.append(Reason(Outcome.ALLOW, f"approved by {' and '.join(sorted(approvers))}"))
     if ctx.mode is RunMode.SHADOW and out.outcome is Outcome.ALLOW:
-        out.reasons.append("shadow mode: recorded, not executed")
+        out.reasons.append(Reason(Outcome.ALLOW, "shadow mode: recorded, not executed"))
     return Decision(outcome=out.outcome, reasons=out.reasons, action=action, mode=ctx.mode)
 
 

@@ -373,7 +373,7 @@ class Pipeline:
             case_verdict=str(assessment.verdict) if assessment else None,
             action=decision.action.name if decision and decision.action else None,
             decision=str(decision.outcome) if decision else None,
-            reasons=decision.reasons if decision else [],
+            reasons=decision.reason_lines if decision else [],
             status="pending_approval" if interrupted else "decided",
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             incident_class=state.get("incident_class"),

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from connectors.base import Enricher
 from soc_agent.audit import AuditLog
 from soc_agent.config import Settings
-from soc_agent.enrich import Enricher, EnrichmentCache, LocalKnowledge
+from soc_agent.enrich import EnrichmentCache, LocalKnowledge
 from soc_agent.learning.similar import SimilarDispositions
 from soc_agent.notes import NoteFiles
 from soc_agent.parsed_alerts import ParsedAlerts

@@ -15,10 +15,11 @@ Conventions:
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
 
 class EntityKind(enum.StrEnum):
@@ -283,11 +284,49 @@ class ProposedAction(BaseModel):
         return f"{self.name}|{target}|{params}"
 
 
+@dataclass(frozen=True)
+class Reason:
+    """One reason behind a guard decision: the outcome it argues for and why.
+
+    ``str(reason)`` is the line the notes, the audit chain, the store and JSON
+    output carry: ``"deny: text"`` or ``"needs_approval: text"``; a reason that
+    does not make the decision stricter (``allow``: the action's tier, a
+    capped TTL, an approval, shadow mode, a stale alert) is its text alone.
+    :meth:`parse` reads such a line back, so ``str(Reason.parse(line)) == line``.
+    """
+
+    outcome: Outcome
+    """The outcome this reason argues for; ``allow`` for context that tightens nothing."""
+    text: str
+    """Why, in the guard's words (no outcome prefix)."""
+
+    def __str__(self) -> str:
+        return self.text if self.outcome is Outcome.ALLOW else f"{self.outcome}: {self.text}"
+
+    @classmethod
+    def parse(cls, line: str) -> "Reason":
+        """The reason a stored line stands for (the store and audit keep ``str(reason)``)."""
+        for outcome in (Outcome.DENY, Outcome.NEEDS_APPROVAL):
+            prefix = f"{outcome}: "
+            if line.startswith(prefix):
+                return cls(outcome, line[len(prefix):])
+        return cls(Outcome.ALLOW, line)
+
+
+def _as_reason(value: Any) -> Any:
+    return Reason.parse(value) if isinstance(value, str) else value
+
+
+GuardReason = Annotated[Reason, BeforeValidator(_as_reason), PlainSerializer(str, return_type=str)]
+"""A ``Reason`` in a pydantic model: read from its line, written as its line (dumps, JSON and checkpoints)."""
+
+
 class Decision(BaseModel):
     """The guard's decision for a proposed action, with every reason behind it."""
 
     outcome: Outcome
-    reasons: list[str] = Field(default_factory=list)
+    reasons: list[GuardReason] = Field(default_factory=list)
+    """Every reason that contributed, in the order the guard weighed them."""
     action: ProposedAction | None = None
     mode: RunMode = RunMode.ENFORCE
 
@@ -295,6 +334,15 @@ class Decision(BaseModel):
     def executes(self) -> bool:
         """True only when the action will really run (allowed, in enforce mode)."""
         return self.outcome is Outcome.ALLOW and self.mode is RunMode.ENFORCE and self.action is not None
+
+    @property
+    def reason_lines(self) -> list[str]:
+        """The reasons as the notes, the store and the audit chain write them (``str`` of each)."""
+        return [str(r) for r in self.reasons]
+
+    def reasons_for(self, outcome: Outcome) -> list[Reason]:
+        """The reasons that argue for ``outcome`` (why it is denied, why it needs a person)."""
+        return [r for r in self.reasons if r.outcome is outcome]
 
 
 def utcnow() -> datetime:

@@ -16,7 +16,7 @@ from typing import Any
 
 from connectors.errors import ConnectorError, NotFound
 from connectors.http import ConnectorClient
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 from soc_agent.types import ProposedAction
 
 _LIVE = {"Pending", "InProgress", "Succeeded"}

@@ -21,7 +21,7 @@ from typing import Any
 from connectors.errors import BadResponse
 from connectors.http import ConnectorClient
 from connectors.ticket_responder import TicketResponder
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 
 
 _ISSUE_REF = re.compile(r"[A-Z][A-Z0-9_]{0,49}-\d{1,12}|\d{1,18}")

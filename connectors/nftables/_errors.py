@@ -2,14 +2,14 @@
 
 ::
 
-    ResponderError                  (soc_agent.responders.base)
+    ResponderError                  (connectors.base)
      └── NftablesError              a command was refused; carries nft's own message
           └── NftablesUnavailable   nft / libnftables missing, no privileges, or no such netns
 """
 
 from __future__ import annotations
 
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 
 
 class NftablesError(ResponderError):

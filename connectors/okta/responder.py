@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from connectors.errors import ConnectorError
 from connectors.http import ConnectorClient
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 from soc_agent.types import ProposedAction
 
 _MANAGE = "okta.users.manage"

@@ -21,7 +21,7 @@ from typing import Any
 from connectors.errors import BadResponse
 from connectors.http import ConnectorClient
 from connectors.ticket_responder import TicketResponder
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 
 
 _SYS_ID = re.compile(r"[0-9a-f]{32}")

@@ -20,7 +20,7 @@ from typing import Any
 from connectors.errors import BadResponse
 from connectors.http import ConnectorClient
 from connectors.ticket_responder import TicketResponder
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 
 _OPEN_STATUSES = {"New", "InProgress", "Open"}  # Open: TheHive 4
 _CASE_ID = re.compile(r"~?[A-Za-z0-9_-]{1,64}")

@@ -25,7 +25,7 @@ from typing import Any
 
 from connectors.http import ConnectorClient
 from connectors.secrets import Secret
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 from soc_agent.types import ProposedAction
 
 TIMESTAMP_HEADER = "X-SOC-Agent-Timestamp"

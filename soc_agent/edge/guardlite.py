@@ -54,6 +54,7 @@ def compile_policy(policy_path: Path, allowlist_path: Path | None = None, *, con
     from soc_agent.types import (
         Entity,
         EntityKind,
+        Outcome,
         ProposedAction,
         RunMode,
         Tier,
@@ -80,7 +81,11 @@ def compile_policy(policy_path: Path, allowlist_path: Path | None = None, *, con
             if entry.get("kind") == "ip" and (not entry.get("rules") or EDGE_RULE in entry["rules"]):
                 allowlist.append([str(entry["value"]), str(entry.get("reason", "allowlisted"))])
     return {
-        "base_outcome": str(base.outcome), "base_reasons": base.reasons, "mode": str(run_mode),
+        "base_outcome": str(base.outcome), "base_reasons": base.reason_lines, "mode": str(run_mode),
+        # The reason the edge quotes when the settled outcome is a deny or needs a person (EdgeGuard.judge).
+        "deny_reason": next((str(r) for r in base.reasons_for(Outcome.DENY)), "deny"),
+        "approval_reason": next((str(r) for r in base.reasons_for(Outcome.NEEDS_APPROVAL)),
+                                "policy rules need the server"),
         "confidence": confidence, "independent_evidence": independent_evidence,
         "own_ranges": list(policy.block.own_ranges), "allow_blocking": list(policy.block.allow_blocking),
         "never_block_private": policy.block.never_block_private,
@@ -202,13 +207,12 @@ class EdgeGuard:
         mode is the caller's concern: ``self.shadow``).
         """
         if self.base_outcome == DENY:
-            return DENY, 0, next((r for r in self.compiled["base_reasons"] if r.startswith("deny")), "deny")
+            return DENY, 0, self.compiled["deny_reason"]
         reason = self.never_block_reason(ip)
         if reason:
             return DENY, 0, f"never block: {reason}"
         if self.base_outcome == NEEDS_APPROVAL:
-            reasons = [r for r in self.compiled["base_reasons"] if r.startswith("needs_approval")]
-            return NEEDS_APPROVAL, 0, reasons[0] if reasons else "policy rules need the server"
+            return NEEDS_APPROVAL, 0, self.compiled["approval_reason"]
         allowed = self.allowlisted(ip)
         if allowed:
             return NEEDS_APPROVAL, 0, f"target is allowlisted ({allowed})"

@@ -13,12 +13,11 @@ from soc_agent.enrich.local import (
     Indicator,
     LocalKnowledge,
 )
-from soc_agent.enrich.runner import Enricher, EnrichmentCache, EnrichmentResult, enrich_case, local_enrichers
+from soc_agent.enrich.runner import EnrichmentCache, EnrichmentResult, enrich_case, local_enrichers
 
 __all__ = [
     "AllowlistEntry",
     "Asset",
-    "Enricher",
     "EnrichmentCache",
     "EnrichmentResult",
     "Identity",

@@ -11,24 +11,11 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from connectors.base import Enricher
 from soc_agent.enrich.local import LocalKnowledge
 from soc_agent.types import Entity, EntityKind, Evidence
 from soc_agent.wording import a_or_an
-
-
-class Enricher(Protocol):
-    """Looks up what is known about one entity."""
-
-    name: str
-    kinds: frozenset[EntityKind]
-    # Optional: ``in_memory = True`` runs the lookup inline (no timeout thread); only for
-    # enrichers that read local memory and cannot block.
-
-    def lookup(self, entity: Entity, rules: frozenset[str]) -> list[Evidence]:
-        """Evidence about ``entity`` (empty when nothing is known). May raise; the runner contains it."""
-        ...
 
 
 @dataclass

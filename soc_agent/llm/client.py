@@ -1,8 +1,10 @@
 """One chat call to an OpenAI-compatible endpoint, with retries only where a retry can help.
 
-Retried: 429, 5xx, timeouts and connection errors (tenacity, module-level
-wait so tests make it instant). Not retried: other 4xx. Errors leave this
-module as ``LLMError`` with a message that never contains the API key.
+Retried by the connectors' one retry policy (``connectors.http.retrying``:
+its predicate, backoff and Retry-After handling, and its module-level
+``sleep`` that tests make instant): 429, 5xx, timeouts and connection
+errors. Not retried: other 4xx. Errors leave this module as ``LLMError``
+with a message that never contains the API key.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from connectors.http import TransientFailure, retryable_status, retrying
 from soc_agent.llm.config import LLMSettings
 
-WAIT = wait_exponential(multiplier=0.5, max=8)
-"""Backoff between retries; tests replace it with ``wait_none()``."""
+MAX_RETRY_AFTER_S = 30.0
+"""Cap on the endpoint's Retry-After: one triage call waits at most this long per retry."""
 
 
 class LLMError(RuntimeError):
@@ -34,14 +36,6 @@ class ChatResult:
     completion_tokens: int
     latency_ms: float
     model: str
-
-
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code == 429 or exc.status_code >= 500
-    return False
 
 
 class ChatClient:
@@ -66,14 +60,13 @@ class ChatClient:
                                          "json_schema": {"name": "triage_answer", "schema": schema, "strict": True}}
         started = time.perf_counter()
         try:
-            for attempt in Retrying(stop=stop_after_attempt(self.settings.retries + 1), wait=WAIT,
-                                    retry=retry_if_exception(_retryable), reraise=True):
+            for attempt in retrying(self.settings.retries + 1, MAX_RETRY_AFTER_S):
                 with attempt:
-                    response = self._client.chat.completions.create(**kwargs)
-        except openai.APIStatusError as exc:
-            raise LLMError(f"endpoint answered HTTP {exc.status_code}") from None
+                    response = self._create(kwargs)
+        except TransientFailure as exc:
+            raise _llm_error(exc.__cause__) from None
         except openai.APIError as exc:
-            raise LLMError(f"endpoint unreachable: {type(exc).__name__}") from None
+            raise _llm_error(exc) from None
         if not hasattr(response, "choices"):
             # e.g. a proxy's HTML error page served with status 200
             raise LLMError("endpoint answered something that is not a chat completion")
@@ -85,6 +78,24 @@ class ChatClient:
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
             latency_ms=round((time.perf_counter() - started) * 1000, 1), model=response.model or self.settings.model,
         )
+
+    def _create(self, kwargs: dict[str, Any]) -> Any:
+        """One attempt; the SDK's failures a fresh attempt may fix become ``TransientFailure`` (chained)."""
+        try:
+            return self._client.chat.completions.create(**kwargs)
+        except openai.APIStatusError as exc:
+            if retryable_status(exc.status_code):
+                raise TransientFailure(exc.response) from exc
+            raise
+        except openai.APIConnectionError as exc:  # APITimeoutError included
+            raise TransientFailure() from exc
+
+
+def _llm_error(exc: BaseException | None) -> LLMError:
+    # Status and exception type only: the SDK's messages may echo the request.
+    if isinstance(exc, openai.APIStatusError):
+        return LLMError(f"endpoint answered HTTP {exc.status_code}")
+    return LLMError(f"endpoint unreachable: {type(exc).__name__}")
 
 
 def parse_json_object(text: str) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def act_on_decision(state: TriageState, runtime: Runtime[Services]) -> dict:
                           svc.policy)
         if not decision.executes:
             row = svc.executor.record(decision.action, state["case_id"], state["run"], "denied",
-                                      "; ".join(decision.reasons))
+                                      "; ".join(decision.reason_lines))
             return {"decision": decision, "action_id": row.id, "action_status": "denied",
                     "trace": [f"act: guard re-check said {decision.outcome}; not executed"]}
     row = svc.executor.execute(decision.action, state["case_id"], state["run"], approved_by=approved_by)
@@ -87,12 +87,12 @@ def record_only(state: TriageState, runtime: Runtime[Services]) -> dict:
         _settle_approval(svc, state, "rejected")
         status, why = "rejected", f"rejected by {approval.get('by')}: {approval.get('comment') or ''}"
     elif decision.outcome is Outcome.DENY:
-        status, why = "denied", "; ".join(decision.reasons)
+        status, why = "denied", "; ".join(decision.reason_lines)
     elif decision.mode is RunMode.SHADOW:
         status = "recorded" if decision.outcome is Outcome.ALLOW else "recorded (would need approval)"
         why = "shadow mode"
     else:
-        status, why = "recorded", "; ".join(decision.reasons)
+        status, why = "recorded", "; ".join(decision.reason_lines)
     row = svc.executor.record(decision.action, state["case_id"], state["run"], status, why)
     return {"action_id": row.id, "action_status": status, "trace": [f"record_only: {status}"]}
 

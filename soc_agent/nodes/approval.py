@@ -18,7 +18,7 @@ def await_approval(state: TriageState) -> dict:
     answer = interrupt({
         "case_id": state["case_id"], "run": state["run"],
         "action": decision.action.model_dump(mode="json") if decision and decision.action else None,
-        "reasons": decision.reasons if decision else [],
+        "reasons": decision.reason_lines if decision else [],
     })
     approval = answer if isinstance(answer, dict) else {"approved": False, "by": None, "comment": "malformed"}
     verb = "approved" if approval.get("approved") else "rejected"

@@ -16,7 +16,7 @@ from soc_agent.guard_context import guard_context
 from soc_agent.services import Services
 from soc_agent.state import TriageState
 from soc_agent.store import ApprovalRow, DecisionRow
-from soc_agent.types import Outcome, RunMode, to_db_time, utcnow
+from soc_agent.types import Outcome, Reason, RunMode, to_db_time, utcnow
 
 
 def guard_action(state: TriageState, runtime: Runtime[Services]) -> dict:
@@ -30,20 +30,21 @@ def guard_action(state: TriageState, runtime: Runtime[Services]) -> dict:
     if alert is not None and svc.settings.is_stale(alert.timestamp):
         # History replayed or a late delivery: judged like any alert, acted on never.
         decision = decision.model_copy(update={"mode": RunMode.SHADOW, "reasons": [
-            *decision.reasons, f"stale alert: not acted on (older than {svc.settings.oldest_alert_days} days)"]})
+            *decision.reasons,
+            Reason(Outcome.ALLOW, f"stale alert: not acted on (older than {svc.settings.oldest_alert_days} days)")]})
     now = to_db_time(utcnow())
     session = svc.store.session
     session.add(DecisionRow(
         case_id=state["case_id"], run=state["run"], action=action.name, tier=str(action.tier),
         target=action.target.key if action.target else None, outcome=str(decision.outcome),
-        mode=str(decision.mode), reasons=json.dumps(decision.reasons), created_at=now,
+        mode=str(decision.mode), reasons=json.dumps(decision.reason_lines), created_at=now,
     ))
     if decision.outcome is Outcome.NEEDS_APPROVAL and decision.mode is RunMode.ENFORCE:
         session.add(ApprovalRow(case_id=state["case_id"], thread_id=f"{state['case_id']}:{state['run']}",
                                 action=action.name, tier=str(action.tier),
-                                reasons=json.dumps(decision.reasons), created_at=now))
+                                reasons=json.dumps(decision.reason_lines), created_at=now))
     svc.audit.append("decision", {"run": state["run"], "action": action.name, "outcome": decision.outcome,
-                                  "mode": decision.mode, "reasons": decision.reasons},
+                                  "mode": decision.mode, "reasons": decision.reason_lines},
                      state["case_id"], session=session)
     if decision.outcome is Outcome.NEEDS_APPROVAL and decision.mode is RunMode.ENFORCE:
         # The approver reads the notes before the run resumes, so they exist while it waits.

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.nftables._backend import NftBackend, open_backend
-from soc_agent.responders.base import Responder, ResponderError
+from connectors.base import Responder, ResponderError
 from soc_agent.types import Entity, EntityKind, ProposedAction, Tier
 
 OUTBOUND = "net:outbound"

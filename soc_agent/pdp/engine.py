@@ -317,9 +317,11 @@ class PDP:
 
         approval_id = None
         ttl_s = None
+        used_approval = False
         if outcome == "require_approval":
             digest = digest or call_hash(agent.id, tool.server, tool.name, tool.args)
             outcome, approval_id, ttl_s = self._approval(req, digest, decision_id, now, reasons)
+            used_approval = outcome == "allow"  # a person's approval of this exact call let it through
         elif outcome == "remove_permissions":
             ttl_s = policy.remove_ttl_s or policy.session.ttl_s
         elif outcome == "isolate_agent":
@@ -337,7 +339,7 @@ class PDP:
                             obligations=Obligations(remove_permissions=removes, ttl_s=ttl_s, log=log,
                                                     redact=self._redacted_keys(tool.args)),
                             approval_id=approval_id)
-        self._after(req, state, kind, decision, digest, detected, intel_hit, now)
+        self._after(req, state, kind, decision, digest, detected, intel_hit, now, used_approval)
         return decision
 
     def _approval(self, req: DecideRequest, digest: str, decision_id: str, now: float,
@@ -385,8 +387,9 @@ class PDP:
         return sorted(found) if found else []
 
     def _after(self, req: DecideRequest, state: Any, kind: str, decision: Decision, digest: str | None,
-               detected: list[str], intel_hit: bool, now: float) -> None:
-        """Update the session's memory and record the decision."""
+               detected: list[str], intel_hit: bool, now: float, used_approval: bool = False) -> None:
+        """Update the session's memory and record the decision (``used_approval``: a person's approval
+        turned this call's require_approval into its allow; the session counts those)."""
         sessions = self.sessions
         if req.session.injection_flags or detected:
             state.untrusted = True
@@ -400,7 +403,7 @@ class PDP:
             if host:
                 sessions.add_destination(state, host)
                 sessions.learn_host(req.agent.tenant, host)
-            if any(r.startswith("allow: approved by") for r in decision.reasons):
+            if used_approval:
                 state.approvals += 1
         elif outcome == "remove_permissions":
             state.removed = state.removed | frozenset(decision.obligations.remove_permissions)

@@ -16,8 +16,8 @@ from sqlmodel import select
 
 from soc_agent.actions import CATALOG, ROLLBACKS
 from soc_agent.audit import AuditLog
+from connectors.base import Responder, ResponderError
 from soc_agent.case_notes import note_rollback
-from soc_agent.responders.base import Responder, ResponderError
 from soc_agent.store import ActionRow, CaseRow, Store
 from soc_agent.types import Entity, EntityKind, ProposedAction, to_db_time, utcnow
 

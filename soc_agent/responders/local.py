@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 from soc_agent.store import CaseRow, ContainmentRow, NotificationRow, Store, TicketRow
 from soc_agent.store.tables import ContainmentHoldRow
 from soc_agent.types import ProposedAction

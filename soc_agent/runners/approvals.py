@@ -60,7 +60,7 @@ from soc_agent.runners.auth import Identity, Role
 from soc_agent.runners.tables import ApprovalMetaRow, CaseCommentRow
 from soc_agent.store import ActionRow, ApprovalRow, CaseRow, ContainmentRow, NoteRow
 from soc_agent.store.tables import ApprovalVoteRow
-from soc_agent.types import Outcome, ProposedAction, Tier, to_db_time, utcnow
+from soc_agent.types import Outcome, ProposedAction, Reason, Tier, to_db_time, utcnow
 from soc_agent.wording import a_or_an
 
 AGENT = "soc-agent"
@@ -437,7 +437,7 @@ class ApprovalQueue:
                              self._svc.policy)
         if check.outcome is Outcome.DENY:
             raise Invalid(f"the guard denies {action.name}: " +
-                          "; ".join(r for r in check.reasons if r.startswith("deny")))
+                          "; ".join(map(str, check.reasons_for(Outcome.DENY))))
         return action
 
     # ---- the two-person rule and effects already in place ----------------
@@ -648,7 +648,7 @@ class ApprovalQueue:
         outcome = {"id": row.id, "case_id": row.case_id, "status": status,
                    "action_status": state.get("action_status"),
                    "decision": str(decision.outcome) if decision else None,
-                   "reasons": decision.reasons if decision else []}
+                   "reasons": decision.reason_lines if decision else []}
         if "resume" in state:  # fleet mode: the owning worker runs it
             outcome.update(resume=state["resume"], partition=state["partition"])
         return outcome
@@ -657,14 +657,16 @@ class ApprovalQueue:
                  values: dict[str, Any] | None = None) -> dict[str, Any]:
         created = _aware(row.created_at)
         reasons = json.loads(row.reasons)
+        needs_person = [line for line in reasons if Reason.parse(line).outcome is Outcome.NEEDS_APPROVAL]
         spec = CATALOG.get(row.action)
         votes = self._votes(row.id)
         notes = []
         if row.status == "pending":
             if votes:
-                notes.append(f"needs_approval: approved by {', '.join(v.approver for v in votes)} at "
-                             f"{', '.join(_iso(v.created_at) for v in votes)}; awaiting a second approver "
-                             f"(a different {meta.required_role}): two-person rule")
+                notes.append(str(Reason(Outcome.NEEDS_APPROVAL,
+                                        f"approved by {', '.join(v.approver for v in votes)} at "
+                                        f"{', '.join(_iso(v.created_at) for v in votes)}; awaiting a second "
+                                        f"approver (a different {meta.required_role}): two-person rule")))
             in_effect = self._in_effect(self._action(values))
             if in_effect:
                 notes.append(in_effect["summary"] + (": approving adds no second effect" if in_effect["covers"]
@@ -676,7 +678,7 @@ class ApprovalQueue:
             "action": row.action, "tier": row.tier, "rollback": spec.rollback if spec else None,
             "target": self._target(values),
             "guard_reasons": reasons,
-            "approval_reasons": notes + [r for r in reasons if r.startswith("needs_approval")],
+            "approval_reasons": notes + needs_person,
             "approvals": [{"by": v.approver, "role": v.role, "at": _iso(v.created_at), "comment": v.comment,
                            "action": v.action, "params": json.loads(v.params)} for v in votes],
             "awaiting_second_approver": row.status == "pending" and bool(votes),

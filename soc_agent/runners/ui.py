@@ -598,7 +598,7 @@ def ui_case(case_id: str, request: Request) -> Response:
 @router.post("/ui/cases/{case_id}/rollback")
 async def ui_rollback(case_id: str, request: Request) -> Response:
     """Roll back one executed action of the case through the executor, as ``soc-agent actions rollback``."""
-    from soc_agent.responders import ResponderError
+    from connectors.base import ResponderError
 
     posted = await _posted(request)
     if isinstance(posted, Response):

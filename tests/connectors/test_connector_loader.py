@@ -12,7 +12,7 @@ from connectors.errors import ConfigError, ConnectorError
 from connectors.loader import (GrantedResponder, build_enrichers, build_responders, configured_connectors,
                                load_connectors_config)
 from connectors.secrets import SecretStore
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 from soc_agent.types import Entity, EntityKind, ProposedAction, Tier
 
 TOKEN = "00aBcD-okta-api-token-value"

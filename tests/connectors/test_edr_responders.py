@@ -14,7 +14,7 @@ from connectors.defender import DefenderResponder
 from connectors.errors import NotFound
 from connectors.http import AuthConfig, HttpConfig, make_client
 from connectors.secrets import Secret
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 from soc_agent.types import Entity, EntityKind, ProposedAction, Tier
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -114,7 +114,7 @@ def test_revoke_sessions_posts_revoke_sign_in_sessions(graph):
 
 
 def test_revoked_sessions_have_no_rollback(graph):
-    from soc_agent.responders.base import ResponderError
+    from connectors.base import ResponderError
     with pytest.raises(ResponderError):
         EntraResponder(_client(graph)).rollback(_action("revoke_sessions", "idp.revoke_sessions"), "c1", NOW)
 

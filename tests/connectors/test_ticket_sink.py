@@ -11,7 +11,7 @@ from connectors.secrets import Secret
 from connectors.servicenow import ServiceNowResponder
 from connectors.thehive import TheHiveResponder
 from connectors.ticket_sink import ResponderTicketSink
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 from soc_agent.runners.tables import TicketLinkRow, TicketPostRow
 from soc_agent.runners.webhooks import MARKER, TicketPoster
 from soc_agent.store import Store

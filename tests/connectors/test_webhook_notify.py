@@ -12,7 +12,7 @@ import pytest
 from connectors.http import HttpConfig, make_client
 from connectors.secrets import Secret
 from connectors.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookResponder, sign, verify_signature
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 from soc_agent.types import Entity, EntityKind, ProposedAction, Tier
 
 NOW = datetime(2026, 11, 21, tzinfo=timezone.utc)

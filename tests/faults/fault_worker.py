@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from soc_agent.config import DEMO_AUTONOMY, Settings  # noqa: E402
 from soc_agent.fleet import BrokerConfig, Worker  # noqa: E402
 from soc_agent.fleet.postgres import psycopg_url  # noqa: E402
-from soc_agent.responders.base import ResponderError  # noqa: E402
+from connectors.base import ResponderError  # noqa: E402
 from soc_agent.types import RunMode  # noqa: E402
 
 

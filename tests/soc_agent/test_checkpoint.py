@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from soc_agent.checkpoint import serializer
-from soc_agent.types import Alert, Decision, Entity, EntityKind, Outcome, VendorEvidence, VendorVerdict, utcnow
+from soc_agent.types import (Alert, Decision, Entity, EntityKind, Outcome, Reason, VendorEvidence, VendorVerdict,
+                             utcnow)
 
 
 @dataclasses.dataclass
@@ -21,6 +22,15 @@ def test_project_types_round_trip():
                             entities=[Entity(kind=EntityKind.IP, value="203.0.113.9")]),
              "decision": Decision(outcome=Outcome.DENY, reasons=["deny: test"])}
     assert serde.loads_typed(serde.dumps_typed(state)) == state
+
+
+def test_a_decision_resumes_with_its_reasons_as_data():
+    serde = serializer()
+    decision = Decision(outcome=Outcome.NEEDS_APPROVAL, reasons=[Reason(Outcome.ALLOW, "approved by ana"),
+                                                                 Reason(Outcome.NEEDS_APPROVAL, "two-person rule")])
+    revived = serde.loads_typed(serde.dumps_typed({"decision": decision}))["decision"]
+    assert revived == decision
+    assert revived.reasons_for(Outcome.NEEDS_APPROVAL) == [Reason(Outcome.NEEDS_APPROVAL, "two-person rule")]
 
 
 def test_an_alert_keeps_its_vendor_evidence_across_a_checkpoint():

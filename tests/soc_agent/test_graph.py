@@ -96,7 +96,7 @@ def test_an_approval_cannot_unlock_what_the_guard_denies(settings):
         p.services.policy.kill_switch = True  # engaged while the item waited
         state = p.resume(item.thread_id, approved=True, by="lead.ana")
         assert state["action_status"] == "denied"
-        assert any("kill switch" in r for r in state["decision"].reasons)
+        assert any("kill switch" in r for r in state["decision"].reason_lines)
         assert p.store.session.exec(select(ContainmentRow)).all() == []
     finally:
         p.close()

@@ -89,7 +89,7 @@ def good_ctx(**changes: Any) -> GuardContext:
 
 
 def has_reason(decision: Decision, *needles: str) -> bool:
-    return any(all(n in r for n in needles) for r in decision.reasons)
+    return any(all(n in r for n in needles) for r in decision.reason_lines)
 
 
 # --- the cross product ------------------------------------------------------------
@@ -133,7 +133,7 @@ class Case:
     def __repr__(self) -> str:
         return (f"<{self.tier} asset_tier={self.asset_tier} identity={self.identity} mode={self.mode} "
                 f"confidence={self.confidence} verdict={self.verdict} evidence={self.evidence}: "
-                f"{self.plain.outcome} {self.plain.reasons} | approved: {self.approved.outcome}>")
+                f"{self.plain.outcome} {self.plain.reason_lines} | approved: {self.approved.outcome}>")
 
 
 @lru_cache(maxsize=1)
@@ -223,10 +223,11 @@ def test_undetermined_verdict_never_contains_without_approval() -> None:
 def test_every_decision_has_a_reason_and_non_allow_names_its_outcome() -> None:
     for case in grid():
         for decision in (case.plain, case.approved):
-            assert decision.reasons, case
-            assert all(isinstance(r, str) and r for r in decision.reasons), case
+            assert decision.reason_lines, case
+            assert all(isinstance(r, str) and r for r in decision.reason_lines), case
             if decision.outcome is not Outcome.ALLOW:
-                assert any(r.startswith(f"{decision.outcome}:") for r in decision.reasons), case
+                assert any(r.startswith(f"{decision.outcome}:") for r in decision.reason_lines), case
+                assert decision.reasons_for(decision.outcome), case
 
 
 def test_approval_lifts_needs_approval_but_never_deny() -> None:
@@ -262,15 +263,15 @@ def test_blocking_a_never_block_address_is_denied(address: str) -> None:
     for approved_by in (None, "analyst@example.com"):
         decision = decide(proposal("block_ip", ip(address), ttl_seconds=600),
                           good_ctx(approved_by=approved_by), EARNED)
-        assert decision.outcome is Outcome.DENY, decision.reasons
-        assert has_reason(decision, "deny: never block", address), decision.reasons
+        assert decision.outcome is Outcome.DENY, decision.reason_lines
+        assert has_reason(decision, "deny: never block", address), decision.reason_lines
 
 
 @pytest.mark.parametrize("address", [EXTERNAL_V4, "1.1.1.1", EXTERNAL_V6])
 def test_blocking_an_external_address_is_not_denied_for_its_range(address: str) -> None:
     decision = decide(proposal("block_ip", ip(address), ttl_seconds=600), good_ctx(), EARNED)
-    assert not has_reason(decision, "never block"), decision.reasons
-    assert decision.outcome is Outcome.ALLOW, decision.reasons
+    assert not has_reason(decision, "never block"), decision.reason_lines
+    assert decision.outcome is Outcome.ALLOW, decision.reason_lines
     assert decision.executes
 
 
@@ -278,7 +279,7 @@ def test_blocking_our_own_range_is_denied() -> None:
     policy = policy_with(block={"own_ranges": ["8.8.8.0/24"]})
     decision = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(), policy)
     assert decision.outcome is Outcome.DENY
-    assert has_reason(decision, "deny: never block", "own range 8.8.8.0/24"), decision.reasons
+    assert has_reason(decision, "deny: never block", "own range 8.8.8.0/24"), decision.reason_lines
     # an address outside our range is unaffected
     assert decide(proposal("block_ip", ip("1.1.1.1")), good_ctx(), policy).outcome is Outcome.ALLOW
 
@@ -286,7 +287,7 @@ def test_blocking_our_own_range_is_denied() -> None:
 def test_allow_blocking_re_enables_a_private_range() -> None:
     policy = policy_with(block={"allow_blocking": ["10.0.0.0/8"]})
     decision = decide(proposal("block_ip", ip("10.1.2.3")), good_ctx(), policy)
-    assert decision.outcome is Outcome.ALLOW, decision.reasons
+    assert decision.outcome is Outcome.ALLOW, decision.reason_lines
     # only that range: other private ranges stay never-block
     assert decide(proposal("block_ip", ip("192.168.1.10")), good_ctx(), policy).outcome is Outcome.DENY
 
@@ -338,11 +339,11 @@ def test_block_domain_gets_a_ttl_too() -> None:
 def test_block_rate_limit_needs_approval() -> None:
     limit = SHIPPED.block.max_blocks
     under = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(recent_blocks=limit - 1), EARNED)
-    assert under.outcome is Outcome.ALLOW, under.reasons
+    assert under.outcome is Outcome.ALLOW, under.reason_lines
     for recent in (limit, limit + 1, 10 * limit):
         over = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(recent_blocks=recent), EARNED)
-        assert over.outcome is Outcome.NEEDS_APPROVAL, over.reasons
-        assert has_reason(over, "needs_approval: block rate limit"), over.reasons
+        assert over.outcome is Outcome.NEEDS_APPROVAL, over.reason_lines
+        assert has_reason(over, "needs_approval: block rate limit"), over.reason_lines
     # the rate limit is about blocks only
     assert decide(proposal("isolate_host", host()), good_ctx(recent_blocks=10 * limit),
                   EARNED).outcome is Outcome.ALLOW
@@ -356,22 +357,22 @@ def test_kill_switch_denies_containment_and_still_allows_observe() -> None:
                          ("reimage_host", host())):
         for approved_by in (None, "analyst@example.com"):
             decision = decide(proposal(name, target), good_ctx(approved_by=approved_by), policy)
-            assert decision.outcome is Outcome.DENY, (name, decision.reasons)
-            assert has_reason(decision, "deny: kill switch"), decision.reasons
+            assert decision.outcome is Outcome.DENY, (name, decision.reason_lines)
+            assert has_reason(decision, "deny: kill switch"), decision.reason_lines
     for name in ("annotate_case", "notify_analyst", "open_ticket"):
         decision = decide(proposal(name), good_ctx(verdict=Verdict.UNDETERMINED, confidence=0.1), policy)
-        assert decision.outcome is Outcome.ALLOW, (name, decision.reasons)
+        assert decision.outcome is Outcome.ALLOW, (name, decision.reason_lines)
 
 
 def test_an_ungranted_capability_is_denied_naming_it() -> None:
     for approved_by in (None, "analyst@example.com"):
         decision = decide(proposal("reimage_host", host()), good_ctx(approved_by=approved_by), EARNED)
         assert decision.outcome is Outcome.DENY
-        assert has_reason(decision, "deny:", "edr.reimage"), decision.reasons
+        assert has_reason(decision, "deny:", "edr.reimage"), decision.reason_lines
     policy = policy_with(granted_capabilities=["case.annotate"])
     decision = decide(proposal("notify_analyst"), good_ctx(), policy)
     assert decision.outcome is Outcome.DENY
-    assert has_reason(decision, "deny:", "notify.send"), decision.reasons
+    assert has_reason(decision, "deny:", "notify.send"), decision.reason_lines
 
 
 def test_an_unknown_action_is_denied() -> None:
@@ -379,7 +380,7 @@ def test_an_unknown_action_is_denied() -> None:
         action = ProposedAction(name=name, tier=Tier.OBSERVE, capability="case.annotate")
         decision = decide(action, good_ctx(approved_by="analyst@example.com"), GRANTED)
         assert decision.outcome is Outcome.DENY, name
-        assert decision.reasons and decision.reasons[0].startswith("deny:"), decision.reasons
+        assert decision.reason_lines and decision.reason_lines[0].startswith("deny:"), decision.reason_lines
         assert not decision.executes
 
 
@@ -387,7 +388,7 @@ def test_a_proposal_that_lies_about_its_tier_is_judged_by_the_catalog() -> None:
     liar = ProposedAction(name="isolate_host", tier=Tier.OBSERVE, capability="case.annotate", target=host(),
                           rollback=None)
     decision = decide(liar, good_ctx(asset_tier=0), EARNED)
-    assert decision.outcome is Outcome.NEEDS_APPROVAL, decision.reasons
+    assert decision.outcome is Outcome.NEEDS_APPROVAL, decision.reason_lines
     assert decision.action is not None
     assert decision.action.tier is Tier.CONTAIN_HARD
     assert decision.action.capability == "edr.isolate"
@@ -404,7 +405,7 @@ def test_a_proposal_that_lies_about_its_tier_is_judged_by_the_catalog() -> None:
 def test_an_allowlisted_target_needs_approval() -> None:
     for name, target in (("block_ip", ip(EXTERNAL_V4)), ("isolate_host", host())):
         decision = decide(proposal(name, target), good_ctx(allowlisted_target="vulnerability scanner"), EARNED)
-        assert decision.outcome is Outcome.NEEDS_APPROVAL, decision.reasons
+        assert decision.outcome is Outcome.NEEDS_APPROVAL, decision.reason_lines
         assert has_reason(decision, "needs_approval: target is allowlisted", "vulnerability scanner")
 
 
@@ -419,7 +420,7 @@ def test_a_policy_rule_forces_its_outcome() -> None:
     flagged = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(flags=frozenset({"injection_suspected"}),
                                                                      approved_by="analyst@example.com"), policy)
     assert flagged.outcome is Outcome.DENY
-    assert has_reason(flagged, "deny: policy rule no-blocks-on-injection", "steering"), flagged.reasons
+    assert has_reason(flagged, "deny: policy rule no-blocks-on-injection", "steering"), flagged.reason_lines
     assert decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(), policy).outcome is Outcome.ALLOW
     isolate = decide(proposal("isolate_host", host()), good_ctx(), policy)
     assert isolate.outcome is Outcome.NEEDS_APPROVAL
@@ -438,8 +439,8 @@ def test_a_policy_rule_that_says_allow_loosens_nothing() -> None:
 def test_a_policy_rule_that_errors_at_evaluation_counts_as_a_hit(when: str) -> None:
     policy = policy_with(rules=[{"name": "broken", "when": when, "outcome": "deny", "reason": "cannot tell"}])
     decision = decide(proposal("block_ip", ip(EXTERNAL_V4)), good_ctx(), policy)
-    assert decision.outcome is Outcome.DENY, decision.reasons
-    assert has_reason(decision, "deny: policy rule broken"), decision.reasons
+    assert decision.outcome is Outcome.DENY, decision.reason_lines
+    assert has_reason(decision, "deny: policy rule broken"), decision.reason_lines
     approval = policy_with(rules=[{"name": "broken", "when": when, "outcome": "needs_approval", "reason": "?"}])
     assert decide(proposal("isolate_host", host()), good_ctx(), approval).outcome is Outcome.NEEDS_APPROVAL
 
@@ -456,7 +457,7 @@ def test_the_shipped_service_account_rule_holds_disable_account_for_approval() -
 def test_a_tier_missing_from_the_policy_gets_a_strict_default() -> None:
     policy = policy_with(tiers={"observe": {}})
     decision = decide(proposal("isolate_host", host()), good_ctx(confidence=0.99, independent_evidence=5), policy)
-    assert decision.outcome is Outcome.NEEDS_APPROVAL, decision.reasons
+    assert decision.outcome is Outcome.NEEDS_APPROVAL, decision.reason_lines
     assert decide(proposal("isolate_host", host()), good_ctx(confidence=1.0), policy).outcome is Outcome.ALLOW
 
 
@@ -470,7 +471,7 @@ def test_executive_and_privileged_identities_need_approval_whatever_the_policy_s
         ctx = good_ctx(identity_roles=roles, privileged_identity=privileged)
         for name, target in (("revoke_sessions", user()), ("disable_account", user())):
             decision = decide(proposal(name, target), ctx, loose)
-            assert decision.outcome is not Outcome.ALLOW, (name, sorted(roles), privileged, decision.reasons)
+            assert decision.outcome is not Outcome.ALLOW, (name, sorted(roles), privileged, decision.reason_lines)
 
 
 def test_approval_roles_add_roles_that_need_approval() -> None:
@@ -479,7 +480,7 @@ def test_approval_roles_add_roles_that_need_approval() -> None:
     stricter = policy_with(approval_roles=["service"])
     decision = decide(proposal("revoke_sessions", user()), service, stricter)
     assert decision.outcome is Outcome.NEEDS_APPROVAL
-    assert has_reason(decision, "needs_approval: service identity involved"), decision.reasons
+    assert has_reason(decision, "needs_approval: service identity involved"), decision.reason_lines
 
 
 @pytest.mark.parametrize("confidence", [math.nan, -math.inf])
@@ -487,7 +488,7 @@ def test_a_non_numeric_confidence_never_meets_a_containment_bar(confidence: floa
     """Dual conditions need a real confidence: NaN compares false with everything."""
     for name, target in (("block_ip", ip(EXTERNAL_V4)), ("isolate_host", host())):
         decision = decide(proposal(name, target), good_ctx(confidence=confidence), EARNED)
-        assert decision.outcome is not Outcome.ALLOW, (name, decision.reasons)
+        assert decision.outcome is not Outcome.ALLOW, (name, decision.reason_lines)
 
 
 # --- properties ----------------------------------------------------------------------
@@ -548,7 +549,7 @@ def test_property_special_addresses_are_never_allowed_to_be_blocked_unless_confi
         address: Any, ctx: GuardContext, policy: Policy) -> None:
     assume(not _configured_blockable(address, policy))
     decision = decide(proposal("block_ip", ip(str(address)), ttl_seconds=600), ctx, policy)
-    assert decision.outcome is Outcome.DENY, (str(address), decision.reasons)
+    assert decision.outcome is Outcome.DENY, (str(address), decision.reason_lines)
     assert not decision.executes
 
 
@@ -558,7 +559,7 @@ def test_a_documentation_address_is_blockable_only_through_the_configured_except
     assert decide(action, good_ctx(), EARNED).outcome is Outcome.ALLOW
     without = decide(action, good_ctx(), _NO_EXCEPTIONS)
     assert without.outcome is Outcome.DENY and has_reason(without, "198.51.100.0 is a private address"), \
-        without.reasons
+        without.reason_lines
 
 
 @_FAST
@@ -568,7 +569,7 @@ def test_property_destructive_never_executes_without_approval(ctx: GuardContext,
     ctx = GuardContext(**{**ctx.__dict__, "approved_by": None})
     target = host() if name == "reimage_host" else Entity(kind=EntityKind.FILE_HASH, value="ab" * 32)
     decision = decide(proposal(name, target), ctx, policy)
-    assert decision.outcome is not Outcome.ALLOW, decision.reasons
+    assert decision.outcome is not Outcome.ALLOW, decision.reason_lines
     assert not decision.executes
 
 
@@ -583,7 +584,7 @@ def test_property_decide_is_deterministic_and_total(ctx: GuardContext, ttl: Any,
     second = decide(action, ctx, policy)
     assert first == second
     assert action.params["ttl_seconds"] is ttl  # the proposal is never mutated
-    assert first.reasons
+    assert first.reason_lines
     if name in ("block_ip", "block_domain"):
         assert first.action is not None
         kept = first.action.params["ttl_seconds"]
@@ -598,7 +599,7 @@ def test_without_an_autonomy_file_the_install_is_supervised() -> None:
     decision = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=600), good_ctx(incident_class="phishing"),
                       SHIPPED)
     assert decision.outcome is Outcome.NEEDS_APPROVAL
-    assert has_reason(decision, "runs supervised"), decision.reasons
+    assert has_reason(decision, "runs supervised"), decision.reason_lines
     # The same block in a class that earned autonomy runs on its own: supervision is the only difference.
     assert decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=600), good_ctx(incident_class="phishing"),
                   EARNED).outcome is Outcome.ALLOW
@@ -611,7 +612,7 @@ def test_a_class_that_has_not_earned_autonomy_needs_approval_above_observe(incid
     ctx = good_ctx(incident_class=incident_class)
     decision = decide(proposal("block_ip", ip(EXTERNAL_V4), ttl_seconds=600), ctx, policy)
     assert decision.outcome is Outcome.NEEDS_APPROVAL
-    assert has_reason(decision, "has not earned autonomy"), decision.reasons
+    assert has_reason(decision, "has not earned autonomy"), decision.reason_lines
     # Observing (annotating, notifying) needs no earned autonomy.
     assert decide(proposal("annotate_case"), ctx, policy).outcome is Outcome.ALLOW
 
@@ -619,7 +620,7 @@ def test_a_class_that_has_not_earned_autonomy_needs_approval_above_observe(incid
 def test_an_autonomous_class_acts_within_the_tier_rules_and_never_past_them() -> None:
     policy = policy_with(autonomy={"malware": "autonomous"})
     allowed = decide(proposal("isolate_host", host()), good_ctx(incident_class="malware"), policy)
-    assert allowed.outcome is Outcome.ALLOW, allowed.reasons
+    assert allowed.outcome is Outcome.ALLOW, allowed.reason_lines
     # Autonomy never lifts the tier table: a crown jewel still needs a person, a benign verdict is still denied.
     crown = decide(proposal("isolate_host", host()), good_ctx(incident_class="malware", asset_tier=0), policy)
     assert crown.outcome is Outcome.NEEDS_APPROVAL
@@ -680,7 +681,7 @@ def test_property_a_case_that_must_not_close_alone_is_never_closed_without_a_per
         ctx: GuardContext, policy: Policy) -> None:
     decision = decide(proposal("close_case"), ctx, policy)
     if _closing_forbidden(ctx) or policy.autonomy is None:
-        assert decision.outcome is not Outcome.ALLOW, (ctx, decision.reasons)
+        assert decision.outcome is not Outcome.ALLOW, (ctx, decision.reason_lines)
     # The approval of a person is the one way such a case closes, and it is said.
     approved = decide(proposal("close_case"), GuardContext(**{**ctx.__dict__, "approved_by": "lead@example.com"}),
                       policy)
@@ -708,7 +709,7 @@ def test_property_a_supervised_install_does_nothing_above_observe_without_a_pers
     supervised = policy_with(SHIPPED, granted_capabilities=GRANTED.granted_capabilities)
     assert supervised.autonomy is None
     decision = decide(proposal(name, target, ttl_seconds=600), ctx, supervised)
-    assert decision.outcome is not Outcome.ALLOW, (name, ctx, decision.reasons)
+    assert decision.outcome is not Outcome.ALLOW, (name, ctx, decision.reason_lines)
 
 
 # --- the two-person rule ------------------------------------------------------------
@@ -724,13 +725,13 @@ def test_one_approval_of_a_crown_jewel_isolation_is_not_enough_two_distinct_appr
     one = decide(action, _two_approvals(ctx, "ana.lead"), EARNED)
     assert one.outcome is Outcome.NEEDS_APPROVAL and not one.executes
     assert has_reason(one, "needs_approval: two-person rule", "crown-jewel", "two distinct approvers",
-                      "ana.lead only"), one.reasons
+                      "ana.lead only"), one.reason_lines
     # approved_by alone (the pipeline's single-answer resume) counts as one approver too
     assert decide(action, good_ctx(asset_tier=0, approved_by="ana.lead"), EARNED).outcome is Outcome.NEEDS_APPROVAL
     same_twice = decide(action, _two_approvals(ctx, "ana.lead", "ana.lead"), EARNED)
     assert same_twice.outcome is Outcome.NEEDS_APPROVAL
     two = decide(action, _two_approvals(ctx, "ana.lead", "di.lead"), EARNED)
-    assert two.outcome is Outcome.ALLOW and has_reason(two, "approved by ana.lead and di.lead"), two.reasons
+    assert two.outcome is Outcome.ALLOW and has_reason(two, "approved by ana.lead and di.lead"), two.reason_lines
     # below the crown jewels one approval still lifts needs_approval
     assert decide(action, good_ctx(asset_tier=2, approved_by="ana.lead",
                                    verdict=Verdict.UNDETERMINED), EARNED).outcome is Outcome.ALLOW
@@ -739,7 +740,7 @@ def test_one_approval_of_a_crown_jewel_isolation_is_not_enough_two_distinct_appr
 def test_destructive_actions_need_two_distinct_approvers() -> None:
     action = proposal("reimage_host", host())
     one = decide(action, good_ctx(approved_by="ana.lead"), GRANTED)
-    assert one.outcome is Outcome.NEEDS_APPROVAL and has_reason(one, "two-person rule", "destructive"), one.reasons
+    assert one.outcome is Outcome.NEEDS_APPROVAL and has_reason(one, "two-person rule", "destructive"), one.reason_lines
     assert decide(action, _two_approvals(good_ctx(), "ana.lead", "di.lead"), GRANTED).outcome is Outcome.ALLOW
 
 
@@ -759,7 +760,7 @@ def test_property_no_destructive_or_crown_jewel_action_is_allowed_with_fewer_tha
     distinct = ctx.approver_names
     decision = decide(proposal(name, target, ttl_seconds=600), ctx, policy)
     if two_person_reason(spec.tier, ctx.asset_tier, policy) and len(distinct) < 2:
-        assert decision.outcome is not Outcome.ALLOW, (name, ctx, decision.reasons)
+        assert decision.outcome is not Outcome.ALLOW, (name, ctx, decision.reason_lines)
         assert not decision.executes
     if spec.tier is Tier.DESTRUCTIVE or (spec.tier is not Tier.DISMISS and ctx.asset_tier <= policy.crown_jewel_tier):
         assert two_person_reason(spec.tier, ctx.asset_tier, policy)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 from sqlmodel import select
-from tenacity import wait_none
 
+from connectors import http
 from soc_agent.llm import LLMReasoner, LLMSettings
-from soc_agent.llm import client as llm_client
 from soc_agent.store import ActionRow, ContainmentRow
 from tests.conftest import make_alert
 
@@ -26,7 +25,7 @@ INJECTED = make_alert("phishing_reported", [("email", "security@secure-paypa1.te
 
 @pytest.fixture(autouse=True)
 def instant_retries(monkeypatch):
-    monkeypatch.setattr(llm_client, "WAIT", wait_none())
+    monkeypatch.setattr(http, "sleep", lambda seconds: None)
 
 
 def _pipeline_asking(settings, fake_model, **llm):

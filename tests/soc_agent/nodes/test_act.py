@@ -97,7 +97,7 @@ def test_an_approved_crown_jewel_isolation_runs_with_two_approvers_and_settles_t
     update = call("act", _approved(state, "lead.ana", "lead.di"), svc)
     assert update["action_status"] == "executed"
     assert update["decision"].outcome is Outcome.ALLOW
-    assert "approved by lead.ana and lead.di" in update["decision"].reasons
+    assert "approved by lead.ana and lead.di" in update["decision"].reason_lines
     row = svc.store.session.get(ActionRow, update["action_id"])
     assert row.name == "isolate_host" and row.approved_by == "lead.ana"
     assert svc.store.session.get(ContainmentRow, ("isolated_host", "dc02.corp.example")).active
@@ -108,7 +108,7 @@ def test_an_approved_crown_jewel_isolation_runs_with_two_approvers_and_settles_t
 def test_the_act_node_rechecks_the_guard_one_approver_never_lifts_a_crown_jewel(svc):
     update = call("act", _approved(_paused(svc, CROWN_JEWEL), "lead.ana"), svc)
     assert update["action_status"] == "denied"
-    assert any("two-person rule" in r for r in update["decision"].reasons)
+    assert any("two-person rule" in r for r in update["decision"].reason_lines)
     assert [a.status for a in _actions(svc)] == ["denied"]
     assert svc.store.session.get(ContainmentRow, ("isolated_host", "dc02.corp.example")) is None
 
@@ -118,7 +118,7 @@ def test_an_approval_cannot_outlast_the_kill_switch(svc):
     svc.policy.kill_switch = True  # engaged while the item waited
     update = call("act", _approved(state, "lead.ana", "lead.di"), svc)
     assert update["action_status"] == "denied"
-    assert "deny: kill switch engaged: nothing above observe runs" in update["decision"].reasons
+    assert "deny: kill switch engaged: nothing above observe runs" in update["decision"].reason_lines
     assert svc.store.session.get(ContainmentRow, ("isolated_host", "dc02.corp.example")) is None
 
 
@@ -158,7 +158,7 @@ def test_a_denial_is_recorded_with_the_guards_reasons(svc):
     update = call("record_only", state, svc)
     assert update["action_status"] == "denied"
     [row] = _actions(svc)
-    assert json.loads(row.result)["why"] == "; ".join(state["decision"].reasons)
+    assert json.loads(row.result)["why"] == "; ".join(state["decision"].reason_lines)
     assert _block(svc) is None
 
 

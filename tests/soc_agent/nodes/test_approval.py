@@ -49,7 +49,7 @@ def test_the_run_pauses_with_the_action_and_the_guards_reasons(approval_graph, w
     [question] = paused["__interrupt__"]
     assert question.value == {"case_id": "case-dc", "run": 1,
                               "action": waiting["decision"].action.model_dump(mode="json"),
-                              "reasons": waiting["decision"].reasons}
+                              "reasons": waiting["decision"].reason_lines}
     assert "approval" not in paused
     svc.store.commit()
     assert len(list(records(svc.store.engine))) == before, "pausing writes nothing: the guard queued the item"

@@ -67,7 +67,7 @@ def test_a_confident_block_of_an_external_attacker_is_allowed_recorded_and_count
     [row] = _decisions(svc)
     assert (row.case_id, row.run, row.action, row.target, row.outcome, row.mode) == (
         "case-c2", 1, "block_ip", "ip:203.0.113.45", "allow", "enforce")
-    assert json.loads(row.reasons) == decision.reasons
+    assert json.loads(row.reasons) == decision.reason_lines
     assert len(svc.block_times) == 1, "counted for the block-rate limit when decided"
     assert _approvals(svc) == []
     [entry] = audited(svc, "case-c2", "decision")
@@ -80,7 +80,7 @@ def test_a_block_of_a_private_address_is_denied_with_the_reason(svc):
     update = call("guard", {**state, "proposed": private}, svc)
     decision = update["decision"]
     assert decision.outcome is Outcome.DENY and not decision.executes
-    assert "deny: never block: 10.20.30.40 is a private address" in decision.reasons
+    assert "deny: never block: 10.20.30.40 is a private address" in decision.reason_lines
     assert route_after_guard({**state, **update}) == "record_only"
     assert len(svc.block_times) == 0, "a denied block is not counted"
 
@@ -90,12 +90,12 @@ def test_containment_of_a_crown_jewel_needs_approval_and_is_queued_with_its_note
     update = call("guard", state, svc)
     decision = update["decision"]
     assert decision.outcome is Outcome.NEEDS_APPROVAL and decision.action.name == "isolate_host"
-    assert "needs_approval: crown-jewel asset (tier 0) involved" in decision.reasons
+    assert "needs_approval: crown-jewel asset (tier 0) involved" in decision.reason_lines
     assert route_after_guard({**state, **update}) == "await_approval"
     [item] = _approvals(svc)
     assert (item.case_id, item.thread_id, item.action, item.status) == ("case-dc", "case-dc:1", "isolate_host",
                                                                         "pending")
-    assert json.loads(item.reasons) == decision.reasons
+    assert json.loads(item.reasons) == decision.reason_lines
     note = svc.store.session.get(NoteRow, "case-dc")
     assert note is not None and "isolate_host" in note.markdown, "the approver reads the notes while it waits"
 
@@ -105,7 +105,7 @@ def test_containment_touching_an_executive_needs_approval(svc):
     decision = update["decision"]
     assert decision.action.target.key == "user:ceo.hart"
     assert decision.outcome is Outcome.NEEDS_APPROVAL
-    assert "needs_approval: executive identity involved" in decision.reasons
+    assert "needs_approval: executive identity involved" in decision.reason_lines
 
 
 def _close() -> ProposedAction:
@@ -120,7 +120,7 @@ def test_closing_needs_positive_benign_evidence_absence_of_evidence_never_closes
     decision = call("guard", {**state, "assessment": unsupported, "proposed": _close()}, svc)["decision"]
     assert decision.outcome is Outcome.NEEDS_APPROVAL
     assert ("needs_approval: no positive evidence of benign: absence of evidence never closes a case"
-            in decision.reasons)
+            in decision.reason_lines)
 
     allowlisted = _ready(svc, SCAN, "case-scan")
     assert allowlisted["proposed"].name == "close_case"
@@ -150,13 +150,13 @@ def test_a_stale_alert_is_judged_but_never_acted_on(svc):
                      minutes_ago=400 * 24 * 60)
     decision = call("guard", _ready(svc, old), svc)["decision"]
     assert decision.mode is RunMode.SHADOW and not decision.executes
-    assert "stale alert: not acted on (older than 365 days)" in decision.reasons
+    assert "stale alert: not acted on (older than 365 days)" in decision.reason_lines
 
 
 def test_a_fresh_install_asks_a_person_before_any_containment(supervised_svc):
     decision = call("guard", _ready(supervised_svc, C2), supervised_svc)["decision"]
     assert decision.action.name == "block_ip" and decision.outcome is Outcome.NEEDS_APPROVAL
-    assert any("no autonomy file" in r for r in decision.reasons)
+    assert any("no autonomy file" in r for r in decision.reason_lines)
 
 
 def test_the_block_rate_limit_sends_a_burst_of_blocks_to_a_person(svc):
@@ -164,7 +164,7 @@ def test_the_block_rate_limit_sends_a_burst_of_blocks_to_a_person(svc):
     svc.block_times.extend([utcnow() - timedelta(seconds=1)] * max_blocks)
     decision = call("guard", _ready(svc, C2), svc)["decision"]
     assert decision.outcome is Outcome.NEEDS_APPROVAL
-    assert any(r.startswith(f"needs_approval: block rate limit: {max_blocks} blocks") for r in decision.reasons)
+    assert any(r.startswith(f"needs_approval: block rate limit: {max_blocks} blocks") for r in decision.reason_lines)
     svc.block_times.clear()
     svc.block_times.extend([utcnow() - timedelta(seconds=svc.policy.block.rate_window_s + 5)] * max_blocks)
     assert call("guard", _ready(svc, C2, "case-2"), svc)["decision"].outcome is Outcome.ALLOW, "old blocks expire"

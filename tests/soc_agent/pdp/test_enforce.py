@@ -19,7 +19,7 @@ import pytest
 from connectors.nftables import NftablesError, NftablesUnavailable
 from connectors.okta import OktaResponder
 from soc_agent.pdp.enforce import AgentAccount, EgressBlock, Enforcer, IdpRevoke
-from soc_agent.responders.base import ResponderError
+from connectors.base import ResponderError
 from tests.connectors.test_nftables import HOST4, Lab, _socket_in, make_lab
 from tests.connectors.test_okta import USER_ID, FakeOkta, _client
 

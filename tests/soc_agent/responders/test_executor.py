@@ -9,7 +9,8 @@ import pytest
 from sqlmodel import select
 
 from soc_agent.audit import AuditLog, records
-from soc_agent.responders import ActionExecutor, LocalResponder, ResponderError
+from connectors.base import ResponderError
+from soc_agent.responders import ActionExecutor, LocalResponder
 from soc_agent.responders.local import CASE_CAPABILITIES
 from soc_agent.store import ActionRow, ContainmentRow, Store
 from soc_agent.types import Entity, EntityKind, ProposedAction, Tier, to_db_time, utcnow

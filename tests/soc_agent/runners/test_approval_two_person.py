@@ -100,7 +100,7 @@ def test_the_act_node_re_check_refuses_a_tier0_isolate_resumed_with_one_approver
     item = pipeline.pending_approvals()[0]
     state = pipeline.resume(item.thread_id, approved=True, by="ana.lead")
     assert state["action_status"] == "denied"
-    assert any("two-person rule" in r for r in state["decision"].reasons)
+    assert any("two-person rule" in r for r in state["decision"].reason_lines)
     assert pipeline.store.session.get(ContainmentRow, DC) is None
 
 
