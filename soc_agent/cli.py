@@ -10,7 +10,7 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +22,9 @@ from soc_agent.pdp.cli import pdp_app
 from soc_agent.terminal import make_console, safe_cell, safe_text
 from soc_agent.types import Outcome, Reason, RunMode
 from soc_agent.wording import counted
+
+if TYPE_CHECKING:  # annotations only: the store is imported when a command needs it
+    from soc_agent.store import Store
 
 app = typer.Typer(help="soc-agent: autonomous SOC triage with guarded actions and a verifiable audit trail.",
                   no_args_is_help=True, add_completion=False)
@@ -72,6 +75,15 @@ def _settings(workdir: Path, mode: Optional[str] = None, reasoner: Optional[str]
         return Settings.from_env(workdir=workdir, mode=RunMode(mode) if mode else None, reasoner=reasoner)
     except ValidationError as exc:
         _fail("invalid setting: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+
+def _store(db_url: str) -> "Store":
+    """The store with every wing's tables registered, so a command on a fresh workdir creates them all."""
+    # Deferred like the other store imports: `--help` and the commands that need no store stay fast.
+    import soc_agent.store.schema  # noqa: F401
+    from soc_agent.store import Store
+
+    return Store(db_url)
 
 
 def _existing_settings(workdir: Path) -> Settings:
@@ -425,8 +437,7 @@ def cases_list(
     from sqlalchemy import case as sql_case
     from sqlalchemy import func
 
-    from soc_agent.store import CaseEntityRow, CaseRow, Store
-    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
+    from soc_agent.store import CaseEntityRow, CaseRow
     from soc_agent.types import Severity, Verdict
 
     _choice("--status", status, CASE_STATUSES)
@@ -436,7 +447,7 @@ def cases_list(
     if limit is not None and limit < 1:
         _fail(f"invalid --limit {limit}: give 1 or more")
     after = _since(since)
-    store = Store(_existing_settings(workdir).db_url)
+    store = _store(_existing_settings(workdir).db_url)
     rank = sql_case({s.value: s.rank for s in Severity}, value=CaseRow.severity, else_=-1)
     key = {"updated": CaseRow.updated_at, "opened": CaseRow.opened_at, "severity": rank,
            "confidence": CaseRow.confidence, "alerts": CaseRow.alert_count}[sort]
@@ -492,10 +503,9 @@ def cases_show(case_id: str, workdir: Path = WorkdirOpt) -> None:
     import re
 
     from soc_agent.case_history import case_history, history_line
-    from soc_agent.store import CaseRow, NoteRow, Store
-    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
+    from soc_agent.store import CaseRow, NoteRow
 
-    store = Store(_existing_settings(workdir).db_url)
+    store = _store(_existing_settings(workdir).db_url)
     with store.reader() as session:
         case = session.get(CaseRow, case_id)
         note = session.get(NoteRow, case_id)
@@ -585,11 +595,10 @@ def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--
     """Active blocks and other containments with their expiry (expired ones are lifted first)."""
     from soc_agent.composition import open_executor
     from soc_agent.responders import LocalResponder
-    from soc_agent.store import ContainmentRow, Store
-    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
+    from soc_agent.store import ContainmentRow
 
     settings = _existing_settings(workdir)
-    store = Store(settings.db_url)
+    store = _store(settings.db_url)
     open_executor(settings, store).expire()  # with the connectors' responders, so their effects are lifted too
     local = LocalResponder(store)
     table = _listing("effect", "target", "active", "action", "held by", "expires_at", ids=("target",))
@@ -612,10 +621,9 @@ def actions_list(workdir: Path = WorkdirOpt,
                  as_json: bool = typer.Option(False, "--json", help="one JSON array of full action records")) -> None:
     """Every action with its status."""
     from soc_agent.responders.executor import describe_status
-    from soc_agent.store import ActionRow, Store
-    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
+    from soc_agent.store import ActionRow
 
-    store = Store(_existing_settings(workdir).db_url)
+    store = _store(_existing_settings(workdir).db_url)
     table = _listing("id", "case", "action", "tier", "target", "status", "rollback", ids=("id", "case"))
     records = []
     with store.reader() as session:
@@ -635,11 +643,9 @@ def actions_rollback(action_id: int, workdir: Path = WorkdirOpt, by: str = typer
     from soc_agent.composition import open_executor
     from soc_agent.notes import NoteFiles
     from connectors.base import ResponderError
-    from soc_agent.store import Store
-    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     settings = _existing_settings(workdir)
-    store = Store(settings.db_url)
+    store = _store(settings.db_url)
     # The executor a triage process uses: a block made through nftables or an EDR is lifted there, not only here.
     executor = open_executor(settings, store)
     executor.note_files = NoteFiles(settings.notes_dir)  # the notes' markdown files get the rollback line too
@@ -736,10 +742,9 @@ def audit_export(out_dir: Path = typer.Option(..., "--out", help="bundle folder 
 def approvals_list(workdir: Path = WorkdirOpt,
                    as_json: bool = typer.Option(False, "--json", help="one JSON array of the pending items")) -> None:
     """Pending approval items."""
-    from soc_agent.store import ApprovalRow, Store
-    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
+    from soc_agent.store import ApprovalRow
 
-    store = Store(_existing_settings(workdir).db_url)
+    store = _store(_existing_settings(workdir).db_url)
     table = _listing("id", "case", "action", "tier", "reasons", ids=("id", "case"))
     records = []
     with store.reader() as session:
@@ -887,11 +892,9 @@ def dead_letters_list(
 ) -> None:
     """Every input that could not be taken in, with its whole reason and whether it was retried."""
     from soc_agent.dead_letters import list_rows, record
-    from soc_agent.store import Store
-    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     after = _since(since)
-    store = Store(_existing_settings(workdir).db_url)
+    store = _store(_existing_settings(workdir).db_url)
     with store.reader() as session:
         rows = list_rows(session, since=after, source=source)
     store.close()
@@ -912,10 +915,9 @@ def dead_letters_show(dead_letter_id: int = typer.Argument(..., metavar="ID"), w
                       as_json: bool = typer.Option(False, "--json", help="the record as JSON")) -> None:
     """One dead letter: its whole reason, size, retry history and the raw line (escaped; hex if not text)."""
     from soc_agent.dead_letters import raw_preview, reason_kind
-    from soc_agent.store import DeadLetterRow, Store
-    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
+    from soc_agent.store import DeadLetterRow
 
-    store = Store(_existing_settings(workdir).db_url)
+    store = _store(_existing_settings(workdir).db_url)
     with store.reader() as session:
         row = session.get(DeadLetterRow, dead_letter_id)
     store.close()
@@ -1284,10 +1286,8 @@ def shadow(
     learning = None
     if use_learning or learn:
         from soc_agent.learning import load_learning
-        from soc_agent.store import Store
-        import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
-        sources, calibrator = load_learning(settings, Store(settings.db_url))
+        sources, calibrator = load_learning(settings, _store(settings.db_url))
         learning = (sources, None if learn else calibrator)
     default_autonomy = settings.playbooks_dir / "autonomy.yml"
     options = ShadowOptions(out_dir=out_dir, gate=gate, autonomy_file=autonomy or default_autonomy,
@@ -1333,10 +1333,8 @@ def _print_shadow(results: dict) -> None:
 
 def _learn_after_shadow(alerts: Path, labels: Path, settings: Settings, fitter, results: dict) -> None:
     from soc_agent.learning import LabelIndex, learn_from_file
-    from soc_agent.store import Store
-    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
-    store = Store(settings.db_url)
+    store = _store(settings.db_url)
     index = LabelIndex(settings.workdir / ".learn-labels.sqlite")
     try:
         with labels.open("rb") as fh:
@@ -1394,8 +1392,6 @@ def learn(
     """Import analysts' dispositions into the priors; write tuning suggestions for noisy rules."""
     from soc_agent.learning import (LabelIndex, default_suggestions_path, learn_from_file, learn_from_store,
                                     retrain_model, suggest_tuning, write_suggestions)
-    from soc_agent.store import Store
-    import soc_agent.store.schema  # noqa: F401  (every table, for the store to create)
 
     if (alerts is None) != (labels is None):
         err.print("give both ALERTS and --labels, or neither (to learn from the store's recorded dispositions)")
@@ -1405,7 +1401,7 @@ def learn(
             err.print(safe_cell(f"not a file: {path}"))
             raise typer.Exit(2)
     settings = _settings(workdir)
-    store = Store(settings.db_url)
+    store = _store(settings.db_url)
     try:
         if alerts is None:
             report, priors = learn_from_store(store)
