@@ -6,7 +6,8 @@ exceptions::
 
     ResponderError                 (connectors.base: the executor records it)
      └── ConnectorError            any connector failure; names the connector
-          ├── ConfigError          bad connectors file, missing secret, unknown vendor
+          ├── ConfigError          bad connectors file, missing secret, unknown vendor (also a
+          │                        soc_agent.config_file.ConfigError: file and line)
           ├── AuthError            401/403 or rejected credentials; never retried;
           │                        names the permission the call needed
           ├── RateLimited          429 still returned after the retries
@@ -22,6 +23,7 @@ strings or configuration values, so a token cannot end up in a log line.
 from __future__ import annotations
 
 from connectors.base import ResponderError
+from soc_agent import config_file
 
 __all__ = ["AuthError", "BadResponse", "ConfigError", "ConnectorError", "NotFound", "RateLimited", "Unavailable"]
 
@@ -46,8 +48,17 @@ class ConnectorError(ResponderError):
         return f"{type(self).__name__}(connector={self.connector!r}, status={self.status!r}, message={str(self)!r})"
 
 
-class ConfigError(ConnectorError):
-    """The connectors configuration is invalid or references a missing secret."""
+class ConfigError(ConnectorError, config_file.ConfigError):
+    """The connectors configuration is invalid or references a missing secret.
+
+    Also a :class:`soc_agent.config_file.ConfigError`, so one ``except`` catches every configuration problem;
+    ``file`` and ``line`` say where in the connectors or secrets file, when it is one.
+    """
+
+    def __init__(self, connector: str, message: str, *, file: str = "", line: int = 0) -> None:
+        super().__init__(connector, message)
+        self.file = file
+        self.line = line
 
 
 class AuthError(ConnectorError):

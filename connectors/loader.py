@@ -56,13 +56,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.errors import ConfigError
 from connectors.http import AuthConfig, ConnectorClient, HttpConfig, make_client
 from connectors.secrets import SecretStore
 from connectors.base import Responder, ResponderError
+from soc_agent import config_file
+from soc_agent.config_file import read_yaml
 from soc_agent.types import ProposedAction
 
 __all__ = [
@@ -160,28 +161,23 @@ VENDORS: dict[str, _Vendor] = {
 """Vendor type → its enricher, responder and alert source classes."""
 
 
+class _FileProblem(config_file.ConfigError):
+    """A problem in the connectors file, raised on as the connectors' ``ConfigError`` (connector "loader")."""
+
+
 def load_connectors_config(path: Path) -> ConnectorsConfig:
     """Read and validate the connectors file; errors name the file and the entry."""
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise ConfigError("loader", f"cannot read {path} ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError("loader", f"{path}{where}: invalid YAML") from None
-    try:
-        config = ConnectorsConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        # pydantic's message, not its input: the input could be a pasted token.
-        raise ConfigError("loader", f"{path}: {loc}: {first['msg']}") from None
-    for name, spec in config.connectors.items():
-        vendor = spec.type or name
-        if vendor not in VENDORS:
-            raise ConfigError("loader", f"{path}: connectors.{name}: unknown type {vendor!r}; "
-                              f"known: {', '.join(sorted(VENDORS))}")
+        doc = read_yaml(path, _FileProblem)
+        config = doc.validate(ConnectorsConfig, data=doc.mapping())
+        for name, spec in config.connectors.items():
+            vendor = spec.type or name
+            if vendor not in VENDORS:
+                raise doc.fail(("connectors", name, "type") if spec.type else ("connectors", name),
+                               f"unknown type {vendor!r}; known: {', '.join(sorted(VENDORS))}")
+    except _FileProblem as exc:
+        # pydantic's message, never its input: the input could be a pasted token.
+        raise ConfigError("loader", str(exc), file=exc.file, line=exc.line) from None
     config.source = str(path)
     return config
 

@@ -64,7 +64,7 @@ def load_secrets_file(path: Path) -> dict[str, str]:
         mode = path.stat().st_mode
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError("secrets", f"cannot read secrets file {path} ({exc.strerror})") from None
+        raise ConfigError("secrets", f"cannot read secrets file {path} ({exc.strerror})", file=str(path)) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         message = f"secrets file {path} has mode {stat.S_IMODE(mode):04o}; it should be 0600"
         _log.warning(message)
@@ -73,9 +73,9 @@ def load_secrets_file(path: Path) -> dict[str, str]:
         data = yaml.safe_load(text) or {}  # YAML is a superset of JSON
     except yaml.YAMLError:
         # The parser's message quotes the offending line, which may hold a value.
-        raise ConfigError("secrets", f"secrets file {path} is not valid YAML or JSON") from None
+        raise ConfigError("secrets", f"secrets file {path} is not valid YAML or JSON", file=str(path)) from None
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise ConfigError("secrets", f"secrets file {path} must be a mapping of name to value")
+        raise ConfigError("secrets", f"secrets file {path} must be a mapping of name to value", file=str(path))
     return {k: str(v) for k, v in data.items() if v is not None}
 
 

@@ -14,9 +14,9 @@ from collections import OrderedDict, deque
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, Field
 
+from soc_agent.config_file import read_yaml
 from soc_agent.types import Alert, Entity, EntityKind, Severity
 
 
@@ -75,9 +75,12 @@ class ThresholdDetector:
 
     @classmethod
     def from_file(cls, path: Path) -> "ThresholdDetector":
-        """Load the ``thresholds`` list of ``detectors.yml``."""
-        data = yaml.safe_load(path.read_text()) or {}
-        return cls([ThresholdRule.model_validate(r) for r in data.get("thresholds", [])])
+        """Load the ``thresholds`` list of ``detectors.yml``; problems are a ``ConfigError`` naming ``file:line``."""
+        doc = read_yaml(path)
+        thresholds = doc.mapping().get("thresholds") or []
+        if not isinstance(thresholds, list):
+            raise doc.fail(("thresholds",), "expected a list of threshold detectors")
+        return cls([doc.validate(ThresholdRule, ("thresholds", i), rule) for i, rule in enumerate(thresholds)])
 
     def observe(self, event: Alert) -> list[Alert]:
         """Count one event; the synthetic alerts it makes cross, if any."""

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import cel
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from soc_agent.actions import CATALOG, TTL_ACTIONS
+from soc_agent.config_file import ConfigError, read_yaml
 from soc_agent.context import cel_context
 from soc_agent.types import Entity, EntityKind
 
@@ -48,22 +48,12 @@ NOT_PLAYBOOKS = frozenset({"policy.yml", "detectors.yml", "autonomy.yml", "evide
 
 _SNAKE_CASE = r"^[a-z][a-z0-9_]*$"
 
-# Where in a YAML document something is: mapping keys and sequence indexes,
-# the same shape as a pydantic error's ``loc``.
-_Path = tuple[Any, ...]
-
-
-class PlaybookError(ValueError):
+class PlaybookError(ConfigError):
     """A playbook file that cannot be loaded.
 
     The message starts with ``file:line`` (one line per problem when a file
     has several); ``file`` and ``line`` hold the first problem's location.
     """
-
-    def __init__(self, message: str, *, file: str = "", line: int = 0) -> None:
-        super().__init__(message)
-        self.file = file
-        self.line = line
 
 
 def _check_cel(source: str) -> str:
@@ -174,104 +164,21 @@ class Playbook(BaseModel):
 # --- loading -----------------------------------------------------------------
 
 
-class _LocatedError(Exception):
-    """A problem inside one document, before the file name is known."""
-
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-        self.message = message
-
-
-def _to_python(node: yaml.Node, path: _Path, lines: dict[_Path, int], loader: yaml.SafeLoader) -> Any:
-    """Build plain data from a composed node, recording each path's line.
-
-    A mapping entry is recorded at its *key's* line: for a block value such
-    as ``target:`` followed by indented keys, that is the line an author
-    would look at.
-    """
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            key_line = key_node.start_mark.line + 1
-            try:
-                duplicate = key in out
-            except TypeError:
-                raise _LocatedError(key_line, "mapping keys must be scalars") from None
-            if duplicate:
-                # PyYAML keeps the last value silently; a silently ignored response is worse.
-                raise _LocatedError(key_line, f"duplicate key {key!r}")
-            lines[path + (key,)] = key_line
-            out[key] = _to_python(value_node, path + (key,), lines, loader)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, path + (i,), lines, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
-
-
-def _line_of(loc: _Path, lines: dict[_Path, int]) -> int:
-    # A missing field has no line of its own: point at the nearest enclosing item.
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
-
-
-def _fail(file: str, problems: Sequence[tuple[int, str]]) -> PlaybookError:
-    problems = sorted(problems, key=lambda p: p[0])
-    message = "\n".join(f"{file}:{line}: {text}" for line, text in problems)
-    return PlaybookError(message, file=file, line=problems[0][0])
-
-
 def load_playbook(path: Path) -> Playbook:
     """Load and validate one playbook file.
 
     Raises :class:`PlaybookError` naming ``file:line`` for bad YAML, unknown
     or missing keys, bad CEL, unknown actions and targets that do not fit.
     """
-    file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlaybookError(f"{file}:1: cannot read: {exc}", file=file, line=1) from None
-    loader = yaml.SafeLoader(text)
-    lines: dict[_Path, int] = {}
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            raise _LocatedError(1, "empty file; expected one playbook")
-        data = _to_python(root, (), lines, loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise _fail(file, [(line, f"invalid YAML: {exc.problem or exc}")]) from None
-    except yaml.YAMLError as exc:
-        raise _fail(file, [(1, f"invalid YAML: {exc}")]) from None
-    except _LocatedError as exc:
-        raise _fail(file, [(exc.line, exc.message)]) from None
-    finally:
-        loader.dispose()
-
-    if not isinstance(data, dict):
-        raise _fail(file, [(1, "a playbook must be a mapping")])
-    if "source" in data:
-        raise _fail(file, [(lines[("source",)], "'source' is set by the loader, not the file")])
-    try:
-        playbook = Playbook.model_validate(data)
-    except ValidationError as exc:
-        problems = [(_line_of(err["loc"], lines), _describe(err)) for err in exc.errors()]
-        raise _fail(file, problems) from None
-    return playbook.model_copy(update={"source": f"{file}:{lines[()]}"})
-
-
-def _describe(err: Any) -> str:
-    where = ".".join(str(part) for part in err["loc"]) or "playbook"
-    message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        message = "unknown key"
-    return f"{where}: {message}"
+    doc = read_yaml(path, PlaybookError)
+    if doc.data is None:
+        raise PlaybookError.at(doc.file, 1, "empty file; expected one playbook")
+    if not isinstance(doc.data, dict):
+        raise PlaybookError.at(doc.file, 1, "a playbook must be a mapping")
+    if "source" in doc.data:
+        raise PlaybookError.at(doc.file, doc.line_of(("source",)), "'source' is set by the loader, not the file")
+    playbook = doc.validate(Playbook)
+    return playbook.model_copy(update={"source": f"{doc.file}:{doc.line_of(())}"})
 
 
 def load_playbooks(directory: Path) -> list[Playbook]:
@@ -282,7 +189,7 @@ def load_playbooks(directory: Path) -> list[Playbook]:
     second file's ``name:`` line and the first file.
     """
     if not directory.is_dir():
-        raise PlaybookError(f"{directory}: not a directory", file=str(directory), line=0)
+        raise PlaybookError.at(directory, 0, "not a directory")
     playbooks: list[Playbook] = []
     seen: dict[str, Playbook] = {}
     for path in sorted(directory.glob("*.yml")):
@@ -290,20 +197,12 @@ def load_playbooks(directory: Path) -> list[Playbook]:
             continue
         playbook = load_playbook(path)
         if playbook.name in seen:
-            raise _fail(str(path), [(_name_line(path), f"duplicate playbook name {playbook.name!r}, "
-                                     f"first defined at {seen[playbook.name].source}")])
+            raise PlaybookError.at(path, read_yaml(path, PlaybookError).line_of(("name",)),
+                                   f"duplicate playbook name {playbook.name!r}, first defined at "
+                                   f"{seen[playbook.name].source}")
         seen[playbook.name] = playbook
         playbooks.append(playbook)
     return sorted(playbooks, key=lambda p: (p.priority, p.name))
-
-
-def _name_line(path: Path) -> int:
-    # Only called on a file that already loaded, so composing again cannot fail.
-    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    for key, _ in root.value:
-        if key.value == "name":
-            return key.start_mark.line + 1
-    return 1
 
 
 # --- evaluation ----------------------------------------------------------------

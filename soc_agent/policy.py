@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Literal
 
 import cel
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from soc_agent.config_file import read_yaml
 from soc_agent.types import IdentityRole, Outcome, RunMode, Tier
 
 
@@ -116,13 +116,11 @@ AUTONOMY_FILE = "autonomy.yml"
 def load_policy(path: Path, autonomy_path: Path | None = None) -> Policy:
     """Load and validate ``policy.yml`` and, when present, the autonomy file (default: ``autonomy.yml`` beside it).
 
-    Errors name the file. Without an autonomy file ``Policy.autonomy`` is None: the install is supervised.
+    Problems are :class:`~soc_agent.config_file.ConfigError` naming ``file:line``. Without an autonomy file
+    ``Policy.autonomy`` is None: the install is supervised.
     """
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-        policy = Policy.model_validate(data)
-    except (OSError, yaml.YAMLError, ValidationError, ValueError) as exc:
-        raise ValueError(f"{path}: invalid policy: {exc}") from exc
+    doc = read_yaml(path)
+    policy = doc.validate(Policy, data=doc.mapping())
     autonomy_path = autonomy_path or path.parent / AUTONOMY_FILE
     if autonomy_path.exists():
         policy = policy.model_copy(update={"autonomy": read_autonomy(autonomy_path)})
@@ -132,18 +130,17 @@ def load_policy(path: Path, autonomy_path: Path | None = None) -> Policy:
 def read_autonomy(path: Path | None) -> dict[str, str]:
     """Autonomy per class (``autonomous`` | ``approval``) from an autonomy file; {} when absent.
 
-    Anything but an explicit ``autonomous`` is read as ``approval``: a typo never grants autonomy.
+    Anything but an explicit ``autonomous`` is read as ``approval``: a typo never grants autonomy. A file that is
+    not YAML or not a mapping is a :class:`~soc_agent.config_file.ConfigError` naming ``file:line``.
     """
     if path is None or not path.exists():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: invalid autonomy file: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: invalid autonomy file: expected a mapping")
+    doc = read_yaml(path)
+    classes = doc.mapping().get("autonomy") or {}
+    if not isinstance(classes, dict):
+        raise doc.fail(("autonomy",), "expected a mapping of incident class to mode")
     out = {}
-    for name, body in (data.get("autonomy") or {}).items():
+    for name, body in classes.items():
         mode = body.get("mode") if isinstance(body, dict) else body
         out[str(name)] = "autonomous" if mode == "autonomous" else "approval"
     return out

@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import cel
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from soc_agent.config_file import read_yaml
 from soc_agent.context import cel_context
 from soc_agent.types import Alert, Case, Evidence, Severity, Verdict
 from soc_agent.vendor_evidence import EvidenceBook
@@ -40,6 +40,16 @@ class Signal(BaseModel):
     summary: str
     benign: bool = Field(default=False, description="marks sanctioned activity, not a misfire")
 
+    @field_validator("when")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        # Checked here so a bad condition is reported at its line in detectors.yml, not at first use.
+        try:
+            cel.compile(value)
+        except Exception as exc:  # the binding reports syntax errors as ValueError, others vary
+            raise ValueError(f"CEL does not compile: {exc}") from None
+        return value
+
 
 class RuleWeight(BaseModel):
     """What one detection rule is worth on its own, and the signals that refine it."""
@@ -51,6 +61,11 @@ class RuleWeight(BaseModel):
         default=None, description="what a non-malicious outcome of this rule is called (benign or false positive)"
     )
     signals: list[Signal] = Field(default_factory=list)
+
+
+class _UnknownWeight(BaseModel):
+    # Validated on its own so a bad value is reported at its line, like the rules.
+    unknown_rule_weight: float = 0.0
 
 
 class RuleBook:
@@ -65,10 +80,15 @@ class RuleBook:
 
     @classmethod
     def from_file(cls, path: Path) -> "RuleBook":
-        """Load the ``rules`` mapping of ``detectors.yml``."""
-        data = yaml.safe_load(path.read_text()) or {}
-        rules = {name: RuleWeight.model_validate(body or {}) for name, body in (data.get("rules") or {}).items()}
-        return cls(rules, float(data.get("unknown_rule_weight", 0.0)))
+        """Load the ``rules`` mapping of ``detectors.yml``; problems are a ``ConfigError`` naming ``file:line``."""
+        doc = read_yaml(path)
+        data = doc.mapping()
+        rules = data.get("rules") or {}
+        if not isinstance(rules, dict):
+            raise doc.fail(("rules",), "expected a mapping of rule id to weight and signals")
+        weights = {name: doc.validate(RuleWeight, ("rules", name), body or {}) for name, body in rules.items()}
+        default = doc.validate(_UnknownWeight, data={"unknown_rule_weight": data.get("unknown_rule_weight", 0.0)})
+        return cls(weights, default.unknown_rule_weight)
 
     def evidence(self, case: Case, ctx: dict | cel.Context, vendor: EvidenceBook | None = None) -> list[Evidence]:
         """Rule, signal, vendor and correlation evidence for a case, each item about the alert or rule it is

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from soc_agent.config_file import read_yaml
 from soc_agent.types import Alert, Evidence, Severity, VendorVerdict
 
 BENIGN_VERDICT_KIND = "vendor_benign"
@@ -33,6 +33,16 @@ class ProcessFact(BaseModel):
     pattern: str
     weight: float
     summary: str
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        # Checked here so a bad pattern is reported at its line in evidence.yml, not as a crash at start-up.
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
 
 
 class RiskBand(BaseModel):
@@ -72,10 +82,8 @@ class EvidenceBook:
         """Load the table; a missing file is an empty table (every vendor fact weighs nothing)."""
         if not path.exists():
             return cls(EvidenceTable())
-        try:
-            return cls(EvidenceTable.model_validate(yaml.safe_load(path.read_text()) or {}))
-        except Exception as exc:
-            raise ValueError(f"{path}: invalid evidence table: {exc}") from exc
+        doc = read_yaml(path)
+        return cls(doc.validate(EvidenceTable, data=doc.mapping()))
 
     def evidence(self, alert: Alert, configured_rule: bool) -> list[Evidence]:
         """The vendor evidence for one alert.

@@ -26,14 +26,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors._common import (
     Entities, as_list, build_alert, digest, fail, first_text, get, parse_time, require_dict, severity_word,
     text,
 )
 from connectors.base import AlertFormat
+from soc_agent.config_file import ConfigError, read_yaml
 from soc_agent.types import Alert, EntityKind, Severity
 
 NAME = "generic"
@@ -41,8 +41,8 @@ ENV_VAR = "SOC_AGENT_GENERIC_MAPPING"
 """Environment variable naming the mapping file the registry loads when it is first used."""
 
 
-class GenericMappingError(ValueError):
-    """The mapping file is unreadable or invalid; the message names the file and key."""
+class GenericMappingError(ConfigError):
+    """The mapping file is unreadable or invalid; the message names the file, line and key."""
 
 
 class EntityPath(BaseModel):
@@ -122,25 +122,14 @@ def _attribute(value: Any) -> Any:
 
 def load_mapping(path: str | Path) -> GenericMapping:
     """Read and validate a mapping file; GenericMappingError names the file and the bad key."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise GenericMappingError(f"{path}: cannot read generic mapping ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise GenericMappingError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict):
-        raise GenericMappingError(f"{path}: a generic mapping must be a YAML mapping, got {type(data).__name__}")
+    doc = read_yaml(path, GenericMappingError)
+    if not isinstance(doc.data, dict):
+        raise GenericMappingError.at(doc.file, 1, f"a generic mapping must be a YAML mapping, got "
+                                     f"{type(doc.data).__name__}")
+    data = dict(doc.data)
     if isinstance(data.get("severity_map"), dict):  # YAML reads `1: low` with an int key
         data["severity_map"] = {str(k): v for k, v in data["severity_map"].items()}
-    try:
-        return GenericMapping.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "mapping"
-        raise GenericMappingError(f"{path}: {where}: {first['msg']}") from None
+    return doc.validate(GenericMapping, data=data)
 
 
 def as_format(mapping: GenericMapping) -> AlertFormat:

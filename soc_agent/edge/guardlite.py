@@ -75,9 +75,15 @@ def compile_policy(policy_path: Path, allowlist_path: Path | None = None, *, con
     base = decide(action, ctx, neutral)
     allowlist = []
     if allowlist_path is not None and allowlist_path.exists():
-        import yaml
+        from soc_agent.config_file import read_yaml  # deferred: the sensor imports this module; only compiling reads YAML
 
-        for entry in yaml.safe_load(allowlist_path.read_text()) or []:
+        doc = read_yaml(allowlist_path)
+        entries = doc.data or []
+        if not isinstance(entries, list):
+            raise doc.error.at(doc.file, 1, "expected a list of entries")
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict) or "value" not in entry:
+                raise doc.fail((index,), "an allowlist entry needs a kind and a value")
             if entry.get("kind") == "ip" and (not entry.get("rules") or EDGE_RULE in entry["rules"]):
                 allowlist.append([str(entry["value"]), str(entry.get("reason", "allowlisted"))])
     return {

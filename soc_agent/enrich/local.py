@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
+from soc_agent.config_file import read_yaml
 from soc_agent.types import Entity, EntityKind, IdentityRole, utcnow
 
 
@@ -77,18 +77,15 @@ class AllowlistEntry(BaseModel):
 
 
 def _load_list(path: Path, model: type[BaseModel]) -> list[Any]:
+    """Every entry of a local data file (absent: none); problems are a ``ConfigError`` naming ``file:line``."""
     if not path.exists():
         return []
-    data = yaml.safe_load(path.read_text()) or []
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a list of entries")
-    items = []
-    for index, entry in enumerate(data):
-        try:
-            items.append(model.model_validate(entry))
-        except ValidationError as exc:
-            raise ValueError(f"{path}: entry {index}: {exc}") from exc
-    return items
+    doc = read_yaml(path)
+    if doc.data is None:
+        return []
+    if not isinstance(doc.data, list):
+        raise doc.error.at(doc.file, 1, "expected a list of entries")
+    return [doc.validate(model, (index,), entry) for index, entry in enumerate(doc.data)]
 
 
 class LocalKnowledge:

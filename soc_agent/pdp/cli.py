@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-import yaml
 from rich.table import Table
 
+from soc_agent.config_file import ConfigError, read_yaml
 from soc_agent.terminal import make_console, safe_cell, safe_text
 
 pdp_app = typer.Typer(help="The decision point for other AI agents' tool calls (the guard as a service).",
@@ -123,8 +123,8 @@ def decide(source: str = typer.Argument(..., help="request JSON file, or - for s
 # ---- policy tests --------------------------------------------------------------------------
 
 
-class CaseError(ValueError):
-    """A case file that cannot be run."""
+class CaseError(ConfigError):
+    """A case file that cannot be read or run; a file problem names ``file:line``."""
 
 
 def _merge(defaults: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
@@ -216,10 +216,7 @@ def load_cases(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
         raise CaseError(f"{folder}: no case files (*.yml, *.yaml, *.json)")
     cases = []
     for path in files:
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise CaseError(f"{path}: cannot read: {exc}") from None
+        data = read_yaml(path, CaseError).data
         if isinstance(data, dict) and "cases" in data:
             shared = data.get("defaults") or {}
             for case in data["cases"] or []:

@@ -27,19 +27,17 @@ from __future__ import annotations
 import fnmatch
 import re
 from pathlib import Path
-from typing import Any
 
 import cel
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from soc_agent.config_file import ConfigError, parse_yaml
 from soc_agent.pdp.models import (
     CLASSIFICATIONS,
     DECISIONS,
@@ -53,7 +51,7 @@ TOOL_KINDS: tuple[str, ...] = ("shell", "code_exec", "db_write", "db_read", "htt
 """What a tool can be; the policy's ``tools`` table maps names to these."""
 
 
-class PolicyError(ValueError):
+class PolicyError(ConfigError):
     """A policy that cannot be loaded; the message starts with ``file:line``."""
 
 
@@ -240,63 +238,16 @@ class Policy(_Strict):
 assert DECISIONS[0] == "allow" and LEVELS[0] == "low"  # the orders the engine relies on
 
 
-def _node_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the YAML node at ``loc`` (a pydantic error location), as deep as it resolves."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for step in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == step:
-                    line, node = key.start_mark.line + 1, value
-                    break
-            else:
-                break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
-            node = node.value[step]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
-def _item_lines(root: yaml.Node | None, key: str) -> list[int]:
-    if not isinstance(root, yaml.MappingNode):
-        return []
-    for k, v in root.value:
-        if k.value == key and isinstance(v, yaml.SequenceNode):
-            return [item.start_mark.line + 1 for item in v.value]
-    return []
-
-
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """Validate policy text; errors are ``PolicyError("source:line: what")``."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text) if root is not None else {}
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        raise PolicyError(f"{source}:{line}: invalid YAML: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{source}:1: invalid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise PolicyError(f"{source}:1: a policy is a mapping (rules:, signals:, ...)")
-    try:
-        policy = Policy.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first["loc"])
-        line = _node_line(root, loc) or 1
-        where = ".".join(str(p) for p in loc) or "policy"
-        msg = first["msg"].removeprefix("Value error, ")
-        raise PolicyError(f"{source}:{line}: {where}: {msg}") from None
-    rule_lines, signal_lines = _item_lines(root, "rules"), _item_lines(root, "signals")
-    for rule, line in zip(policy.rules, rule_lines):
-        rule.line = line
-    for signal, line in zip(policy.signals, signal_lines):
-        signal.line = line
+    doc = parse_yaml(text, source, PolicyError)
+    if doc.data is not None and not isinstance(doc.data, dict):
+        raise PolicyError.at(source, 1, "a policy is a mapping (rules:, signals:, ...)")
+    policy = doc.validate(Policy, data=doc.data or {})
+    for index, rule in enumerate(policy.rules):
+        rule.line = doc.line_of(("rules", index))
+    for index, signal in enumerate(policy.signals):
+        signal.line = doc.line_of(("signals", index))
     policy.source = source
     return policy
 
@@ -307,7 +258,7 @@ def load_policy(path: str | Path) -> Policy:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{path}:0: cannot read policy: {exc}") from None
+        raise PolicyError.at(path, 0, f"cannot read policy: {getattr(exc, 'strerror', None) or exc}") from None
     return parse_policy(text, str(path))
 
 

@@ -27,7 +27,7 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from soc_agent.config_file import ConfigError, read_yaml
 
 
 class Role(enum.StrEnum):
@@ -61,8 +61,8 @@ class Identity:
         return self.role.rank >= role.rank
 
 
-class TokenFileError(ValueError):
-    """The tokens file is missing, malformed or holds something other than hashes."""
+class TokenFileError(ConfigError):
+    """The tokens file is missing, malformed or holds something other than hashes; names ``file:line``."""
 
 
 def hash_token(token: str) -> str:
@@ -81,12 +81,12 @@ class TokenStore:
         """Load a tokens file; no path means no one can authenticate."""
         if not path:
             return cls([])
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise TokenFileError(f"{path}: {exc}") from None
+        doc = read_yaml(path, TokenFileError)
+        tokens = doc.mapping().get("tokens") or []
+        if not isinstance(tokens, list):
+            raise doc.fail(("tokens",), "expected a list of token entries")
         entries = []
-        for i, item in enumerate(data.get("tokens") or [], start=1):
+        for index, item in enumerate(tokens):
             try:
                 digest = str(item["sha256"]).lower()
                 if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
@@ -94,8 +94,12 @@ class TokenStore:
                 tenant = item.get("tenant")
                 entries.append((digest, Identity(name=str(item["name"]), role=Role(item["role"]),
                                                  tenant=str(tenant) if tenant else None)))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise TokenFileError(f"{path}: token entry {i}: {exc}") from None
+            except KeyError as exc:
+                raise doc.error.at(doc.file, doc.line_of(("tokens", index)),
+                                   f"token entry {index + 1}: missing {exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise doc.error.at(doc.file, doc.line_of(("tokens", index)),
+                                   f"token entry {index + 1}: {exc}") from None
         return cls(entries)
 
     def authenticate(self, token: str | None) -> Identity | None:

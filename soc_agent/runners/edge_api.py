@@ -63,6 +63,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
+from soc_agent.config_file import read_yaml
 from soc_agent.edge import signing
 from soc_agent.edge.tables import (
     EdgeEventRow,
@@ -78,6 +79,9 @@ from soc_agent.runners.errors import Rejected, install
 from soc_agent.runners.limits import read_json_object, read_limited
 
 EDGE_FILE_ENV = "SOC_AGENT_EDGE_FILE"
+_TUNABLES = ("quorum", "max_skew_s", "half_life_s", "indicator_ttl_s", "block_ttl_s", "max_prefix_v4",
+             "max_prefix_v6")
+"""The numeric settings of the edge file (everything but the key and the sensors)."""
 _MAX_BODY = 1 << 20
 _PAGE = 500
 _MAX_INT = 2**63 - 1
@@ -108,15 +112,35 @@ class EdgeConfig:
         """Load ``SOC_AGENT_EDGE_FILE``; no file means no sensor can authenticate."""
         if not path:
             return cls()
-        import yaml
-
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        key_hex = data.get("master_key") or Path(data["master_key_file"]).read_text().strip()
-        return cls(master_key=bytes.fromhex(key_hex),
-                   sensors={str(s["id"]): str(s["tenant"]) for s in data.get("sensors") or []},
-                   **{k: data[k] for k in ("quorum", "max_skew_s", "half_life_s", "indicator_ttl_s", "block_ttl_s",
-                                "max_prefix_v4", "max_prefix_v6")
-                      if k in data})
+        doc = read_yaml(path)
+        data = doc.mapping()
+        if data.get("master_key"):
+            key_hex, key_at = str(data["master_key"]), ("master_key",)
+        elif data.get("master_key_file"):
+            key_at = ("master_key_file",)
+            try:
+                key_hex = Path(str(data["master_key_file"])).read_text().strip()
+            except OSError as exc:
+                raise doc.fail(key_at, f"cannot read the key file: {exc.strerror or type(exc).__name__}") from None
+        else:
+            raise doc.fail((), "set master_key_file (or master_key): the key sensor keys are derived from")
+        try:
+            master_key = bytes.fromhex(key_hex)
+        except ValueError:
+            raise doc.fail(key_at, "the master key must be hex") from None  # never quote the key
+        sensors = data.get("sensors") or []
+        if not isinstance(sensors, list):
+            raise doc.fail(("sensors",), "expected a list of {id, tenant} entries")
+        for index, sensor in enumerate(sensors):
+            if not (isinstance(sensor, dict) and sensor.get("id") and sensor.get("tenant")):
+                raise doc.fail(("sensors", index), "a sensor needs an id and a tenant")
+        tunables = {}
+        for key in _TUNABLES:
+            if key in data:
+                if isinstance(data[key], bool) or not isinstance(data[key], (int, float)):
+                    raise doc.fail((key,), "expected a number")
+                tunables[key] = data[key]
+        return cls(master_key=master_key, sensors={str(s["id"]): str(s["tenant"]) for s in sensors}, **tunables)
 
     def sensor_key(self, sensor_id: str) -> bytes:
         """The key a sensor signs with (give it to the sensor as hex)."""

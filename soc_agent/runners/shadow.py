@@ -61,6 +61,7 @@ from sqlalchemy import text
 
 from soc_agent.actions import CATALOG
 from soc_agent.config import Settings
+from soc_agent.config_file import read_yaml
 from soc_agent.learning import CalibrationFitter, LabelIndex, ReliabilityBins, Skipped
 from evals.metrics import compare_actions, macro_f1, per_label_scores
 from soc_agent.learning.labels import LABEL_VALUES
@@ -95,11 +96,16 @@ class GateConfig:
 
     @classmethod
     def from_file(cls, path: Path) -> "GateConfig":
-        """The ``gate:`` mapping of a YAML file (unknown keys are an error naming them)."""
-        data = (yaml.safe_load(path.read_text()) or {}).get("gate") or {}
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown gate setting(s): {', '.join(sorted(unknown))}")
+        """The ``gate:`` mapping of a YAML file; an unknown key or a non-number is a ``ConfigError`` at its line."""
+        doc = read_yaml(path)
+        data = doc.mapping().get("gate") or {}
+        if not isinstance(data, dict):
+            raise doc.fail(("gate",), "expected a mapping of gate settings")
+        for key, value in data.items():
+            if key not in cls.__dataclass_fields__:
+                raise doc.fail(("gate", key), f"unknown gate setting; known: {', '.join(cls.__dataclass_fields__)}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise doc.fail(("gate", key), "expected a number")
         return cls(**data)
 
 

@@ -85,6 +85,7 @@ from starlette.concurrency import run_in_threadpool
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from connectors.errors import RateLimited, Unavailable
+from soc_agent.config_file import ConfigError
 from soc_agent.runners.errors import Rejected
 from soc_agent.runners.limits import read_limited
 from soc_agent.runners.tables import CaseCommentRow, TicketLinkRow, TicketPostRow, WebhookEventRow
@@ -119,8 +120,8 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 """An HTTP header name (RFC 9110 token); a shared header outside it could never match."""
 
 
-class WebhookConfigError(ValueError):
-    """A webhook setting that cannot work (unknown scheme, missing credentials); names the variable."""
+class WebhookConfigError(ConfigError):
+    """A webhook setting that cannot work (unknown scheme, missing credentials); ``file`` is the variable."""
 
 
 @dataclass(frozen=True)
@@ -200,13 +201,14 @@ class WebhookConfig:
                 header_secret=env.get(f"{prefix}HEADER_SECRET_{name}", ""))
             problem = entry.problem()
             if problem and (scheme or entry.header or entry.header_secret or problem.startswith("unknown")):
-                raise WebhookConfigError(f"{prefix}AUTH_{name}={entry.scheme}: {problem}")
+                raise WebhookConfigError(f"{prefix}AUTH_{name}={entry.scheme}: {problem}", file=f"{prefix}AUTH_{name}")
             auth[provider] = entry
         try:
             window_s = int(env.get(f"{prefix}WINDOW_S", 300))
             max_bytes = int(env.get(f"{prefix}MAX_BYTES", 1024 * 1024))
         except ValueError:
-            raise WebhookConfigError(f"{prefix}WINDOW_S and {prefix}MAX_BYTES must be whole numbers") from None
+            raise WebhookConfigError(f"{prefix}WINDOW_S and {prefix}MAX_BYTES must be whole numbers",
+                                     file=f"{prefix}WINDOW_S") from None
         return cls(secrets=secrets, window_s=window_s, max_bytes=max_bytes, auth=auth)
 
 

@@ -61,7 +61,7 @@ def test_missing_required_path_is_a_mapping_error_naming_it(registered):
 
 
 def test_broken_mapping_file_names_file_and_key():
-    with pytest.raises(GenericMappingError, match=r"generic_broken_mapping.yml: entities.0.kind"):
+    with pytest.raises(GenericMappingError, match=r"generic_broken_mapping.yml:4: entities.0.kind"):
         load_mapping(FIXTURES / "generic_broken_mapping.yml")
     with pytest.raises(GenericMappingError, match="cannot read"):
         load_mapping(FIXTURES / "no_such_mapping.yml")

@@ -86,7 +86,7 @@ def test_duplicate_rule_names_are_refused(tmp_path):
 
 
 def test_a_missing_file_names_it(tmp_path):
-    with pytest.raises(PolicyError, match=rf"^{tmp_path / 'nope.yml'}:0: cannot read policy"):
+    with pytest.raises(PolicyError, match=rf"^{tmp_path / 'nope.yml'}: cannot read policy"):
         load_policy(tmp_path / "nope.yml")
 
 
