@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from soc_agent.case_history import case_history, history_line
 from soc_agent.notes import CaseNotes, NoteAction, NoteEvidence, TimelineEntry, inert, render_markdown
-from soc_agent.state import TriageState
+from soc_agent.state import TriageState, traced_nodes
 from soc_agent.store import ActionRow, CaseRow, NoteRow
 from soc_agent.types import Outcome, RunMode, Tier, Verdict, to_db_time, utcnow
 from soc_agent.wording import counted
@@ -115,7 +115,7 @@ def persist_notes(svc: Services, state: TriageState) -> None:
         decision_reasons=decision.reason_lines if decision else [], actions=actions,
         open_questions=_open_questions(state), similar_cases=state.get("similar", []),
         earlier_verdict=(earlier + (": re-opened by the new evidence" if reopened else "")) if earlier else None,
-        trace=[t.split(":")[0] for t in state.get("trace", [])],
+        trace=traced_nodes(state.get("trace", [])),
     )
     if row is not None and row.runs:
         # Only a case seen before can have people's work on it: a new case's first run skips the query.

@@ -51,3 +51,17 @@ class TriageState(TypedDict, total=False):
     """executed | recorded | pending approval | denied | rejected | failed"""
     verified: bool | None
     trace: Annotated[list[str], operator.add]
+    """One line per node, ``node: outcome``, each built by :func:`step`."""
+
+
+def step(node: str, outcome: str) -> list[str]:
+    """A node's ``trace`` update: its one line, ``node: outcome``.
+
+    The one place the line is built; :func:`traced_nodes` is the one place it is read back.
+    """
+    return [f"{node}: {outcome}"]
+
+
+def traced_nodes(trace: list[str]) -> list[str]:
+    """The nodes a run went through, in order: each trace line up to its ``": "``."""
+    return [line.partition(": ")[0] for line in trace]

@@ -12,7 +12,7 @@ from soc_agent.actions import CATALOG
 from soc_agent.guard import decide
 from soc_agent.guard_context import guard_context
 from soc_agent.services import Services
-from soc_agent.state import TriageState
+from soc_agent.state import TriageState, step
 from soc_agent.store import ApprovalRow
 from soc_agent.types import Outcome, ProposedAction, RunMode, to_db_time, utcnow
 
@@ -60,7 +60,7 @@ def act_on_decision(state: TriageState, runtime: Runtime[Services]) -> dict:
                 row = svc.executor.record(action, state["case_id"], state["run"], "denied",
                                           "the approver's replacement action is not on the case's menu")
                 return {"action_id": row.id, "action_status": "denied",
-                        "trace": ["act: replacement action refused (not on the menu)"]}
+                        "trace": step("act", "replacement action refused (not on the menu)")}
             action = edited
         action = action.model_copy(update={"params": {**action.params, **approval.get("params", {})}}) \
             if approval.get("params") else action
@@ -71,11 +71,11 @@ def act_on_decision(state: TriageState, runtime: Runtime[Services]) -> dict:
             row = svc.executor.record(decision.action, state["case_id"], state["run"], "denied",
                                       "; ".join(decision.reason_lines))
             return {"decision": decision, "action_id": row.id, "action_status": "denied",
-                    "trace": [f"act: guard re-check said {decision.outcome}; not executed"]}
+                    "trace": step("act", f"guard re-check said {decision.outcome}; not executed")}
     row = svc.executor.execute(decision.action, state["case_id"], state["run"], approved_by=approved_by)
     status = "executed" if row.status == "done" else row.status
     return {"decision": decision, "action_id": row.id, "action_status": status,
-            "trace": [f"act: {decision.action.name} {status} (action {row.id})"]}
+            "trace": step("act", f"{decision.action.name} {status} (action {row.id})")}
 
 
 def record_only(state: TriageState, runtime: Runtime[Services]) -> dict:
@@ -94,7 +94,7 @@ def record_only(state: TriageState, runtime: Runtime[Services]) -> dict:
     else:
         status, why = "recorded", "; ".join(decision.reason_lines)
     row = svc.executor.record(decision.action, state["case_id"], state["run"], status, why)
-    return {"action_id": row.id, "action_status": status, "trace": [f"record_only: {status}"]}
+    return {"action_id": row.id, "action_status": status, "trace": step("record_only", status)}
 
 
 def verify_effect(state: TriageState, runtime: Runtime[Services]) -> dict:
@@ -102,11 +102,11 @@ def verify_effect(state: TriageState, runtime: Runtime[Services]) -> dict:
     svc = runtime.context
     decision = state.get("decision")
     if state.get("action_status") != "executed" or decision is None or decision.action is None:
-        return {"verified": None, "trace": ["verify: nothing executed"]}
+        return {"verified": None, "trace": step("verify", "nothing executed")}
     ok = svc.executor.verify(decision.action)
     svc.audit.append("node.verify", {"run": state["run"], "action_id": state.get("action_id"), "in_effect": ok,
                                      "params": json.loads(json.dumps(decision.action.params))},
                      state["case_id"], session=svc.store.session)
     ttl = decision.action.params.get("ttl_seconds")
-    note = f"verify: {'in effect' if ok else 'NOT in effect'}" + (f", expires in {ttl}s" if ttl else "")
-    return {"verified": ok, "trace": [note]}
+    note = ("in effect" if ok else "NOT in effect") + (f", expires in {ttl}s" if ttl else "")
+    return {"verified": ok, "trace": step("verify", note)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from langgraph.types import interrupt
 
-from soc_agent.state import TriageState
+from soc_agent.state import TriageState, step
 
 
 def await_approval(state: TriageState) -> dict:
@@ -22,4 +22,4 @@ def await_approval(state: TriageState) -> dict:
     })
     approval = answer if isinstance(answer, dict) else {"approved": False, "by": None, "comment": "malformed"}
     verb = "approved" if approval.get("approved") else "rejected"
-    return {"approval": approval, "trace": [f"await_approval: {verb} by {approval.get('by')}"]}
+    return {"approval": approval, "trace": step("await_approval", f"{verb} by {approval.get('by')}")}

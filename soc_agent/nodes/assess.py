@@ -7,7 +7,7 @@ from langgraph.runtime import Runtime
 from soc_agent.context import case_context
 from soc_agent.scoring import total_score
 from soc_agent.services import Services
-from soc_agent.state import TriageState
+from soc_agent.state import TriageState, step
 from soc_agent.types import Evidence
 
 
@@ -29,4 +29,4 @@ def assess_risk(state: TriageState, runtime: Runtime[Services]) -> dict:
                                      "evidence": [f"{e.id}:{e.weight:+.2f}" for e in evidence]},
                      state["case_id"], session=svc.store.session)
     return {"evidence": evidence, "score": score,
-            "trace": [f"assess: score {score:+.2f} from {len(evidence)} evidence item(s)"]}
+            "trace": step("assess", f"score {score:+.2f} from {len(evidence)} evidence item(s)")}

@@ -10,7 +10,7 @@ from sqlmodel import select
 from soc_agent.enrich import enrich_case
 from soc_agent.cases import case_entities
 from soc_agent.services import Services
-from soc_agent.state import TriageState
+from soc_agent.state import TriageState, step
 from soc_agent.store import AlertRow
 
 
@@ -33,8 +33,8 @@ def enrich_many(states: list[TriageState], runtime: Runtime[Services]) -> list[d
     for case_id in case_ids:
         result = enrich_case(svc.enrichers, entities[case_id], frozenset(rules[case_id]),
                              svc.settings.enricher_timeout_s, svc.cache)
-        note = f"enrich: {len(result.evidence)} evidence item(s)"
+        note = f"{len(result.evidence)} evidence item(s)"
         if result.degraded:
             note += f", degraded: {'; '.join(result.degraded)}"
-        updates.append({"evidence": result.evidence, "degraded": result.degraded, "trace": [note]})
+        updates.append({"evidence": result.evidence, "degraded": result.degraded, "trace": step("enrich", note)})
     return updates

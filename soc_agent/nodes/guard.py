@@ -14,7 +14,7 @@ from soc_agent.case_notes import persist_notes
 from soc_agent.guard import decide
 from soc_agent.guard_context import guard_context
 from soc_agent.services import Services
-from soc_agent.state import TriageState
+from soc_agent.state import TriageState, step
 from soc_agent.store import ApprovalRow, DecisionRow
 from soc_agent.types import Outcome, Reason, RunMode, to_db_time, utcnow
 
@@ -24,7 +24,7 @@ def guard_action(state: TriageState, runtime: Runtime[Services]) -> dict:
     svc = runtime.context
     action = state.get("proposed")
     if action is None:
-        return {"decision": None, "trace": ["guard: nothing to decide"]}
+        return {"decision": None, "trace": step("guard", "nothing to decide")}
     decision = decide(action, guard_context(svc, state, action), svc.policy)
     alert = state.get("alert")
     if alert is not None and svc.settings.is_stale(alert.timestamp):
@@ -49,7 +49,7 @@ def guard_action(state: TriageState, runtime: Runtime[Services]) -> dict:
     if decision.outcome is Outcome.NEEDS_APPROVAL and decision.mode is RunMode.ENFORCE:
         # The approver reads the notes before the run resumes, so they exist while it waits.
         persist_notes(svc, {**state, "decision": decision,
-                            "trace": state.get("trace", []) + ["guard: needs_approval, waiting"]})
+                            "trace": state.get("trace", []) + step("guard", "needs_approval, waiting")})
     if decision.executes and decision.action and decision.action.name in TTL_ACTIONS:
         svc.block_times.append(utcnow())  # counted when decided, so a burst cannot slip past the limit
-    return {"decision": decision, "trace": [f"guard: {decision.outcome} ({decision.mode})"]}
+    return {"decision": decision, "trace": step("guard", f"{decision.outcome} ({decision.mode})")}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from soc_agent.services import Services
-from soc_agent.state import TriageState
+from soc_agent.state import TriageState, step
 from soc_agent.store import CaseRow
 
 
@@ -19,4 +19,4 @@ def guard_replay(state: TriageState, runtime: Runtime[Services]) -> dict:
     case = runtime.context.store.session.get(CaseRow, state["case_id"])
     replayed = case is not None and case.runs >= state["run"]
     return {"replayed": replayed,
-            "trace": ["guard_replay: replay of a completed run" if replayed else "guard_replay: new run"]}
+            "trace": step("guard_replay", "replay of a completed run" if replayed else "new run")}

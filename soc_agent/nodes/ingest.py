@@ -5,7 +5,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from soc_agent.services import Services
-from soc_agent.state import TriageState
+from soc_agent.state import TriageState, step
 
 
 def ingest_alert(state: TriageState, runtime: Runtime[Services]) -> dict:
@@ -17,4 +17,4 @@ def ingest_alert(state: TriageState, runtime: Runtime[Services]) -> dict:
          "material": state.get("material", [])},
         state["case_id"], session=runtime.context.store.session,
     )
-    return {"trace": [f"ingest: {alert.rule_id} ({'; '.join(state.get('material', []))})"]}
+    return {"trace": step("ingest", f"{alert.rule_id} ({'; '.join(state.get('material', []))})")}

@@ -10,15 +10,14 @@ from langgraph.runtime import Runtime
 
 from soc_agent.cases import read_case, read_cases
 from soc_agent.services import Services
-from soc_agent.state import TriageState
+from soc_agent.state import TriageState, step
 from soc_agent.types import Case
 
 
 def _update(case: Case) -> dict:
-    return {"case": case, "trace": [
-        f"load_case: {len(case.alerts)} distinct alert(s), {len(case.entities)} entities, "
-        f"{case.duplicate_count} duplicate(s)"
-    ]}
+    return {"case": case, "trace": step(
+        "load_case", f"{len(case.alerts)} distinct alert(s), {len(case.entities)} entities, "
+        f"{case.duplicate_count} duplicate(s)")}
 
 
 def load_case(state: TriageState, runtime: Runtime[Services]) -> dict:

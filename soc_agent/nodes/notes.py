@@ -6,10 +6,10 @@ from langgraph.runtime import Runtime
 
 from soc_agent.case_notes import persist_notes
 from soc_agent.services import Services
-from soc_agent.state import TriageState
+from soc_agent.state import TriageState, step
 
 
 def write_notes(state: TriageState, runtime: Runtime[Services]) -> dict:
     """Persist the structured notes, their markdown, and the case's verdict and status."""
     persist_notes(runtime.context, state)
-    return {"trace": ["write_notes: done"]}
+    return {"trace": step("write_notes", "done")}

@@ -11,7 +11,7 @@ from langgraph.runtime import Runtime
 from soc_agent.actions import action_spec
 from soc_agent.context import case_context, cel_context
 from soc_agent.services import Services
-from soc_agent.state import TriageState
+from soc_agent.state import TriageState, step
 from soc_agent.types import ProposedAction
 
 
@@ -23,7 +23,7 @@ def plan_action(state: TriageState, runtime: Runtime[Services]) -> dict:
     playbook = svc.playbooks.match(ctx)
     if playbook is None:
         return {"incident_class": "unclassified", "playbook": None, "menu": [], "proposed": None,
-                "trace": ["plan: no playbook matches"]}
+                "trace": step("plan", "no playbook matches")}
     alert = state.get("alert")
     new = list(alert.entities) if alert is not None else []
     allowed = svc.playbooks.menu(playbook, ctx, case.entities, new)
@@ -43,9 +43,9 @@ def plan_action(state: TriageState, runtime: Runtime[Services]) -> dict:
             target=svc.playbooks.resolve_target(response, case.entities, new) if response.target else None,
             params=dict(response.params), rollback=spec.rollback, playbook=playbook.name,
         )
-    note = f"plan: playbook {playbook.name} → {proposed.name if proposed else 'nothing'}"
+    note = f"playbook {playbook.name} → {proposed.name if proposed else 'nothing'}"
     if proposed and proposed.target:
         from_alert = any(e.key == proposed.target.key for e in new)
         note += f" on {proposed.target.key} ({'the new alert' if from_alert else 'the case'}'s)"
     return {"incident_class": playbook.incident_class, "playbook": playbook.name, "menu": menu,
-            "proposed": proposed, "trace": [note]}
+            "proposed": proposed, "trace": step("plan", note)}

@@ -13,7 +13,7 @@ from soc_agent.context import case_context
 from soc_agent.llm.injection import scan_case
 from soc_agent.reasoner import DeterministicReasoner, ReasoningInput
 from soc_agent.services import Services
-from soc_agent.state import TriageState
+from soc_agent.state import TriageState, step
 from soc_agent.types import Assessment
 
 
@@ -41,7 +41,7 @@ def reason_verdict(state: TriageState, runtime: Runtime[Services]) -> dict:
     data = ReasoningInput(case=case, evidence=evidence, score=state["score"], menu=menu, similar=similar)
     assessment = svc.reasoner.reason(data)
     known = {e.id for e in evidence}
-    note = f"reason ({assessment.reasoner}): {assessment.verdict} at {assessment.confidence:.2f}"
+    note = f"{assessment.verdict} at {assessment.confidence:.2f}"
     if not set(assessment.evidence_ids) <= known:
         bogus = sorted(set(assessment.evidence_ids) - known)[:3]
         svc.audit.append("reason.rejected", {"reasoner": assessment.reasoner, "unknown_evidence": bogus},
@@ -65,4 +65,4 @@ def reason_verdict(state: TriageState, runtime: Runtime[Services]) -> dict:
                                      "flags": assessment.flags, "llm": assessment.llm,
                                      "proposed_action": assessment.proposed_action},
                      state["case_id"], session=svc.store.session)
-    return {"assessment": assessment, "similar": similar, "trace": [note]}
+    return {"assessment": assessment, "similar": similar, "trace": step(f"reason ({assessment.reasoner})", note)}
