@@ -57,6 +57,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
@@ -76,6 +77,7 @@ from soc_agent.runners.api import caller, health_router
 from soc_agent.runners.auth import Identity, Role, TokenStore
 from soc_agent.runners.errors import Rejected, install
 from soc_agent.runners.limits import read_json_object, read_limited
+from soc_agent.store.engine import make_engine
 
 EDGE_FILE_ENV = "SOC_AGENT_EDGE_FILE"
 _MAX_BODY = 1 << 20
@@ -108,8 +110,6 @@ class EdgeConfig:
         """Load ``SOC_AGENT_EDGE_FILE``; no file means no sensor can authenticate."""
         if not path:
             return cls()
-        import yaml
-
         data = yaml.safe_load(Path(path).read_text()) or {}
         key_hex = data.get("master_key") or Path(data["master_key_file"]).read_text().strip()
         return cls(master_key=bytes.fromhex(key_hex),
@@ -530,9 +530,7 @@ def edge_router(engine, tokens: TokenStore, config: EdgeConfig | None = None, cl
 def serve_standalone(db_url: str, port: int, config: EdgeConfig, tokens: TokenStore,
                      host: str = "127.0.0.1") -> None:
     """Only the edge endpoints on a store, with uvicorn (tests, and small deployments)."""
-    import uvicorn
-
-    from soc_agent.store.engine import make_engine
+    import uvicorn  # deferred: only for the standalone server; the router alone (the tests) does not need it
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     install(app)
