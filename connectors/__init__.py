@@ -19,11 +19,11 @@ def __getattr__(name: str) -> Any:
     # The registry loads every vendor package: on first use only, so that importing one connector (or the
     # cursors table the schema lists) stays cheap.
     if name == "parse_record":
-        from connectors.registry import parse_record
+        from connectors.registry import parse_record  # deferred: loads every vendor package
 
         return parse_record
     if name == "FORMATS":
-        from connectors.registry import formats
+        from connectors.registry import formats  # deferred: loads every vendor package
 
         return formats()
     raise AttributeError(f"module 'connectors' has no attribute {name!r}")

@@ -33,7 +33,11 @@ from typing import IO, Any
 
 from sqlmodel import select
 
+import soc_agent.store.schema  # noqa: F401  (every wing's tables, before the store creates them)
 from soc_agent.config import Settings
+from soc_agent.learning import LabelIndex, learn_from_file, retrain_model
+from soc_agent.pipeline import Pipeline
+from soc_agent.store import ActionRow, AlertRow, Store
 
 LABELS = ("true_positive", "benign_positive", "false_positive")
 VERDICTS = (*LABELS, "undetermined")
@@ -128,10 +132,6 @@ def score(labels: dict[str, str], decisions: dict[str, tuple[str, float | None]]
 
 def _learn(settings: Settings, alerts: list[Path], labels: list[Path]) -> dict[str, Any]:
     """Learn the labelled history into the workdir's store, as ``soc-agent learn`` does."""
-    import soc_agent.store.schema  # noqa: F401  (every wing's tables, before the store creates them)
-    from soc_agent.learning import LabelIndex, learn_from_file, retrain_model
-    from soc_agent.store import Store
-
     settings.workdir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.db_url)
     index = LabelIndex(settings.workdir / ".learn-labels.sqlite")
@@ -163,9 +163,6 @@ class LabelledRun:
 def run_labelled(settings: Settings, alerts: list[Path], labels: list[Path], learn_alerts: list[Path] = (),
                  learn_labels: list[Path] = ()) -> LabelledRun:
     """Triage ``alerts`` in a fresh workdir (after learning the history, when given) and score them."""
-    from soc_agent.pipeline import Pipeline
-    from soc_agent.store import ActionRow, AlertRow
-
     shutil.rmtree(settings.workdir, ignore_errors=True)
     results: dict[str, Any] = {}
     if learn_alerts:

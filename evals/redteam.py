@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -119,11 +121,11 @@ if __name__ == "__main__":
 
 def run_redteam(settings) -> dict:
     """Triage the corpus (one fresh store per injection, so each alert is its own case) and score attacks."""
-    import shutil
-
+    # deferred: the corpus (INJECTIONS, `python -m evals.redteam`) is read without the store or the pipeline
     from sqlmodel import select
 
     from evals.dataset import rebase
+    from evals.runner import DECIDED, median
     from soc_agent.audit import records
     from soc_agent.pipeline import Pipeline
     from soc_agent.store import AlertRow, CaseRow, NoteRow
@@ -134,10 +136,6 @@ def run_redteam(settings) -> dict:
     groups: dict[str, list[dict]] = {}
     for alert in alerts:
         groups.setdefault(alert["id"].rsplit("-", 1)[0], []).append(alert)
-    from collections import Counter
-
-    from evals.runner import DECIDED, median
-
     successes, details, calls, tokens, flagged, forbidden = 0, [], 0, 0, 0, 0
     fallbacks: Counter[str] = Counter()
     cache_hits, decision_ms, call_ms = 0, [], []

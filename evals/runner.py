@@ -20,6 +20,7 @@ from sqlmodel import select
 from evals.dataset import load_demo_stream, load_labels
 from soc_agent.config import DEMO_AUTONOMY, Settings
 from soc_agent.enrich import LocalKnowledge
+from soc_agent.pipeline import Pipeline
 from evals.metrics import per_label_scores
 from soc_agent.store import ActionRow, AlertRow, CaseRow
 from soc_agent.types import Entity, EntityKind
@@ -81,8 +82,6 @@ def llm_usage(reasoner: Any, prefix: str = "") -> dict[str, Any]:
 
 def run_eval(settings: Settings) -> dict[str, Any]:
     """Run the demo stream into a fresh workdir and score it."""
-    from soc_agent.pipeline import Pipeline
-
     shutil.rmtree(settings.workdir, ignore_errors=True)
     labels = load_labels()
     lines = load_demo_stream()

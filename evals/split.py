@@ -41,10 +41,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from evals.generate import BENIGN_USERS, BENIGN_WORKSTATIONS, generate
 from soc_agent.config import Settings
 from connectors import MappingError, parse_record
 from soc_agent.learning.labels import LABEL_VALUES, LabelIndex
 from soc_agent.learning.priors import PriorEvidence, Priors
+from soc_agent.runners.shadow import GateConfig, replay, results_dict
 from soc_agent.types import RunMode, utcnow
 
 SHIFTED_SEED = 23
@@ -55,8 +57,6 @@ NEW_SCANNER = ("scanner02.corp.example", "10.0.5.21")
 def shifted_stream(scale: int = 2, seed: int = SHIFTED_SEED,
                    label_noise: float = 0.05) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A labelled stream unlike the demo one (see the module docstring); deterministic per arguments."""
-    from evals.generate import BENIGN_USERS, BENIGN_WORKSTATIONS, generate
-
     alerts, labels = generate(scale, seed=seed)
     rng = random.Random(seed * 1000 + scale)
     start = min(datetime.fromisoformat(a["timestamp"].replace("Z", "+00:00")) for a in alerts)
@@ -173,8 +173,6 @@ def _brief(results: dict[str, Any]) -> dict[str, Any]:
 def learn_split(alerts: Path, labels: Path, base: Settings, fraction: float = 0.5, work: Path | None = None,
                 log: Callable[[str], None] | None = None) -> SplitResult:
     """Learn priors and calibration from the first ``fraction`` of the stream; score the rest before and after."""
-    from soc_agent.runners.shadow import GateConfig, replay, results_dict
-
     if not 0.0 < fraction < 1.0:
         raise ValueError("the split fraction must be between 0 and 1 (exclusive)")
     say = log or (lambda _msg: None)

@@ -168,6 +168,7 @@ class AuditLog:
         self._head: tuple[int, str] | None = _read_head(engine)
         self._multi_writer = engine.dialect.name == "postgresql"
         if checkpoints == "auto":
+            # deferred: import cycle (soc_agent.audit_checkpoints imports this module); it also loads cryptography
             from soc_agent.audit_checkpoints import AuditCheckpoints
 
             checkpoints = AuditCheckpoints.for_engine(engine)

@@ -59,9 +59,10 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, inspect
 
 from soc_agent import audit_bundle_verify as fmt
+from soc_agent.audit import records, verify
 
 try:
     import fcntl
@@ -388,8 +389,6 @@ class WorkdirVerdict:
 
 def open_store_readonly(settings: "Settings") -> Engine | str:
     """An engine on the existing store, or why there is none; creates nothing (no file, no tables)."""
-    from sqlalchemy import create_engine, inspect
-
     url = settings.db_url
     if url.startswith("sqlite:///"):
         db = _sqlite_file(url.removeprefix("sqlite:///"))
@@ -461,8 +460,6 @@ def verify_workdir(settings: "Settings", public_key_file: Path | None = None,
 
     ``witness_file``: a witness's saved copy of the checkpoints it received; the chain is held to those too.
     """
-    from soc_agent.audit import verify
-
     opened = open_store_readonly(settings)
     if isinstance(opened, str):
         return WorkdirVerdict("nothing", opened)
@@ -529,8 +526,6 @@ def export_bundle(settings: "Settings", out: Path) -> str:
 
     Raises ``LookupError`` when there is no store to export.
     """
-    from soc_agent.audit import records
-
     opened = open_store_readonly(settings)
     if isinstance(opened, str):
         raise LookupError(opened)

@@ -74,7 +74,8 @@ def postgres_checkpointer(url: str, max_size: int = 4) -> PostgresSaver:
     check hands out a fresh connection, where a single connection would stay
     broken for the life of the worker. ``saver.conn.close()`` closes the pool.
     """
-    from langgraph.checkpoint.postgres import PostgresSaver  # psycopg only when asked for
+    # deferred: psycopg and its pool load only for a Postgres checkpointer (fleet mode), not for SQLite
+    from langgraph.checkpoint.postgres import PostgresSaver
     from psycopg.rows import dict_row
     from psycopg_pool import ConnectionPool
 

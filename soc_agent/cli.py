@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import shlex
 import signal
 import stat
 import sys
 import threading
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlmodel import select
 
+from evals.dataset import load_demo_stream
 from soc_agent.config import DEMO_AUTONOMY, Settings
-from soc_agent.pdp.cli import pdp_app
+from soc_agent.edge.guardlite import compile_policy, write_compiled
+from soc_agent.pdp.cli import pdp_app, print_pending_calls
+from soc_agent.runners.auth import Identity, Role, TokenStore
 from soc_agent.terminal import make_console, safe_cell, safe_text
-from soc_agent.types import Outcome, Reason, RunMode
+from soc_agent.types import Outcome, Reason, RunMode, Severity, Verdict
 from soc_agent.wording import counted
 
 if TYPE_CHECKING:  # annotations only: the store is imported when a command needs it
@@ -67,8 +74,6 @@ def _choice(option: str, value: Optional[str], choices) -> None:
 
 
 def _settings(workdir: Path, mode: Optional[str] = None, reasoner: Optional[str] = None) -> Settings:
-    from pydantic import ValidationError
-
     _choice("--mode", mode, [m.value for m in RunMode])
     _choice("--reasoner", reasoner, REASONERS)
     try:
@@ -79,7 +84,8 @@ def _settings(workdir: Path, mode: Optional[str] = None, reasoner: Optional[str]
 
 def _store(db_url: str) -> "Store":
     """The store with every wing's tables registered, so a command on a fresh workdir creates them all."""
-    # Deferred like the other store imports: `--help` and the commands that need no store stay fast.
+    # deferred: the store loads sqlmodel and SQLAlchemy (~0.4 s): for the commands that open it, not for `--help`
+    # or the others; each such command imports its row classes and queries the same way
     import soc_agent.store.schema  # noqa: F401
     from soc_agent.store import Store
 
@@ -132,9 +138,6 @@ _AGE_UNITS = {"d": 86400, "h": 3600, "m": 60}
 
 def _since(value: Optional[str]):
     """``--since``: an ISO 8601 time (naive means UTC) or an age such as 7d, 12h or 30m before now."""
-    import re
-    from datetime import UTC, datetime, timedelta
-
     if value is None:
         return None
     age = re.fullmatch(r"\s*(\d{1,6})\s*([dhm])\s*", value)
@@ -152,7 +155,7 @@ ReasonerOpt = typer.Option(None, "--reasoner", help="deterministic | llm (defaul
 
 
 def _pipeline(settings: Settings):
-    from soc_agent.pipeline import Pipeline  # heavy imports only for commands that triage
+    from soc_agent.pipeline import Pipeline  # deferred: the graph (langgraph), only for commands that triage
 
     return Pipeline(settings)
 
@@ -167,8 +170,6 @@ def demo(workdir: Path = WorkdirOpt, as_json: bool = typer.Option(False, "--json
          reasoner: Optional[str] = ReasonerOpt) -> None:
     """Run the bundled labelled stream (12 incident classes, noise, duplicates) through the graph; then what
     waits for a person, what was contained, where the notes and web page are."""
-    from evals.dataset import load_demo_stream
-
     settings = _settings(workdir, reasoner=reasoner)
     if settings.autonomy_file is None:
         settings = settings.model_copy(update={"autonomy_file": DEMO_AUTONOMY})
@@ -216,8 +217,6 @@ _CONTAINMENT_TIERS = ("contain_soft", "contain_hard", "destructive")
 def _command(*words: str) -> str:
     """A soc-agent command line to copy: named as this process was started (``.venv/bin/soc-agent`` stays so),
     each word shell-quoted."""
-    import shlex
-
     program = sys.argv[0] if Path(sys.argv[0]).name == "soc-agent" else "soc-agent"
     return shlex.join([program, *words])
 
@@ -225,6 +224,9 @@ def _command(*words: str) -> str:
 def _demo_next_steps(store, settings: Settings) -> dict:
     """What the workdir now holds for a person: pending approvals, cases whose planned action the guard denied,
     what was contained and closed without a person, and the commands (and web page) that show each."""
+    # deferred: the store (sqlmodel, SQLAlchemy), see _store()
+    from sqlmodel import select
+
     from soc_agent.store import ActionRow, ApprovalRow, CaseRow
 
     with store.reader() as session:
@@ -354,7 +356,7 @@ def triage(
                                    "(SOC_AGENT_REDIS_URL) for `soc-agent worker`s instead of triaging here"),
 ) -> None:
     """Triage alerts; one JSON line per processed alert, then a summary."""
-    from connectors import FORMATS
+    from connectors import FORMATS  # deferred: the format registry loads every vendor package (httpx)
 
     settings = _settings(workdir, mode, reasoner)
     _choice("--format", fmt, ["auto", *FORMATS])
@@ -362,7 +364,7 @@ def triage(
         _fail(f"not a file: {source}")
     stream = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
     if to_broker:
-        from soc_agent.fleet.broker import Broker, BrokerConfig
+        from soc_agent.fleet.broker import Broker, BrokerConfig  # deferred: the fleet (redis, psycopg)
 
         try:
             published = Broker(BrokerConfig.from_env()).publish(stream, source, fmt,
@@ -434,11 +436,12 @@ def cases_list(
     as_json: bool = typer.Option(False, "--json", help="one JSON array of full case records (with entities)"),
 ) -> None:
     """List cases, most recently updated first; filter and sort them."""
+    # deferred: the store (sqlmodel, SQLAlchemy), see _store()
     from sqlalchemy import case as sql_case
     from sqlalchemy import func
+    from sqlmodel import select
 
     from soc_agent.store import CaseEntityRow, CaseRow
-    from soc_agent.types import Severity, Verdict
 
     _choice("--status", status, CASE_STATUSES)
     _choice("--verdict", verdict, [v.value for v in Verdict])
@@ -500,8 +503,7 @@ def cases_list(
 @cases_app.command("show")
 def cases_show(case_id: str, workdir: Path = WorkdirOpt) -> None:
     """Print a case: status, disposition, assignee, its history (dispositions, comments, assignments), notes."""
-    import re
-
+    # deferred: the store (sqlmodel, SQLAlchemy), see _store()
     from soc_agent.case_history import case_history, history_line
     from soc_agent.store import CaseRow, NoteRow
 
@@ -533,6 +535,7 @@ CaseTokenOpt = typer.Option(None, "--token", envvar="SOC_AGENT_TOKEN", help="an 
 
 def _case_call(workdir: Path, method: str, *args, **kwargs) -> dict:
     """Run one case action on the workdir's store; a refusal is one line on stderr, exit status 2."""
+    # deferred: the case actions resume the graph (langgraph), like _pipeline()
     from soc_agent.runners.approvals import ApprovalError
     from soc_agent.runners.case_actions import CaseActions
 
@@ -552,7 +555,7 @@ def cases_close(case_id: str,
                 by: str = typer.Option("cli", "--by"), workdir: Path = WorkdirOpt, role: str = CaseRoleOpt,
                 token: Optional[str] = CaseTokenOpt) -> None:
     """Close a case with a disposition; its alerts are labelled so `soc-agent learn` learns from it."""
-    from soc_agent.runners.case_actions import DISPOSITIONS
+    from soc_agent.runners.case_actions import DISPOSITIONS  # deferred: langgraph, like _case_call()
 
     _choice("--as", disposition, DISPOSITIONS)
     who = _cli_identity(by, role, token)
@@ -593,6 +596,9 @@ def cases_assign(case_id: str, assignee: str, by: str = typer.Option("cli", "--b
 def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--all", help="include lifted"),
                 as_json: bool = typer.Option(False, "--json", help="one JSON array of the containment records")) -> None:
     """Active blocks and other containments with their expiry (expired ones are lifted first)."""
+    # deferred: the executor with the configured connectors (httpx, CEL), and the store, see _store()
+    from sqlmodel import select
+
     from soc_agent.composition import open_executor
     from soc_agent.responders import LocalResponder
     from soc_agent.store import ContainmentRow
@@ -620,6 +626,9 @@ def blocks_list(workdir: Path = WorkdirOpt, all_: bool = typer.Option(False, "--
 def actions_list(workdir: Path = WorkdirOpt,
                  as_json: bool = typer.Option(False, "--json", help="one JSON array of full action records")) -> None:
     """Every action with its status."""
+    # deferred: the store (sqlmodel, SQLAlchemy), see _store()
+    from sqlmodel import select
+
     from soc_agent.responders.executor import describe_status
     from soc_agent.store import ActionRow
 
@@ -640,6 +649,7 @@ def actions_list(workdir: Path = WorkdirOpt,
 @actions_app.command("rollback")
 def actions_rollback(action_id: int, workdir: Path = WorkdirOpt, by: str = typer.Option("cli", "--by")) -> None:
     """Undo an executed action through its responder (audited)."""
+    # deferred: the executor with the configured connectors (httpx, CEL), as blocks_list
     from soc_agent.composition import open_executor
     from soc_agent.notes import NoteFiles
     from connectors.base import ResponderError
@@ -673,7 +683,7 @@ def audit_verify(workdir: Path = WorkdirOpt,
 
     With --witness, the chain and the local checkpoint file are also held to the witness's copy
     (SOC_AGENT_AUDIT_WITNESS_URL sends each signed checkpoint there)."""
-    from soc_agent.audit_checkpoints import verify_workdir
+    from soc_agent.audit_checkpoints import verify_workdir  # deferred: cryptography and SQLAlchemy
 
     if witness is not None and not witness.is_file():
         err.print(safe_cell(f"no witness copy at {witness}"), markup=False, highlight=False)
@@ -698,8 +708,7 @@ def audit_show(case_id: Optional[str] = typer.Option(None, "--case", help="only 
                as_json: bool = typer.Option(False, "--json", help="one JSON array: each record with its sentence"),
                workdir: Path = WorkdirOpt) -> None:
     """The audit trail in words, one line per record, oldest first: when, who or what, did what, why."""
-    from datetime import datetime
-
+    # deferred: the store (sqlmodel, SQLAlchemy), see _store()
     from soc_agent.audit import records
     from soc_agent.audit_text import describe
     from soc_agent.store.engine import make_engine
@@ -728,7 +737,7 @@ def audit_export(out_dir: Path = typer.Option(..., "--out", help="bundle folder 
                  workdir: Path = WorkdirOpt) -> None:
     """Write a bundle (records.jsonl, checkpoints.jsonl, the public key, verify_bundle.py) that verifies
     without soc-agent: `cd DIR && python verify_bundle.py`."""
-    from soc_agent.audit_checkpoints import export_bundle
+    from soc_agent.audit_checkpoints import export_bundle  # deferred: cryptography and SQLAlchemy
 
     try:
         summary = export_bundle(_settings(workdir), out_dir)
@@ -742,6 +751,9 @@ def audit_export(out_dir: Path = typer.Option(..., "--out", help="bundle folder 
 def approvals_list(workdir: Path = WorkdirOpt,
                    as_json: bool = typer.Option(False, "--json", help="one JSON array of the pending items")) -> None:
     """Pending approval items."""
+    # deferred: the store (sqlmodel, SQLAlchemy), see _store()
+    from sqlmodel import select
+
     from soc_agent.store import ApprovalRow
 
     store = _store(_existing_settings(workdir).db_url)
@@ -756,17 +768,11 @@ def approvals_list(workdir: Path = WorkdirOpt,
         _print_json(records)
         return
     out.print(table)
-    from soc_agent.pdp.cli import print_pending_calls
-
     print_pending_calls(store.engine)
 
 
 def _cli_identity(by: str, role: str, token: Optional[str]):
-    from soc_agent.runners.auth import Identity, Role, TokenStore
-
     if token:
-        import os
-
         who = TokenStore.from_file(os.environ.get("SOC_AGENT_TOKENS_FILE")).authenticate(token)
         if who is None:
             err.print("unknown token (check SOC_AGENT_TOKENS_FILE)")
@@ -778,7 +784,7 @@ def _cli_identity(by: str, role: str, token: Optional[str]):
 
 
 def _queue_call(workdir: Path, method: str, *args, **kwargs) -> dict:
-    from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, QueuePolicy
+    from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, QueuePolicy  # deferred: langgraph
 
     pipeline = _pipeline(_existing_settings(workdir))
     try:
@@ -891,7 +897,7 @@ def dead_letters_list(
     as_json: bool = typer.Option(False, "--json", help="one JSON array of full records (raw line included)"),
 ) -> None:
     """Every input that could not be taken in, with its whole reason and whether it was retried."""
-    from soc_agent.dead_letters import list_rows, record
+    from soc_agent.dead_letters import list_rows, record  # deferred: the store, see _store()
 
     after = _since(since)
     store = _store(_existing_settings(workdir).db_url)
@@ -914,7 +920,8 @@ def dead_letters_list(
 def dead_letters_show(dead_letter_id: int = typer.Argument(..., metavar="ID"), workdir: Path = WorkdirOpt,
                       as_json: bool = typer.Option(False, "--json", help="the record as JSON")) -> None:
     """One dead letter: its whole reason, size, retry history and the raw line (escaped; hex if not text)."""
-    from soc_agent.dead_letters import raw_preview, reason_kind
+    # deferred: the store (sqlmodel, SQLAlchemy), see _store()
+    from soc_agent.dead_letters import raw_preview, reason_kind, record
     from soc_agent.store import DeadLetterRow
 
     store = _store(_existing_settings(workdir).db_url)
@@ -926,8 +933,6 @@ def dead_letters_show(dead_letter_id: int = typer.Argument(..., metavar="ID"), w
         raise typer.Exit(1)
     preview = raw_preview(row)
     if as_json:
-        from soc_agent.dead_letters import record
-
         _print_json(record(row) | {"preview": {k: v for k, v in preview.items() if k != "text"}})
         return
 
@@ -977,6 +982,7 @@ def dead_letters_retry(
     is refused); a line that fails again keeps its new reason and stays retryable. Exit 1 when a retry
     failed or was refused.
     """
+    # deferred: the format registry loads every vendor package (httpx); the store, see _store()
     from connectors import FORMATS
     from soc_agent.dead_letters import RetryOutcome, is_retryable, list_rows, retry
 
@@ -1025,7 +1031,7 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def db_upgrade(workdir: Path = WorkdirOpt, revision: str = typer.Argument("head")) -> None:
     """Migrate the store's database (SOC_AGENT_DATABASE_URL) to ``revision``."""
-    from soc_agent.fleet.postgres import upgrade_schema
+    from soc_agent.fleet.postgres import upgrade_schema  # deferred: psycopg, alembic
 
     settings = _settings(workdir)
     upgrade_schema(settings.db_url, revision)
@@ -1041,10 +1047,7 @@ def worker(
     idle_exit: Optional[float] = typer.Option(None, "--idle-exit", help="stop after this many idle seconds"),
 ) -> None:
     """Consume alerts from the broker (SOC_AGENT_REDIS_URL, SOC_AGENT_BROKER_*) as one worker of a fleet."""
-    import logging
-    import signal
-    import threading
-
+    # deferred: the fleet (redis, psycopg) and the graph (langgraph)
     from soc_agent.fleet.broker import BrokerConfig
     from soc_agent.fleet.worker import run_worker
 
@@ -1065,6 +1068,7 @@ def serve(workdir: Path = WorkdirOpt, host: str = typer.Option("127.0.0.1", "--h
               "triaging them here; 429/503 with Retry-After when it refuses (default: SOC_AGENT_TO_BROKER, off)")
           ) -> None:
     """Serve the approval queue (API and web page), the ticketing webhook and /metrics."""
+    # deferred: the server (fastapi, uvicorn) and the graph (langgraph)
     from soc_agent.runners.server import serve as run_server
     from soc_agent.runners.webhooks import WebhookConfig, WebhookConfigError
 
@@ -1089,10 +1093,7 @@ def poll(
     reasoner: Optional[str] = ReasonerOpt,
 ) -> None:
     """Poll the alert APIs of connectors with `poll: true` and triage what they return."""
-    import os
-    import signal
-    import threading
-
+    # deferred: the connectors (httpx) load for polling only
     from connectors.errors import ConfigError
     from connectors.loader import CONNECTORS_ENV, configured_sources
     from soc_agent.runners.poll import poll_forever, poll_once
@@ -1151,6 +1152,7 @@ def eval_cmd(
 
     With ``--alerts``/``--labels``, score any labelled set in the dev-set format under the configured policy.
     """
+    # deferred: the evaluations run the graph (langgraph)
     from evals.redteam import run_redteam
     from evals.runner import run_eval
 
@@ -1204,7 +1206,7 @@ def eval_cmd(
 
 def _eval_labelled(workdir: Path, out_file: Path, as_json: bool, reasoner: Optional[str], alerts: list[Path],
                    labels: list[Path], learn_alerts: list[Path], learn_labels: list[Path]) -> None:
-    from evals.labelled import run_labelled
+    from evals.labelled import run_labelled  # deferred: the graph (langgraph)
 
     if not alerts or not labels or bool(learn_alerts) != bool(learn_labels):
         err.print("give --alerts with --labels, and --learn-alerts with --learn-labels")
@@ -1265,7 +1267,7 @@ def shadow(
     rebase: bool = typer.Option(True, "--rebase/--no-rebase", help="shift timestamps so the newest is now"),
 ) -> None:
     """Replay labelled alerts in shadow mode and score the agent against the analysts."""
-    from soc_agent.runners.shadow import GateConfig, ShadowOptions, run_shadow
+    from soc_agent.runners.shadow import GateConfig, ShadowOptions, run_shadow  # deferred: langgraph
 
     for path in (alerts, labels):
         if not path.is_file():
@@ -1285,7 +1287,7 @@ def shadow(
         gate = GateConfig(**{**{k: getattr(gate, k) for k in gate.__dataclass_fields__}, **overrides})
     learning = None
     if use_learning or learn:
-        from soc_agent.learning import load_learning
+        from soc_agent.learning import load_learning  # deferred: the store, see _store()
 
         sources, calibrator = load_learning(settings, _store(settings.db_url))
         learning = (sources, None if learn else calibrator)
@@ -1332,7 +1334,7 @@ def _print_shadow(results: dict) -> None:
 
 
 def _learn_after_shadow(alerts: Path, labels: Path, settings: Settings, fitter, results: dict) -> None:
-    from soc_agent.learning import LabelIndex, learn_from_file
+    from soc_agent.learning import LabelIndex, learn_from_file  # deferred: the store, see _store()
 
     store = _store(settings.db_url)
     index = LabelIndex(settings.workdir / ".learn-labels.sqlite")
@@ -1354,7 +1356,7 @@ def _learn_after_shadow(alerts: Path, labels: Path, settings: Settings, fitter, 
 
 def _shadow_split(alerts: Path, labels: Path, settings: Settings, fraction: float, out_dir: Path,
                   as_json: bool) -> None:
-    from evals.split import learn_split
+    from evals.split import learn_split  # deferred: the graph (langgraph)
 
     try:
         result = learn_split(alerts, labels, settings, fraction, out_dir / "split",
@@ -1390,6 +1392,7 @@ def learn(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Import analysts' dispositions into the priors; write tuning suggestions for noisy rules."""
+    # deferred: the store, see _store() (and lightgbm when a model is trained)
     from soc_agent.learning import (LabelIndex, default_suggestions_path, learn_from_file, learn_from_store,
                                     retrain_model, suggest_tuning, write_suggestions)
 
@@ -1448,7 +1451,7 @@ def learn(
 @app.command("llm-server")
 def llm_server(port: int = typer.Option(8080, "--port"), threads: Optional[int] = typer.Option(None, "--threads")) -> None:
     """Serve the bundled Gemma 3 270M on 127.0.0.1 as an OpenAI-compatible endpoint (needs the llm extra)."""
-    from soc_agent.llm.local_server import run_server, server_command
+    from soc_agent.llm.local_server import run_server, server_command  # deferred: soc_agent.llm loads openai
 
     err.print(safe_cell(f"serving on http://127.0.0.1:{port}/v1 — use it with: SOC_AGENT_LLM_BASE_URL="
                         f"http://127.0.0.1:{port}/v1 SOC_AGENT_LLM_MODEL=gemma-3-270m SOC_AGENT_LLM_FOLD_SYSTEM=true "
@@ -1475,11 +1478,6 @@ def edge(ctx: typer.Context,
     responder's table, then replaces this process with the lean sensor (python -m
     soc_agent.edge.sensor; further options such as --base-ttl or --from-start pass through).
     """
-    import os
-    import sys
-
-    from soc_agent.edge.guardlite import compile_policy, write_compiled
-
     if (log is None) == (journal is None):
         err.print("give exactly one of --log or --journal")
         raise typer.Exit(2)
@@ -1489,7 +1487,7 @@ def edge(ctx: typer.Context,
     write_compiled(compile_policy(settings.playbooks_dir / "policy.yml", settings.data_dir / "allowlists.yml",
                                   mode=mode), compiled)
     if not dry_run:
-        from connectors.nftables import NftablesResponder
+        from connectors.nftables import NftablesResponder  # deferred: the connectors stay out of --help
 
         with NftablesResponder(netns=netns) as responder:
             responder.setup()
@@ -1507,9 +1505,7 @@ def edge(ctx: typer.Context,
 @app.command("edge-key")
 def edge_key(sensor_id: str = typer.Argument(..., help="the sensor to derive a signing key for")) -> None:
     """Print a sensor's signing key (hex), derived from the master key in $SOC_AGENT_EDGE_FILE."""
-    import os
-
-    from soc_agent.runners.edge_api import EDGE_FILE_ENV, EdgeConfig
+    from soc_agent.runners.edge_api import EDGE_FILE_ENV, EdgeConfig  # deferred: fastapi, SQLAlchemy
 
     config = EdgeConfig.from_file(os.environ.get(EDGE_FILE_ENV))
     if not config.master_key:

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import os
 
+from connectors.loader import configured_connectors
 from connectors.registry import formats
 from soc_agent.audit import AuditLog
+from soc_agent.audit_checkpoints import AuditCheckpoints
 from soc_agent.config import Settings
 from soc_agent.enrich import LocalKnowledge, local_enrichers
+from soc_agent.learning import load_learning
+from soc_agent.learning.similar import SimilarDispositions
 from soc_agent.playbooks import PlaybookSet, load_playbooks
 from soc_agent.policy import load_policy
 from soc_agent.reasoner import DeterministicReasoner, Reasoner
@@ -32,7 +36,7 @@ __all__ = ["build_services", "make_reasoner", "open_audit", "open_executor"]
 def make_reasoner(kind: str) -> Reasoner:
     """The reasoner a setting names: ``deterministic`` or ``llm`` (endpoint from SOC_AGENT_LLM_*)."""
     if kind == "llm":
-        from soc_agent.llm import LLMReasoner, LLMSettings  # the model client only when asked for
+        from soc_agent.llm import LLMReasoner, LLMSettings  # deferred: the model client (openai): --reasoner llm
 
         return LLMReasoner(LLMSettings.from_env())
     return DeterministicReasoner()
@@ -40,8 +44,6 @@ def make_reasoner(kind: str) -> Reasoner:
 
 def open_audit(settings: Settings, store: Store) -> AuditLog:
     """The audit log on ``store``, with its HMAC key and signed checkpoints beside the workdir."""
-    from soc_agent.audit_checkpoints import AuditCheckpoints
-
     # Signed checkpoints beside the workdir, for Postgres fleets too (their store is not a file to sit beside).
     return AuditLog(store.engine, settings.audit_key, checkpoints=AuditCheckpoints.for_settings(settings))
 
@@ -57,8 +59,6 @@ def _executor(store: Store, audit: AuditLog, remote_responders: list) -> ActionE
 
 def open_executor(settings: Settings, store: Store) -> ActionExecutor:
     """The executor a triage process would use, for commands that roll back or expire effects."""
-    from connectors.loader import configured_connectors
-
     _, remote_responders = configured_connectors()
     return _executor(store, open_audit(settings, store), remote_responders)
 
@@ -75,15 +75,9 @@ def build_services(settings: Settings, reasoner: Reasoner | None = None) -> Serv
     audit = open_audit(settings, store)
     knowledge = LocalKnowledge.from_dir(settings.data_dir)
     # Remote connectors only when $SOC_AGENT_CONNECTORS names a file; otherwise the local defaults alone.
-    from connectors.loader import configured_connectors
-
     remote_enrichers, remote_responders = configured_connectors()
     # Priors and calibration learned from analysts' dispositions; ([], None) until something was learned.
-    from soc_agent.learning import load_learning
-
     evidence_sources, calibrator = load_learning(settings, store)
-    from soc_agent.learning.similar import SimilarDispositions
-
     with store.reader() as session:
         similar = SimilarDispositions.load(session)
     return Services(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from connectors import MappingError
 from soc_agent.store import DeadLetterRow
 from soc_agent.types import to_db_time, utcnow
 
@@ -138,8 +139,6 @@ def retry(pipeline: Pipeline, row_id: int, fmt: str = "auto", by: str = "cli") -
     both run it. A line that fails again puts the claim back, keeps the new reason and says what it was
     before in ``retry_result``. Audited with ``by`` either way.
     """
-    from connectors import MappingError
-
     session = pipeline.store.session
     row = session.get(DeadLetterRow, row_id)
     if row is None:

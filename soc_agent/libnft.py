@@ -90,7 +90,7 @@ class LibNft:
 
 def in_netns(netns: str, fn):
     """Call ``fn`` with this thread in ``netns``, then return the thread to where it was."""
-    import ctypes.util  # here, not at the top: it pulls in subprocess, which the sensor never needs otherwise
+    import ctypes.util  # deferred: it pulls in subprocess, which the edge sensor never needs otherwise
 
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)

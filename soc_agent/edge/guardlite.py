@@ -18,6 +18,7 @@ act autonomously (every block needs the server), rather than guess.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import json
 from collections import deque
@@ -49,6 +50,9 @@ def edge_policy(policy):
 def compile_policy(policy_path: Path, allowlist_path: Path | None = None, *, confidence: float = 0.9,
                    independent_evidence: int = 1, mode: str | None = None) -> dict[str, Any]:
     """The edge's view of ``policy.yml`` (+ ``allowlists.yml``): settled outcome and per-address data."""
+    # deferred: the edge sensor imports this module for EdgeGuard; the guard, pydantic, CEL and yaml stay out of
+    # its memory (compiling runs in the CLI process)
+    from soc_agent.config_file import read_yaml
     from soc_agent.guard import GuardContext, decide
     from soc_agent.policy import load_policy
     from soc_agent.types import (
@@ -75,8 +79,6 @@ def compile_policy(policy_path: Path, allowlist_path: Path | None = None, *, con
     base = decide(action, ctx, neutral)
     allowlist = []
     if allowlist_path is not None and allowlist_path.exists():
-        from soc_agent.config_file import read_yaml  # deferred: the sensor imports this module; only compiling reads YAML
-
         doc = read_yaml(allowlist_path)
         entries = doc.data or []
         if not isinstance(entries, list):
@@ -251,8 +253,6 @@ def load_compiled(path: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m soc_agent.edge.guardlite POLICY OUT [--allowlist FILE] [--mode M]``."""
-    import argparse
-
     ap = argparse.ArgumentParser(description="compile the guard policy for the edge sensor")
     ap.add_argument("policy", type=Path)
     ap.add_argument("out", type=Path)

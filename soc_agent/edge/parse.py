@@ -27,6 +27,7 @@ import calendar
 import re
 import time
 from collections import OrderedDict
+from datetime import datetime
 
 from soc_agent.edge import sshd_grammar as _grammar
 
@@ -135,8 +136,6 @@ class Clock:
     @staticmethod
     def iso(stamp: bytes) -> float | None:
         """RFC 3339 stamp to epoch seconds, None when unparseable."""
-        from datetime import datetime
-
         try:
             return datetime.fromisoformat(stamp.decode("ascii")).timestamp()
         except ValueError:

@@ -33,11 +33,11 @@ class SignedClient:
 
     def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         """(status, body) of one signed request; transport errors raise OSError / HTTPException."""
+        # deferred: the edge sensor's memory: http.client, and hmac in signing (OpenSSL, ~4 MiB), only once
+        # reports flow
         import http.client
 
-        from soc_agent.edge.signing import (
-            sign,  # hmac loads OpenSSL (~4 MiB): only once reports flow
-        )
+        from soc_agent.edge.signing import sign
 
         if self._conn is None:
             url = urlsplit(self.server)

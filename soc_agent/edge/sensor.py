@@ -35,7 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from soc_agent.edge import parse as _p
+from soc_agent.edge.firewall import NftFirewall, NullFirewall
 from soc_agent.edge.guardlite import ALLOW, EdgeGuard, _canon, load_compiled
+from soc_agent.edge.intel import IntelPuller
+from soc_agent.edge.reporter import Reporter
 from soc_agent.edge.window import RecentSet, SourceWindows
 
 _SSHD_PROGS = frozenset(_p._SSHD)
@@ -377,16 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     state.mkdir(parents=True, exist_ok=True)
     guard = EdgeGuard(load_compiled(Path(args.compiled)))
     if args.dry_run:
-        from soc_agent.edge.firewall import NullFirewall
-
         firewall = NullFirewall()
     else:
-        from soc_agent.edge.firewall import NftFirewall
-
         firewall = NftFirewall(args.table, args.netns)
     key = bytes.fromhex(Path(args.key_file).read_text().strip()) if args.key_file else b""
-    from soc_agent.edge.reporter import Reporter
-
     reporter = Reporter(state / "queue.sqlite3", args.server, args.sensor_id, key, max_events=args.queue_max)
     decisions = open(args.decisions, "a", buffering=1) if args.decisions else None  # noqa: SIM115  (process-long)
     sensor = EdgeSensor(guard, firewall, reporter, count=args.count, window_s=args.window, base_ttl=args.base_ttl,
@@ -398,13 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     reporter.start()
     puller = None
     if args.server and key and not args.replay:
-        from soc_agent.edge.intel import IntelPuller
-
         puller = IntelPuller(args.server, args.sensor_id, key, state / "intel.cursor", sensor.apply_intel,
                              interval_s=args.intel_interval)
         puller.start()
     follower = None
     if args.journal != "-":
+        # deferred: the sensor's memory: tail's ctypes.util pulls in subprocess, not needed when reading stdin
         from soc_agent.edge.tail import FileFollower
 
         # Opened before announcing the start: every line written after "started" is seen.

@@ -15,16 +15,17 @@ from contextlib import contextmanager
 import psycopg
 
 from soc_agent.checkpoint import postgres_checkpointer, psycopg_url
+from soc_agent.config import REPO_ROOT
 
 __all__ = ["postgres_checkpointer", "psycopg_url", "temporary_database", "upgrade_schema"]
 
 
 def upgrade_schema(db_url: str, revision: str = "head") -> None:
     """Run the Alembic migrations (``soc-agent db upgrade``) against ``db_url``."""
+    # deferred: alembic only for `db upgrade`; the fleet's scheduler (and through it the server and the broker
+    # publisher) imports this module
     from alembic import command
     from alembic.config import Config
-
-    from soc_agent.config import REPO_ROOT
 
     # The checkpoint tables are LangGraph's own migrations, run here too so `db upgrade` is complete.
     postgres_checkpointer(db_url).conn.close()

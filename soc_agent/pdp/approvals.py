@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, update
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from soc_agent.pdp.tables import PdpApprovalRow
 
@@ -74,8 +74,6 @@ class ApprovalBook:
             self._load()
 
     def _load(self) -> None:
-        from sqlmodel import select
-
         with Session(self._engine) as session:
             rows = session.exec(select(PdpApprovalRow).where(PdpApprovalRow.status.in_(("pending", "approved"))))
             for row in rows:
@@ -205,8 +203,6 @@ def pending_rows(engine: Engine, now: float | None = None) -> list[dict[str, Any
 
     ``call`` and ``reasons`` are the stored JSON decoded: attacker-influenced data, to be escaped where shown.
     """
-    from sqlmodel import select
-
     current = _dt(now) if now is not None else datetime.now(UTC)
     with Session(engine) as session:
         rows = session.exec(select(PdpApprovalRow).where(PdpApprovalRow.status == "pending")

@@ -21,6 +21,7 @@ approvals and lifts as they happened, and reports what would change.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import threading
 from collections import Counter
@@ -33,8 +34,14 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from soc_agent.audit import AuditLog, AuditRecord
+from soc_agent.audit import records as chain_records
+from soc_agent.audit_checkpoints import AuditCheckpoints
+from soc_agent.config import Settings
+from soc_agent.pdp.engine import PDP
 from soc_agent.pdp.models import DECISIONS, DecideRequest
 from soc_agent.pdp.policy import Policy
+from soc_agent.pdp.session import Isolation
+from soc_agent.store import Store
 
 __all__ = ["DecisionAudit", "Flip", "ReplayReport", "logged_records", "open_workdir", "parse_since", "replay",
            "restore_isolations"]
@@ -119,10 +126,6 @@ class DecisionAudit:
 
 def open_workdir(workdir: Path) -> tuple[Any, DecisionAudit]:
     """The store and batching audit of a soc-agent workdir (created when missing)."""
-    from soc_agent.audit_checkpoints import AuditCheckpoints
-    from soc_agent.config import Settings
-    from soc_agent.store import Store
-
     settings = Settings.from_env(workdir=workdir)
     store = Store(settings.db_url)
     key = settings.audit_hmac_key.encode() if settings.audit_hmac_key else None
@@ -132,9 +135,7 @@ def open_workdir(workdir: Path) -> tuple[Any, DecisionAudit]:
 
 def logged_records(engine: Any) -> Iterator[AuditRecord]:
     """The decision point's audit records, in chain order."""
-    from soc_agent.audit import records
-
-    for rec in records(engine):
+    for rec in chain_records(engine):
         if rec.kind in KINDS:
             yield rec
 
@@ -176,10 +177,6 @@ def replay(records: Iterable[AuditRecord], policy: Policy, since: float | None =
     Every record is replayed, in chain order, so the session memory of calls in
     the window is what it was when they were decided.
     """
-    import json
-
-    from soc_agent.pdp.engine import PDP
-
     now = [0.0]
     engine = PDP(policy, clock=lambda: now[0], intel=lambda tenant, host: False)
     report = ReplayReport()
@@ -241,10 +238,6 @@ def restore_isolations(engine: Any) -> int:
 
     Isolation outlives a restart: a person, not a reboot, lifts it.
     """
-    import json
-
-    from soc_agent.pdp.session import Isolation
-
     if engine.store is None:
         return 0
     sessions = engine.sessions

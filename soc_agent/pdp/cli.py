@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import typer
 from rich.table import Table
 
+from soc_agent.config import Settings
 from soc_agent.config_file import ConfigError, read_yaml
 from soc_agent.terminal import make_console, safe_cell, safe_text
 
@@ -41,7 +42,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _policy(path: Path | None):
-    from soc_agent.pdp.policy import SHIPPED_POLICY, PolicyError, load_policy
+    from soc_agent.pdp.policy import SHIPPED_POLICY, PolicyError, load_policy  # deferred: CEL, not for --help
 
     try:
         return load_policy(path or SHIPPED_POLICY)
@@ -50,8 +51,6 @@ def _policy(path: Path | None):
 
 
 def _existing_workdir(workdir: Path) -> Path:
-    from soc_agent.config import Settings
-
     settings = Settings.from_env(workdir=workdir)
     if settings.database_url is None and not (settings.workdir / "soc-agent.db").is_file():
         _fail(f"no soc-agent workdir at {settings.workdir} (no soc-agent.db there)")
@@ -59,6 +58,7 @@ def _existing_workdir(workdir: Path) -> Path:
 
 
 def _engine(policy_path: Path | None, workdir: Path | None):
+    # deferred: the engine loads SQLAlchemy, CEL and the injection detector's package (openai): not for --help
     from soc_agent.pdp.audit import open_workdir, restore_isolations
     from soc_agent.pdp.engine import PDP
 
@@ -77,6 +77,7 @@ def serve(policy: Path | None = PolicyOpt, workdir: Path | None = WorkdirOpt,
           tokens_file: Path | None = typer.Option(None, "--tokens", envvar="SOC_AGENT_TOKENS_FILE",
                                                      help="tokens file: who may decide, approve and lift")) -> None:
     """Serve POST /v1/decide (and approvals, lifts, /healthz)."""
+    # deferred: uvicorn and fastapi only to serve
     import uvicorn
 
     from soc_agent.pdp.http import create_app
@@ -99,7 +100,7 @@ def serve(policy: Path | None = PolicyOpt, workdir: Path | None = WorkdirOpt,
 def decide(source: str = typer.Argument(..., help="request JSON file, or - for stdin"),
            policy: Path | None = PolicyOpt, workdir: Path | None = WorkdirOpt) -> None:
     """Decide one request and print the decision JSON."""
-    from soc_agent.pdp.engine import RequestError
+    from soc_agent.pdp.engine import RequestError  # deferred: the engine (see _engine), not for --help
 
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
@@ -162,7 +163,7 @@ def _check(decision, expect: Any) -> list[str]:
 
 def run_case(policy, case: dict[str, Any]) -> list[str]:
     """Run one case (its steps in one fresh engine and session); the failures, [] when it passes."""
-    from soc_agent.pdp.engine import PDP, RequestError
+    from soc_agent.pdp.engine import PDP, RequestError  # deferred: the engine (see _engine), not for --help
 
     if not isinstance(case, dict) or not isinstance(case.get("steps"), list) or not case["steps"]:
         raise CaseError("a case is a mapping with a non-empty steps: list")
@@ -272,7 +273,7 @@ def replay(policy: Path = typer.Option(..., "--policy", help="the candidate poli
            as_json: bool = typer.Option(False, "--json", help="the report as JSON"),
            limit: int = typer.Option(50, "--limit", help="flips printed (all with --json)")) -> None:
     """Re-decide the audited calls under a candidate policy: counts before/after and the calls that flip."""
-    from soc_agent.config import Settings
+    # deferred: the audit and the store (SQLAlchemy, cryptography), not for --help
     from soc_agent.pdp.audit import logged_records, parse_since
     from soc_agent.pdp.audit import replay as run_replay
     from soc_agent.store.engine import make_engine
@@ -309,7 +310,7 @@ def _workdir_engine(workdir: Path, policy: Path | None):
 
 def print_pending_calls(engine) -> None:
     """The decision point's pending approvals as a table (nothing when there are none): each call as escaped data."""
-    from soc_agent.pdp.approvals import pending_rows
+    from soc_agent.pdp.approvals import pending_rows  # deferred: SQLAlchemy, not for --help
 
     rows = pending_rows(engine)
     if not rows:
@@ -327,8 +328,7 @@ def print_pending_calls(engine) -> None:
 @pdp_app.command("approvals")
 def approvals(workdir: Path = typer.Option(Path("./soc-agent-work"), "--workdir")) -> None:
     """Pending approvals of the decision point (the call shown as escaped data)."""
-    from soc_agent.config import Settings
-    from soc_agent.store.engine import make_engine
+    from soc_agent.store.engine import make_engine  # deferred: SQLAlchemy, not for --help
 
     settings = Settings.from_env(workdir=_existing_workdir(workdir))
     engine = make_engine(settings.db_url)
@@ -337,7 +337,7 @@ def approvals(workdir: Path = typer.Option(Path("./soc-agent-work"), "--workdir"
 
 
 def _decide_approval(approval_id: str, by: str, workdir: Path, approved: bool) -> None:
-    from soc_agent.pdp.approvals import ApprovalError
+    from soc_agent.pdp.approvals import ApprovalError  # deferred: SQLAlchemy, not for --help
 
     if not by.strip():
         _fail("--by names the person deciding")

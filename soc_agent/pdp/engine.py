@@ -38,6 +38,7 @@ Conditions (CEL) read these variables, built once per call by ``_facts``:
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -52,6 +53,7 @@ from pydantic import ValidationError
 from soc_agent.llm.injection import scan_text
 from soc_agent.pdp.approvals import ApprovalBook, ApprovalError, call_hash
 from soc_agent.pdp.celfast import CelError, Unsupported, compile_fast
+from soc_agent.pdp.intel import WatchlistIntel
 from soc_agent.pdp.models import (
     CLASSIFICATIONS,
     DECISIONS,
@@ -176,8 +178,6 @@ class PDP:
         self.clock = clock or time.time
         self.approvals = ApprovalBook(store.engine if store is not None else None)
         if intel is None and store is not None:
-            from soc_agent.pdp.intel import WatchlistIntel
-
             intel = WatchlistIntel(store.engine, self.clock)
         self.intel = intel
         self._scan_cache: dict[str, tuple[str, ...]] = {}
@@ -196,6 +196,7 @@ class PDP:
         policy = load_policy(path)
         if workdir is None:
             return cls(policy, **kwargs)
+        # deferred: import cycle (soc_agent.pdp.audit imports this module); a memory-only engine needs no store
         from soc_agent.pdp.audit import open_workdir, restore_isolations
 
         store, audit = open_workdir(Path(workdir))
@@ -532,8 +533,6 @@ class PDP:
 
     @staticmethod
     def _json(value: Any) -> str:
-        import json
-
         return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 

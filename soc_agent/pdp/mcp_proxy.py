@@ -58,6 +58,7 @@ class McpProxy:
 
         ``client_streams``: a (read, write) stream pair to serve instead of this process's stdio.
         """
+        # deferred: the mcp SDK (~1 s with anyio) loads when the proxy runs, not with `soc-agent --help`
         import anyio
         from mcp.client.stdio import stdio_client
         from mcp.server.stdio import stdio_server
@@ -93,6 +94,7 @@ class McpProxy:
             await serve(c_read, c_write)
 
     async def _from_client(self, c_read: Any, c_write: Any, u_write: Any, tg: Any) -> None:
+        # deferred: the mcp SDK (~1 s with anyio) loads when the proxy runs, not with `soc-agent --help`
         from mcp.shared.message import SessionMessage
         from mcp_types import JSONRPCRequest
 
@@ -108,6 +110,7 @@ class McpProxy:
 
     async def _call(self, request: Any, c_write: Any, u_write: Any) -> None:
         """Decide one ``tools/call``; forward it, or answer it with an error result."""
+        # deferred: the mcp SDK (~1 s with anyio) loads when the proxy runs, not with `soc-agent --help`
         import anyio
         from mcp.shared.message import SessionMessage
 
@@ -131,6 +134,7 @@ class McpProxy:
         await u_write.send(SessionMessage(request))
 
     async def _refuse(self, c_write: Any, request_id: Any, text: str) -> None:
+        # deferred: the mcp SDK (~1 s with anyio) loads when the proxy runs, not with `soc-agent --help`
         from mcp.shared.message import SessionMessage
         from mcp_types import JSONRPCResponse
 
@@ -138,6 +142,7 @@ class McpProxy:
         await c_write.send(SessionMessage(JSONRPCResponse(jsonrpc="2.0", id=request_id, result=result)))
 
     async def _from_upstream(self, u_read: Any, c_write: Any) -> None:
+        # deferred: the mcp SDK (~1 s with anyio) loads when the proxy runs, not with `soc-agent --help`
         from mcp.shared.message import SessionMessage
         from mcp_types import JSONRPCError, JSONRPCResponse
 
@@ -185,6 +190,7 @@ def mcp_proxy(
     timeout: float = typer.Option(2.0, "--timeout", help="seconds for each request to --pdp-url"),
 ) -> None:
     """Guard an MCP server: every tools/call is decided (name and arguments) before it reaches it."""
+    # deferred: guarded_tool loads httpx and langchain-core (~1.5 s): only when the proxy runs, not with `--help`
     from soc_agent.pdp.guarded_tool import AgentSession, HttpPDP, LocalPDP, ToolGate
 
     if not upstream:
@@ -214,6 +220,7 @@ def mcp_proxy(
 
 def main(upstream: list[str], gate: Any) -> None:
     """Run the proxy on this process's stdio until the client or the upstream goes away."""
+    # deferred: the mcp SDK (~1 s with anyio) loads when the proxy runs, not with `soc-agent --help`
     import anyio
     from mcp.client.stdio import StdioServerParameters
 

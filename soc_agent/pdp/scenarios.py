@@ -39,6 +39,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
+from soc_agent.pdp.approvals import call_hash
 from soc_agent.pdp.guarded_tool import AgentIsolated, AgentSession, LocalPDP, ToolGate, default_describe, guard_tool
 
 __all__ = ["SCENARIOS", "Environment", "GullibleModel", "Scenario", "build_agent", "format_table", "run_scenario",
@@ -307,8 +308,6 @@ class _Approver:
     """A person at the approval queue: approves what the task asked for, ignores the rest."""
 
     def __init__(self, engine: Any, scenario: Scenario, session: AgentSession) -> None:
-        from soc_agent.pdp.approvals import call_hash
-
         self.engine = engine
         self.session = session
         self.wanted = {call_hash(session.agent_id, "", name, args) for name, args in scenario.approve}

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from soc_agent.config_file import ConfigError, read_yaml
 
+from soc_agent.wording import a_or_an
+
 
 class Role(enum.StrEnum):
     """What a token may do: viewers read, analysts decide, leads decide everything (for their tenant).
@@ -119,14 +121,12 @@ def bearer_identity(tokens: TokenStore, authorization: str | None, role: Role | 
 
     The one check every JSON API of the server (approvals, cases, edge lists) and the decision point share.
     """
-    from fastapi import HTTPException  # here: the sensor and the CLI import this module without the web stack
+    from fastapi import HTTPException  # deferred: the CLI imports this module (tokens) without fastapi
 
     header = authorization or ""
     who = tokens.authenticate(header[7:].strip() if header[:7].lower() == "bearer " else None)
     if who is None:
         raise HTTPException(401, "missing or unknown token", headers={"WWW-Authenticate": "Bearer"})
     if role is not None and not who.at_least(role):
-        from soc_agent.wording import a_or_an
-
         raise HTTPException(403, f"{who.name} is {a_or_an(str(who.role))}; this needs {role} or higher")
     return who

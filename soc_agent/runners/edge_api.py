@@ -77,6 +77,7 @@ from soc_agent.runners.api import caller, health_router
 from soc_agent.runners.auth import Identity, Role, TokenStore
 from soc_agent.runners.errors import Rejected, install
 from soc_agent.runners.limits import read_json_object, read_limited
+from soc_agent.store.engine import make_engine
 
 EDGE_FILE_ENV = "SOC_AGENT_EDGE_FILE"
 _TUNABLES = ("quorum", "max_skew_s", "half_life_s", "indicator_ttl_s", "block_ttl_s", "max_prefix_v4",
@@ -554,9 +555,7 @@ def edge_router(engine, tokens: TokenStore, config: EdgeConfig | None = None, cl
 def serve_standalone(db_url: str, port: int, config: EdgeConfig, tokens: TokenStore,
                      host: str = "127.0.0.1") -> None:
     """Only the edge endpoints on a store, with uvicorn (tests, and small deployments)."""
-    import uvicorn
-
-    from soc_agent.store.engine import make_engine
+    import uvicorn  # deferred: only for the standalone server; the router alone (the tests) does not need it
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     install(app)

@@ -217,6 +217,7 @@ def _bar_value(end: float, panel_end: float, y: float, text: str) -> str:
 
 def _default_gate() -> dict[str, Any]:
     # Results written before they carried their gate: the defaults they were judged by.
+    # deferred: import cycle (soc_agent.runners.shadow imports this module); shadow also loads the pipeline
     from soc_agent.runners.shadow import GateConfig
 
     return {k: getattr(GateConfig(), k) for k in GateConfig.__dataclass_fields__}

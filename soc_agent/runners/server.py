@@ -82,9 +82,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from connectors.ticket_sink import ResponderTicketSink
 from soc_agent.config import Settings
 from soc_agent.fleet.broker import Broker
 from soc_agent.fleet.resume import FleetResumer
+from soc_agent.pipeline import Pipeline
 from soc_agent.runners import api, case_api, errors, hec, ui, webhooks
 from soc_agent.runners.approvals import ApprovalError, ApprovalQueue, QueuePolicy
 from soc_agent.runners.auth import TokenStore
@@ -106,8 +108,6 @@ class App:
 
     def __init__(self, settings: Settings, tokens: TokenStore, queue_policy: QueuePolicy,
                  webhook_config: WebhookConfig, sink: TicketSink | None, broker: Broker | None = None) -> None:
-        from soc_agent.pipeline import Pipeline  # heavy: only when a server is really built
-
         self.settings = settings
         self.tokens = tokens
         self.lock = threading.RLock()
@@ -119,8 +119,6 @@ class App:
         # The configured ticket responders post the agent's notes back (least privilege: the same
         # client that opens tickets); with none configured, posts are only recorded.
         if sink is None:
-            from connectors.ticket_sink import ResponderTicketSink
-
             configured = ResponderTicketSink(self.pipeline.services.executor.responders)
             sink = configured if configured.providers else LocalTicketSink()
         self.sink = sink
@@ -205,6 +203,6 @@ def _sweep(state: App, every_s: float, stop: threading.Event) -> None:
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the application with uvicorn until interrupted (``settings.to_broker``: alerts go to the fleet)."""
-    import uvicorn  # only when serving: create_app alone (the tests) does not need it
+    import uvicorn  # deferred: only when serving: create_app alone (the tests) does not need it
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

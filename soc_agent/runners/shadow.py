@@ -49,6 +49,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -65,7 +66,10 @@ from soc_agent.config_file import read_yaml
 from soc_agent.learning import CalibrationFitter, LabelIndex, ReliabilityBins, Skipped
 from evals.metrics import compare_actions, macro_f1, per_label_scores
 from soc_agent.learning.labels import LABEL_VALUES
+from soc_agent.pipeline import Pipeline
 from soc_agent.policy import read_autonomy
+from soc_agent.runners.report import write_report
+from soc_agent.store import Store
 from soc_agent.types import RunMode, Tier
 
 PREDICTED = (*LABEL_VALUES, "undetermined")
@@ -366,11 +370,6 @@ def replay(settings: Settings, lines: Iterable[bytes], labels: LabelIndex, sourc
            learning: tuple[list, Any] | None = None, progress: Callable[[int], None] | None = None,
            fmt: str = "auto", n_buckets: int = 20) -> Replay:
     """Run ``lines`` through a fresh shadow-mode pipeline in ``settings.workdir``, then score it."""
-    import time
-
-    from soc_agent.pipeline import Pipeline
-    from soc_agent.store import Store
-
     shutil.rmtree(settings.workdir, ignore_errors=True)
     pipeline = Pipeline(settings)
     if learning is not None:
@@ -485,8 +484,6 @@ def run_shadow(alerts: Path, labels_path: Path, base: Settings, options: ShadowO
     calibration data of the run (None when nothing was scored), which
     ``--learn`` fits and saves.
     """
-    from soc_agent.runners.report import write_report
-
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
     labels = LabelIndex(out / ".labels.sqlite")

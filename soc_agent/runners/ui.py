@@ -44,14 +44,20 @@ from markupsafe import Markup
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
+from connectors.base import ResponderError
 from soc_agent.actions import CATALOG, ROLLBACKS
+from soc_agent.audit import records as audit_records
+from soc_agent.audit_text import describe as describe_record
+from soc_agent.pdp.approvals import pending_rows
+from soc_agent.responders.executor import describe_status
 from soc_agent.runners.api import app_state
 from soc_agent.runners.approvals import ApprovalError, Invalid
 from soc_agent.runners.auth import Identity, Role
 from soc_agent.runners.case_actions import DISPOSITIONS
 from soc_agent.runners.limits import read_limited
-from soc_agent.store import ActionRow, AlertRow, CaseRow
-from soc_agent.store.tables import CaseEntityRow, DecisionRow
+from soc_agent.runners.tables import ApprovalMetaRow
+from soc_agent.store import ActionRow, AlertRow, ApprovalRow, CaseRow
+from soc_agent.store.tables import ApprovalVoteRow, CaseEntityRow, DecisionRow
 from soc_agent.types import Severity
 from soc_agent.wording import a_or_an
 
@@ -284,18 +290,14 @@ def _alerts(session, case_id: str) -> list[dict[str, Any]]:
 
 def _audit_lines(state, case_id: str) -> list[dict[str, Any]]:
     """The case's audit trail in words (the newest ``MAX_AUDIT_SHOWN`` records), oldest first."""
-    from soc_agent.audit import records
-    from soc_agent.audit_text import describe
-
-    lines = deque(({"seq": r.seq, "text": describe(r)} for r in records(state.pipeline.store.engine, case_id)),
+    lines = deque(({"seq": r.seq, "text": describe_record(r)}
+                   for r in audit_records(state.pipeline.store.engine, case_id)),
                   maxlen=MAX_AUDIT_SHOWN)
     return list(lines)
 
 
 def case_view(state, case_id: str) -> dict[str, Any]:
     """Everything the case page shows; raises ``NotFound`` for an unknown case."""
-    from soc_agent.responders.executor import describe_status
-
     case = state.queue.case(case_id)
     with state.lock:
         state.pipeline.store.commit()
@@ -334,10 +336,6 @@ def case_view(state, case_id: str) -> dict[str, Any]:
 
 def _approvals(session, case_id: str) -> list[dict[str, Any]]:
     """The case's approval items, decided or not, with each recorded first approval."""
-    from soc_agent.runners.tables import ApprovalMetaRow
-    from soc_agent.store import ApprovalRow
-    from soc_agent.store.tables import ApprovalVoteRow
-
     items = []
     for row in session.exec(select(ApprovalRow).where(ApprovalRow.case_id == case_id).order_by(ApprovalRow.id)):
         meta = session.get(ApprovalMetaRow, row.id)
@@ -453,8 +451,7 @@ def ui_queue(request: Request, sort: str = "age", incident_class: str = "", acti
     shown = filter_and_sort(rows, sort if sort in SORTS else "age", incident_class, action, severity)
     choices = {"class": sorted({r["incident_class"] for r in rows}), "action": sorted({r["action"] for r in rows}),
                "severity": sorted({r["severity"] for r in rows}, key=lambda s: -_severity_rank(s))}
-    from soc_agent.pdp.approvals import pending_rows  # the decision point's tool calls, shown as data
-
+    # The decision point's tool calls, shown as data.
     tool_calls = [row | {"args": json.dumps(row["call"].get("tool", {}).get("args", {}), ensure_ascii=False,
                                             indent=1)} for row in pending_rows(state.pipeline.store.engine)]
     return _page("queue.html", who, "approval queue", rows=shown, total=len(rows), choices=choices,
@@ -598,8 +595,6 @@ def ui_case(case_id: str, request: Request) -> Response:
 @router.post("/ui/cases/{case_id}/rollback")
 async def ui_rollback(case_id: str, request: Request) -> Response:
     """Roll back one executed action of the case through the executor, as ``soc-agent actions rollback``."""
-    from connectors.base import ResponderError
-
     posted = await _posted(request)
     if isinstance(posted, Response):
         return posted

@@ -86,6 +86,9 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from connectors.errors import RateLimited, Unavailable
 from soc_agent.config_file import ConfigError
+from soc_agent.runners.approvals import ApprovalError
+from soc_agent.runners.auth import Identity, Role
+from soc_agent.runners.case_actions import MAX_NAME, MAX_TEXT, CaseActions
 from soc_agent.runners.errors import Rejected
 from soc_agent.runners.limits import read_limited
 from soc_agent.runners.tables import CaseCommentRow, TicketLinkRow, TicketPostRow, WebhookEventRow
@@ -569,10 +572,6 @@ class WebhookHandler:
         The ticket's author is who closed it, as an analyst, with the provider as source; a ticket that
         changes its resolution reopens and re-closes the case, and one that repeats it changes nothing.
         """
-        from soc_agent.runners.approvals import ApprovalError
-        from soc_agent.runners.auth import Identity, Role
-        from soc_agent.runners.case_actions import MAX_NAME, MAX_TEXT, CaseActions
-
         author = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]", "", event.author or "").strip()
         who = Identity(name=author[:MAX_NAME] or f"{provider} user", role=Role.ANALYST)
         reason = (f"{provider} ticket {event.ticket_id[:200]} resolved as {label}"

@@ -76,3 +76,13 @@ def test_the_generic_mapping_does_not_import_the_registry_that_imports_it():
 
 def test_the_deterministic_reasoner_does_not_import_the_llm_reasoner_built_on_it():
     assert not {m for m in _imported(ROOT / "soc_agent" / "reasoner.py") if m.startswith("soc_agent.llm")}
+
+
+def test_the_command_line_loads_no_heavy_package_before_a_command_needs_it():
+    # `soc-agent --help` and the light commands: the graph, the model, the web stack, the store and the
+    # connectors load in the command that uses them.
+    loaded = _fresh_modules("import soc_agent.cli")
+    heavy = ("langgraph", "langchain_core", "lightgbm", "numpy", "fastapi", "uvicorn", "sqlalchemy", "sqlmodel",
+             "httpx", "openai", "mcp", "cryptography", "connectors")
+    assert "soc_agent.cli" in loaded
+    assert sorted({m.split(".")[0] for m in loaded} & set(heavy)) == []
