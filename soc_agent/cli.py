@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 from pydantic import ValidationError
+from typer.core import TyperGroup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from evals.dataset import load_demo_stream
 from soc_agent.config import DEMO_AUTONOMY, Settings
+from soc_agent.config_file import ConfigError
 from soc_agent.edge.guardlite import compile_policy, write_compiled
 from soc_agent.pdp.cli import pdp_app, print_pending_calls
 from soc_agent.runners.auth import Identity, Role, TokenStore
@@ -33,8 +35,22 @@ from soc_agent.wording import counted
 if TYPE_CHECKING:  # annotations only: the store is imported when a command needs it
     from soc_agent.store import Store
 
+
+class _Commands(TyperGroup):
+    """The root command group: a configuration file or setting that cannot be used ends any command with its
+    ``file:line: problem`` lines on stderr and exit status 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            for line in str(exc).splitlines():
+                err.print(safe_cell(line), soft_wrap=True)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(help="soc-agent: autonomous SOC triage with guarded actions and a verifiable audit trail.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, cls=_Commands)
 cases_app = typer.Typer(help="Inspect and work cases: close, reopen, comment, assign.", no_args_is_help=True)
 blocks_app = typer.Typer(help="Inspect TTL'd blocks.", no_args_is_help=True)
 actions_app = typer.Typer(help="Inspect and roll back actions.", no_args_is_help=True)

@@ -441,6 +441,29 @@ def test_blocks_list_survives_hostile_data(hostile):
 # ---- bad command lines -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("file, text, line, fragment", [
+    ("policy.yml", "mode: enforce\nkill_switch: false\ntiers:\n  contain_soft: {min_confidence: high}\n", 4,
+     "tiers.contain_soft.min_confidence"),
+    ("brute_force.yml", None, 2, "duplicate key 'name'"),
+], ids=["policy", "playbook"])
+def test_a_broken_configuration_file_ends_the_command_at_its_line(file, text, line, fragment, small_file, tmp_path):
+    playbooks = shutil.copytree(REPO / "playbooks", tmp_path / "playbooks")
+    path = playbooks / file
+    if text is None:  # the shipped file with its name given twice, the second time on `line`
+        original = path.read_text().splitlines(keepends=True)
+        first = next(i for i, row in enumerate(original) if row.startswith("name:"))
+        text = "".join(original[first:first + 1] * 2 + original[:first] + original[first + 1:])
+    path.write_text(text)
+    proc = cli("triage", str(small_file), workdir=tmp_path / "work",
+               env={"SOC_AGENT_PLAYBOOKS_DIR": str(playbooks)})
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    # Whatever the command said before it read the file, it ends with the problem, at its line.
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{path}:{line}: "), proc.stderr
+    assert fragment in last
+
+
 def _usage_error(proc: subprocess.CompletedProcess, *names: str) -> str:
     """A usage error: exit 2, one line on stderr that names ``names``, no traceback."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
