@@ -4,10 +4,26 @@ The model reads the case as fenced, labelled data and answers with a
 structured verdict; the answer is checked against the case (evidence ids
 must exist, the action must be on the menu) and against the deterministic
 assessment. The model never acts: the guard still judges every action.
+
+The names below load on first use: the injection detector runs in every
+graph and decision-point process, and must not bring the model client
+(openai) with it.
 """
 
-from soc_agent.llm.config import LLMSettings
-from soc_agent.llm.injection import scan_case, scan_text
-from soc_agent.llm.reasoner import LLMReasoner
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {"LLMReasoner": "reasoner", "LLMSettings": "config", "scan_case": "injection", "scan_text": "injection"}
 
 __all__ = ["LLMReasoner", "LLMSettings", "scan_case", "scan_text"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'soc_agent.llm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"soc_agent.llm.{module}"), name)
+    globals()[name] = value
+    return value

@@ -86,3 +86,12 @@ def test_the_command_line_loads_no_heavy_package_before_a_command_needs_it():
              "httpx", "openai", "mcp", "cryptography", "connectors")
     assert "soc_agent.cli" in loaded
     assert sorted({m.split(".")[0] for m in loaded} & set(heavy)) == []
+
+
+def test_the_injection_detector_does_not_bring_the_model_client():
+    # Every graph (the reason node) and every decision point scans for injection; only --reasoner llm talks to a
+    # model, so only it may load openai.
+    loaded = _fresh_modules("import soc_agent.llm.injection, soc_agent.pdp.engine, soc_agent.nodes.reason")
+    assert "soc_agent.llm.injection" in loaded
+    assert "openai" not in {m.split(".")[0] for m in loaded}
+    assert "openai" in {m.split(".")[0] for m in _fresh_modules("from soc_agent.llm import LLMReasoner")}
