@@ -12,18 +12,10 @@ graph and decision-point process, and must not bring the model client
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from soc_agent.lazy import lazy_attributes
 
 _LAZY = {"LLMReasoner": "reasoner", "LLMSettings": "config", "scan_case": "injection", "scan_text": "injection"}
 
 __all__ = ["LLMReasoner", "LLMSettings", "scan_case", "scan_text"]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'soc_agent.llm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"soc_agent.llm.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -17,9 +17,10 @@ data (``playbooks/pdp-policy.yml``); decisions are audited and replayable
 
 from __future__ import annotations
 
-import importlib
 import threading
 from typing import TYPE_CHECKING, Any
+
+from soc_agent.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from soc_agent.pdp.approvals import ApprovalError, call_hash
@@ -49,14 +50,7 @@ _LAZY = {
     "load_policy": "policy", "parse_policy": "policy", "SessionMemory": "session",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'soc_agent.pdp' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"soc_agent.pdp.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def create_app(pdp: PDP, tokens: Any = None) -> Any:
