@@ -42,12 +42,11 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _policy(path: Path | None):
-    from soc_agent.pdp.policy import SHIPPED_POLICY, PolicyError, load_policy  # deferred: CEL, not for --help
+    """The policy at ``path`` (default: the shipped one). A ``PolicyError`` reaches the CLI's root group, which
+    prints its ``file:line`` lines and exits 2."""
+    from soc_agent.pdp.policy import SHIPPED_POLICY, load_policy  # deferred: CEL, not for --help
 
-    try:
-        return load_policy(path or SHIPPED_POLICY)
-    except PolicyError as exc:
-        _fail(str(exc))
+    return load_policy(path or SHIPPED_POLICY)
 
 
 def _existing_workdir(workdir: Path) -> Path:
@@ -81,14 +80,10 @@ def serve(policy: Path | None = PolicyOpt, workdir: Path | None = WorkdirOpt,
     import uvicorn
 
     from soc_agent.pdp.http import create_app
-    from soc_agent.runners.auth import TokenFileError, TokenStore
+    from soc_agent.runners.auth import TokenStore
 
-    tokens = None
-    if tokens_file is not None:
-        try:
-            tokens = TokenStore.from_file(tokens_file)
-        except TokenFileError as exc:
-            _fail(str(exc))
+    # A bad tokens file is a TokenFileError (a ConfigError): the CLI's root group prints it at its line.
+    tokens = TokenStore.from_file(tokens_file) if tokens_file is not None else None
     engine = _engine(policy, workdir)
     try:
         uvicorn.run(create_app(engine, tokens), host=host, port=port, log_level="warning", access_log=False)
