@@ -1086,13 +1086,11 @@ def serve(workdir: Path = WorkdirOpt, host: str = typer.Option("127.0.0.1", "--h
     """Serve the approval queue (API and web page), the ticketing webhook and /metrics."""
     # deferred: the server (fastapi, uvicorn) and the graph (langgraph)
     from soc_agent.runners.server import serve as run_server
-    from soc_agent.runners.webhooks import WebhookConfig, WebhookConfigError
+    from soc_agent.runners.webhooks import WebhookConfig
 
-    try:  # a webhook setting that cannot work stops here, before anything is created
-        WebhookConfig.from_env()
-    except WebhookConfigError as exc:
-        err.print(safe_cell(str(exc), style="red"), soft_wrap=True)  # one line, however long
-        raise typer.Exit(2) from None
+    # A webhook setting that cannot work stops here, before anything is created: its WebhookConfigError
+    # (a ConfigError) reaches the root group, which prints it and exits 2.
+    WebhookConfig.from_env()
     settings = Settings.from_env(workdir=workdir, to_broker=to_broker)
     err.print(safe_cell(settings.autonomy_in_force()))
     run_server(settings, host=host, port=port)
@@ -1110,16 +1108,11 @@ def poll(
 ) -> None:
     """Poll the alert APIs of connectors with `poll: true` and triage what they return."""
     # deferred: the connectors (httpx) load for polling only
-    from connectors.errors import ConfigError
     from connectors.loader import CONNECTORS_ENV, configured_sources
     from soc_agent.runners.poll import poll_forever, poll_once
 
     environ = {**os.environ, CONNECTORS_ENV: str(connectors_file)} if connectors_file else None
-    try:
-        sources = configured_sources(environ)
-    except ConfigError as exc:
-        err.print(safe_cell(str(exc), style="red"))
-        raise typer.Exit(2) from None
+    sources = configured_sources(environ)  # a bad connectors file is a ConfigError: the root group prints it
     if not sources:
         err.print(safe_cell(f"no connector has poll: true (set {CONNECTORS_ENV} or --connectors)"))
         raise typer.Exit(2)
@@ -1293,11 +1286,7 @@ def shadow(
     if learn_split is not None:
         _shadow_split(alerts, labels, settings, learn_split, out_dir, as_json)
         return
-    try:
-        gate = GateConfig.from_file(gate_file) if gate_file else GateConfig()
-    except (OSError, ValueError, TypeError) as exc:
-        err.print(safe_cell(f"bad gate file: {exc}"))
-        raise typer.Exit(2) from None
+    gate = GateConfig.from_file(gate_file) if gate_file else GateConfig()  # ConfigError at its line: root group
     overrides = {k: v for k, v in (("min_cases", min_cases), ("min_agreement", min_agreement)) if v is not None}
     if overrides:
         gate = GateConfig(**{**{k: getattr(gate, k) for k in gate.__dataclass_fields__}, **overrides})
